@@ -1,0 +1,22 @@
+"""U-Net variants for the skip-connection studies, built on dynamic-network-architectures."""
+
+from nnunet_robustness.architectures.attention import AdditiveAttentionGate
+from nnunet_robustness.architectures.decoder import SkipSelectiveUNetDecoder, resolve_skip_levels
+from nnunet_robustness.architectures.unets import (
+    SkipSelectivePlainConvUNet,
+    SkipSelectiveResidualEncoderUNet,
+    count_parameters,
+    dotted_name,
+    skip_selective_class_for,
+)
+
+__all__ = [
+    "AdditiveAttentionGate",
+    "SkipSelectiveUNetDecoder",
+    "SkipSelectivePlainConvUNet",
+    "SkipSelectiveResidualEncoderUNet",
+    "count_parameters",
+    "dotted_name",
+    "resolve_skip_levels",
+    "skip_selective_class_for",
+]

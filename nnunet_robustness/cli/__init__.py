@@ -1,0 +1,57 @@
+"""``nnunet-robust``: one entry point, one module per sub-command.
+
+Each module listed in ``COMMAND_MODULES`` defines ``register(subparsers) -> None``, which adds its
+parser(s) and sets ``func`` (called with the parsed namespace, returns an exit status or None).
+Modules are imported lazily so that ``nnunet-robust --help`` stays fast and one broken command
+cannot take the others down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from nnunet_robustness import __version__
+from nnunet_robustness.errors import UserInputError
+
+# Order is the order shown in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "nnunet_robustness.cli.doctor",
+    "nnunet_robustness.cli.install_shim",
+    "nnunet_robustness.cli.plan_arch",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnunet-robust",
+        description="Robustness evaluation and architecture studies for nnU-Net v2 models.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        status = args.func(args)
+    except UserInputError as e:
+        print(f"nnunet-robust: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nnunet-robust: interrupted", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Our nnU-Net trainers: architecture variants and the schedule variants generated from them.
+
+Read like nnU-Net's own ``variants/``: each trainer changes one or two things of its base.
+Generated names follow nnU-Net's convention ``<base>_<suffix>``, e.g. ``nnUNetTrainerNoSkip_5epochs``.
+"""
+
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_robustness.trainers.builders import skip_selective_builder
+
+
+class nnUNetTrainerNoSkip(nnUNetTrainer):
+    """U-Net without skip connections: the decoder sees only the bottleneck features."""
+
+    build_network_architecture = staticmethod(skip_selective_builder(skip_levels="none"))
+
+
+class nnUNetTrainerAttentionGate(nnUNetTrainer):
+    """U-Net with an additive attention gate (Oktay et al. 2018) on every skip connection."""
+
+    build_network_architecture = staticmethod(skip_selective_builder(attention_gates=True))
+
+
+ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate)
+
+# suffix -> hyper-parameters set after nnUNetTrainer.__init__ (where nnU-Net sets its defaults).
+# The epoch counts mirror nnU-Net's variants/training_length; "tiny" is a smoke-test schedule that
+# trains, validates and writes checkpoint_final.pth in seconds on a CPU.
+SCHEDULES: dict[str, dict[str, int]] = {
+    "1epoch": {"num_epochs": 1},
+    **{f"{n}epochs": {"num_epochs": n} for n in (5, 10, 20, 50, 100, 250, 500, 750, 2000, 4000, 8000)},
+    "tiny": {"num_epochs": 1, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2},
+}
+
+
+def make_variant(base: type, suffix: str, **hyperparameters) -> type:
+    """Subclass ``base`` as ``<base>_<suffix>``, overriding nnUNetTrainer hyper-parameters.
+
+    The new class lives in this module (checkpoints store the class name and the predictor looks it
+    up again through nnU-Net's trainer search, which finds it via our shim module).
+    """
+    unknown = [k for k in hyperparameters if k not in _KNOWN_HYPERPARAMETERS]
+    if unknown:
+        raise ValueError(f"not nnUNetTrainer hyper-parameters: {unknown}; known: {sorted(_KNOWN_HYPERPARAMETERS)}")
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        base.__init__(self, plans, configuration, fold, dataset_json, device)
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+
+    name = f"{base.__name__}_{suffix}"
+    settings = ", ".join(f"{k}={v}" for k, v in hyperparameters.items())
+    return type(name, (base,), {
+        "__init__": __init__,
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"{base.__name__} with {settings}.",
+    })
+
+
+_KNOWN_HYPERPARAMETERS = frozenset({
+    "num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr", "weight_decay",
+    "oversample_foreground_percent", "save_every",
+})
+
+
+def _generate() -> dict[str, type]:
+    generated = {}
+    for base in ARCHITECTURE_TRAINERS:
+        for suffix, hyperparameters in SCHEDULES.items():
+            cls = make_variant(base, suffix, **hyperparameters)
+            generated[cls.__name__] = cls
+    # nnU-Net ships nnUNetTrainer_<N>epochs itself; only the smoke-test schedule is new for the stock
+    # U-Net. (Redefining nnU-Net's names would shadow them, since our shim is found first.)
+    tiny = make_variant(nnUNetTrainer, "tiny", **SCHEDULES["tiny"])
+    generated[tiny.__name__] = tiny
+    return generated
+
+
+GENERATED_TRAINERS = _generate()
+globals().update(GENERATED_TRAINERS)
+
+TRAINERS: dict[str, type] = {
+    **{cls.__name__: cls for cls in ARCHITECTURE_TRAINERS},
+    **GENERATED_TRAINERS,
+}
+__all__ = sorted(TRAINERS)

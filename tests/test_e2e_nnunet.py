@@ -1,0 +1,105 @@
+"""End to end through nnU-Net's real CLIs, on CPU: plan/preprocess, train with our trainers (and with
+the stock trainer through the plans route), predict, evaluate, and load the checkpoint in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.synthetic import write_nnunet_dataset
+
+pytestmark = pytest.mark.e2e
+
+BIN = Path(sys.executable).parent
+DATASETS = {2: (902, "2d"), 3: (903, "3d_fullres")}
+
+
+def run_cli(args: list[str], env: dict, timeout: int = 600) -> str:
+    executable = args[0] if os.path.isabs(args[0]) else str(BIN / args[0])
+    result = subprocess.run([executable, *args[1:]], env=env, capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} exited {result.returncode}\n--- stdout ---\n{result.stdout[-4000:]}"
+                             f"\n--- stderr ---\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("nnunet")
+    values = {name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for folder in values.values():
+        Path(folder).mkdir()
+    return {**os.environ, **values, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
+            "OMP_NUM_THREADS": "2"}
+
+
+@pytest.fixture(scope="module")
+def planned(env) -> dict[int, Path]:
+    """Both synthetic datasets, planned and preprocessed once for the module."""
+    raw = {}
+    for dim, (dataset_id, configuration) in DATASETS.items():
+        raw[dim] = write_nnunet_dataset(Path(env["nnUNet_raw"]), dataset_id, dim, n_train=6, n_test=2, seed=dim)
+        run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", configuration, "-np", "2",
+                 "-npfp", "2", "--verify_dataset_integrity"], env)
+    return raw
+
+
+CASES = [
+    # (dim, trainer, plans, plan-arch arguments or None, expected skip levels, expected attention)
+    (2, "nnUNetTrainerNoSkip_tiny", "nnUNetPlans", None, (), False),
+    (2, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
+    (3, "nnUNetTrainerNoSkip_tiny", "nnUNetPlans", None, (), False),
+    (3, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
+    (3, "nnUNetTrainer_tiny", "nnUNetPlansNoSkip", ["--arch", "noskip"], (), False),
+    (2, "nnUNetTrainer_tiny", "nnUNetPlansAttentionGate", ["--arch", "attention"], "all", True),
+]
+
+
+@pytest.mark.parametrize("dim,trainer,plans,plan_arch,skip_levels,attention", CASES,
+                         ids=[f"{c[0]}d-{c[1]}-{c[2]}" for c in CASES])
+def test_train_predict_evaluate(env, planned, tmp_path, dim, trainer, plans, plan_arch, skip_levels, attention):
+    dataset_id, configuration = DATASETS[dim]
+    raw = planned[dim]
+    if plan_arch:
+        run_cli(["nnunet-robust", "plan-arch", "-d", str(dataset_id), *plan_arch], env)
+
+    run_cli(["nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-p", plans,
+             "-device", "cpu"], env)
+    model_folder = Path(env["nnUNet_results"]) / raw.name / f"{trainer}__{plans}__{configuration}"
+    checkpoint = torch.load(model_folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == trainer
+
+    predictions = tmp_path / "predictions"
+    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", str(dataset_id),
+             "-c", configuration, "-tr", trainer, "-p", plans, "-f", "0", "-device", "cpu", "--disable_tta",
+             "-npp", "1", "-nps", "1"], env)
+    test_cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
+    assert sorted(p.name for p in predictions.glob("*.nii.gz")) == test_cases
+
+    run_cli(["nnUNetv2_evaluate_folder", str(raw / "labelsTs"), str(predictions), "-djfile",
+             str(model_folder / "dataset.json"), "-pfile", str(model_folder / "plans.json"), "-np", "1"], env)
+    summary = json.loads((predictions / "summary.json").read_text())
+    assert len(summary["metric_per_case"]) == len(test_cases)
+    dice = summary["foreground_mean"]["Dice"]
+    assert math.isfinite(dice) and 0 <= dice <= 1
+
+    # The same checkpoint through nnU-Net's Python API builds our network, not the stock one.
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from nnunet_robustness.architectures import SkipSelectiveUNetDecoder, resolve_skip_levels
+
+    predictor = nnUNetPredictor(use_mirroring=False, perform_everything_on_device=False,
+                                device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(model_folder), use_folds=(0,),
+                                                   checkpoint_name="checkpoint_final.pth")
+    decoder = predictor.network.decoder
+    assert isinstance(decoder, SkipSelectiveUNetDecoder)
+    assert decoder.skip_levels == resolve_skip_levels(skip_levels, decoder.num_skip_levels)
+    assert (decoder.attention_gates is not None) == attention
