@@ -10,6 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+# mkstemp creates files readable by the owner only; outputs should get the usual permissions.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
@@ -24,6 +28,7 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name.split('.')[0]}.", suffix=f".tmp{suffix}",
                                     dir=final_path.parent)
     os.close(fd)
+    os.chmod(tmp_name, 0o666 & ~_UMASK)
     tmp = Path(tmp_name)
     try:
         yield tmp

@@ -15,6 +15,7 @@ from nnunet_robustness.architectures import (
     SkipSelectiveUNetDecoder,
 )
 from nnunet_robustness.trainers import SCHEDULES, TRAINERS, make_variant
+from nnunet_robustness.trainers.variants import CPU_SCHEDULES
 from tests.plans_fixtures import DATASET_JSON, default_plans, resenc_plans
 
 
@@ -26,7 +27,7 @@ def test_trainer_names_follow_nnunet_convention():
     for name, cls in TRAINERS.items():
         assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
         assert cls.__module__ == "nnunet_robustness.trainers.variants"
-    assert len(TRAINERS) == 2 * (1 + len(SCHEDULES)) + 1
+    assert len(TRAINERS) == 2 * (1 + len(SCHEDULES)) + len(CPU_SCHEDULES)
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -34,6 +35,7 @@ def test_trainer_names_follow_nnunet_convention():
     ("nnUNetTrainerNoSkip_5epochs", {"num_epochs": 5, "num_iterations_per_epoch": 250}),
     ("nnUNetTrainerAttentionGate_1epoch", {"num_epochs": 1}),
     ("nnUNetTrainer_tiny", {"num_epochs": 1, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}),
+    ("nnUNetTrainerNoSkip_short", {"num_epochs": 2, "num_iterations_per_epoch": 50}),
 ])
 def test_schedule_hyperparameters_on_a_real_trainer(name, expected, nnunet_env):
     trainer = TRAINERS[name](dict(default_plans(), continue_training=False), "3d_fullres", 0, DATASET_JSON,

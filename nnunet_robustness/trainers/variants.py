@@ -27,13 +27,18 @@ class nnUNetTrainerAttentionGate(nnUNetTrainer):
 ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate)
 
 # suffix -> hyper-parameters set after nnUNetTrainer.__init__ (where nnU-Net sets its defaults).
-# The epoch counts mirror nnU-Net's variants/training_length; "tiny" is a smoke-test schedule that
-# trains, validates and writes checkpoint_final.pth in seconds on a CPU.
+# The epoch counts mirror nnU-Net's variants/training_length. Two CPU schedules are new: "tiny" is a
+# smoke test that trains, validates and writes checkpoint_final.pth in seconds; "short" (100
+# iterations) is enough for an easy synthetic task to reach a usable Dice (tests, demo).
 SCHEDULES: dict[str, dict[str, int]] = {
     "1epoch": {"num_epochs": 1},
     **{f"{n}epochs": {"num_epochs": n} for n in (5, 10, 20, 50, 100, 250, 500, 750, 2000, 4000, 8000)},
     "tiny": {"num_epochs": 1, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2},
+    "short": {"num_epochs": 2, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 5},
 }
+
+
+CPU_SCHEDULES = ("tiny", "short")
 
 
 def make_variant(base: type, suffix: str, **hyperparameters) -> type:
@@ -74,10 +79,11 @@ def _generate() -> dict[str, type]:
         for suffix, hyperparameters in SCHEDULES.items():
             cls = make_variant(base, suffix, **hyperparameters)
             generated[cls.__name__] = cls
-    # nnU-Net ships nnUNetTrainer_<N>epochs itself; only the smoke-test schedule is new for the stock
-    # U-Net. (Redefining nnU-Net's names would shadow them, since our shim is found first.)
-    tiny = make_variant(nnUNetTrainer, "tiny", **SCHEDULES["tiny"])
-    generated[tiny.__name__] = tiny
+    # nnU-Net ships nnUNetTrainer_<N>epochs itself; only the CPU schedules are new for the stock U-Net.
+    # (Redefining nnU-Net's names would shadow them, since our shim is found first.)
+    for suffix in CPU_SCHEDULES:
+        cls = make_variant(nnUNetTrainer, suffix, **SCHEDULES[suffix])
+        generated[cls.__name__] = cls
     return generated
 
 

@@ -1,0 +1,278 @@
+"""``nnunet-robust corrupt``: write corrupted copies of an nnU-Net ``imagesTs``-style folder.
+
+Each case's files (``CASE_0000<ending>``, ``CASE_0001<ending>``, ...) are read together with
+nnU-Net's own reader (so the model later sees exactly these arrays), corrupted as one multi-channel
+image, and written under ``OUT/<family>/<severity>/`` (presets: ``OUT/<group>/<name>/``) with the
+same file names, pixel type and geometry (origin, spacing, direction) as each input file. The seed of
+a case is ``derive_seed(--seed, case, condition)``, so re-runs and other tools reproduce it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_path, atomic_write_json
+
+if TYPE_CHECKING:  # the corruptions import torch; keep `nnunet-robust --help` fast
+    from nnunet_robustness.corruptions.conditions import Condition
+
+_FILE_PATTERN = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "corrupt",
+        help="write corrupted copies of an imagesTs folder, one folder per family/severity",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    parser.add_argument("--list", action="store_true", help="print the catalogue of families and presets, then exit")
+    parser.add_argument("-i", "--input", type=Path, help="folder with CASE_XXXX<ending> files (nnU-Net imagesTs layout)")
+    parser.add_argument("-o", "--output", type=Path, help="output folder; gets <family>/<severity>/ subfolders")
+    parser.add_argument("--family", nargs="+", metavar="FAMILY", default=[],
+                        help="families to apply ('all' for every family; see --list)")
+    parser.add_argument("--severity", nargs="+", type=float, metavar="S", default=None,
+                        help="severities, ints 1..5 or floats in [0, 5] (default: 1 2 3 4 5)")
+    parser.add_argument("--preset", nargs="+", metavar="PRESET", default=[],
+                        help="named presets, e.g. 'seed-study' (all four) or 'seed-study:harder'")
+    parser.add_argument("-l", "--labels", type=Path, default=None,
+                        help="reference labels (CASE<ending>), needed by background_blur and its presets")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="rewrite outputs that already exist")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int | None:
+    if args.list:
+        print(catalogue_text())
+        return 0
+    if args.input is None or args.output is None:
+        raise UserInputError("corrupt needs -i/--input and -o/--output (or --list)")
+    conditions = _conditions(args.family, args.severity, args.preset)
+    cases, ending = find_cases(args.input)
+    if any(c.corruption.requires_label for c in conditions) and args.labels is None:
+        needing = sorted({c.name for c in conditions if c.corruption.requires_label})
+        raise UserInputError(f"{', '.join(needing)} blur the background and need the reference labels: pass "
+                             f"-l/--labels LABELS_FOLDER")
+    if args.labels is not None and not args.labels.is_dir():
+        raise UserInputError(f"{args.labels}: labels folder does not exist")
+    reader_writer = _reader_writer(ending, cases[0][1][0])
+
+    from tqdm import tqdm
+
+    from nnunet_robustness.corruptions import derive_seed
+
+    for condition in conditions:
+        atomic_write_json(args.output / condition.folder / "corruption.json", {
+            "name": condition.name, "family": condition.corruption.family,
+            "severity": condition.corruption.severity, "values": condition.corruption.values,
+            "settings": condition.corruption.settings, "base_seed": args.seed,
+            "case_seed": "nnunet_robustness.corruptions.derive_seed(base_seed, case, name)",
+        })
+    written = skipped = 0
+    with tqdm(total=len(cases) * len(conditions), desc="corrupt", unit="image") as progress:
+        for case, files in cases:
+            loaded: _LoadedCase | None = None
+            for condition in conditions:
+                targets = [args.output / condition.folder / f.name for f in files]
+                if not args.overwrite and all(t.exists() for t in targets):
+                    skipped += 1
+                    progress.update()
+                    continue
+                if loaded is None:
+                    loaded = _load_case(reader_writer, files, args.labels, case, ending)
+                label = loaded.label if condition.corruption.requires_label else None
+                corrupted = condition.corruption(loaded.data, loaded.spacing,
+                                                 seed=derive_seed(args.seed, case, condition.name), label=label)
+                _write_case(reader_writer, corrupted, loaded, targets)
+                written += 1
+                progress.update()
+    print(f"corrupt: {written} case-condition(s) written, {skipped} already present "
+          f"({len(cases)} cases x {len(conditions)} conditions) in {args.output}")
+    return 0
+
+
+def catalogue_text() -> str:
+    from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
+
+    width = max(len(name) for name in [*CORRUPTIONS, *PRESETS])
+    lines = [f"{len(CORRUPTIONS)} families (severity 1..5, or a float in [0, 5]):"]
+    for name, cls in CORRUPTIONS.items():
+        lines.append(f"  {name:<{width}}  [{cls.group}] {cls.summary}")
+    lines.append("presets (fixed parameters):")
+    for name, preset in PRESETS.items():
+        lines.append(f"  {name:<{width}}  {preset.description}")
+    for source in dict.fromkeys(preset.source for preset in PRESETS.values()):
+        lines.append(f"  source: {source}")
+    return "\n".join(lines)
+
+
+# --- conditions --------------------------------------------------------------------------------------
+
+@dataclass
+class _Condition:
+    condition: Condition  # shared with `run`: same names, so the same derive_seed(seed, case, name)
+    folder: Path  # OUT/<family>/<severity> or OUT/<preset group>/<preset>
+    corruption: Any
+
+    @property
+    def name(self) -> str:
+        return self.condition.name
+
+
+def _conditions(families: Sequence[str], severities: Sequence[float] | None,
+                presets: Sequence[str]) -> list[_Condition]:
+    from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
+    from nnunet_robustness.corruptions.conditions import family_condition, preset_condition
+    from nnunet_robustness.corruptions.presets import preset_group
+
+    if not families and not presets:
+        raise UserInputError("nothing to do: give --family NAME ... and/or --preset NAME ... (see --list)")
+    if severities is not None and not families:
+        raise UserInputError("--severity applies to --family; presets have fixed parameters")
+    names = list(CORRUPTIONS) if "all" in families else list(dict.fromkeys(families))
+    conditions = []
+    for family in names:
+        for severity in severities if severities is not None else range(1, 6):
+            condition = family_condition(family, severity)
+            folder = Path(family) / condition.name.rsplit("_sev", 1)[1]
+            conditions.append(_Condition(condition, folder, condition.corruption()))
+    for requested in presets:
+        matched = preset_group(requested)
+        if not matched:
+            raise UserInputError(f"unknown preset {requested!r}; known: {', '.join(PRESETS)} "
+                                 f"(or a group such as 'seed-study')")
+        for name in matched:
+            group, _, short = name.partition(":")
+            condition = preset_condition(name)
+            conditions.append(_Condition(condition, Path(group) / short, condition.corruption()))
+    return conditions
+
+
+# --- reading and writing -----------------------------------------------------------------------------
+
+def find_cases(folder: Path) -> tuple[list[tuple[str, list[Path]]], str]:
+    """Group ``CASE_XXXX<ending>`` files by case; check every case has channels 0000..n-1."""
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: input folder does not exist")
+    by_case: dict[str, dict[int, Path]] = {}
+    endings = set()
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        match = _FILE_PATTERN.match(path.name)
+        if match is None:
+            continue
+        endings.add(match["ending"])
+        by_case.setdefault(match["case"], {})[int(match["channel"])] = path
+    if not by_case:
+        raise UserInputError(f"{folder}: no image files named CASE_XXXX<ending> (e.g. case_001_0000.nii.gz)")
+    if len(endings) > 1:
+        raise UserInputError(f"{folder}: files with different endings {sorted(endings)}; keep one format per folder")
+    counts = {len(channels) for channels in by_case.values()}
+    cases = []
+    for case, channels in sorted(by_case.items()):
+        if sorted(channels) != list(range(len(channels))) or len(counts) > 1:
+            raise UserInputError(f"{folder}: case {case!r} has channels {sorted(channels)}; every case needs "
+                                 f"the same channels _0000.._{max(counts) - 1:04d}")
+        cases.append((case, [channels[i] for i in range(len(channels))]))
+    return cases, endings.pop()
+
+
+def _reader_writer(ending: str, example: Path):
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    try:
+        reader_writer = determine_reader_writer_from_file_ending(ending, str(example), verbose=False)
+    except RuntimeError:
+        raise UserInputError(f"{example}: nnU-Net has no reader for files ending in {ending!r}") from None
+    if not issubclass(reader_writer, (SimpleITKIO, NaturalImage2DIO)):
+        raise UserInputError(f"{example}: files ending in {ending!r} are read by nnU-Net's "
+                             f"{reader_writer.__name__}, which corrupt cannot write back yet; convert the "
+                             f"folder to .nii.gz (SimpleITK) or .png")
+    return reader_writer()
+
+
+@dataclass
+class _LoadedCase:
+    data: np.ndarray  # float32 (C, *spatial) as nnU-Net reads it
+    spacing: tuple[float, ...]
+    label: np.ndarray | None
+    files: list[Path]
+    channels_per_file: list[int]
+
+
+def _load_case(reader_writer, files: list[Path], labels: Path | None, case: str, ending: str) -> _LoadedCase:
+    arrays, spacing = [], None
+    for path in files:
+        try:
+            array, properties = reader_writer.read_images([str(path)])
+        except Exception as e:  # noqa: BLE001 - any reader failure is a bad input file
+            raise UserInputError(f"{path}: cannot be read by {type(reader_writer).__name__}: {e}") from None
+        arrays.append(array)
+        spacing = properties["spacing"] if spacing is None else spacing
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) > 1:
+        raise UserInputError(f"case {case!r}: channel files have different shapes {sorted(shapes)}")
+    label = None
+    if labels is not None:
+        label_path = labels / f"{case}{ending}"
+        if not label_path.is_file():
+            raise UserInputError(f"{label_path}: reference label of case {case!r} not found")
+        label, _ = reader_writer.read_seg(str(label_path))
+        if label.shape[1:] != arrays[0].shape[1:]:
+            raise UserInputError(f"{label_path}: label shape {label.shape[1:]} differs from the image's "
+                                 f"{arrays[0].shape[1:]}")
+    return _LoadedCase(np.concatenate(arrays).astype(np.float32, copy=False), tuple(float(s) for s in spacing),
+                       label, files, [a.shape[0] for a in arrays])
+
+
+def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _write_case(reader_writer, corrupted: np.ndarray, loaded: _LoadedCase, targets: list[Path]) -> None:
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    start = 0
+    for target, count, source in zip(targets, loaded.channels_per_file, loaded.files):
+        channels = corrupted[start:start + count]
+        start += count
+        if isinstance(reader_writer, SimpleITKIO):
+            _write_sitk(channels, source, target)
+        else:
+            _write_natural(channels, source, target)
+
+
+def _write_sitk(channels: np.ndarray, source: Path, target: Path) -> None:
+    import SimpleITK as sitk
+
+    original = sitk.ReadImage(str(source))
+    array = channels[0]
+    if original.GetDimension() == 2:
+        array = array[0]  # nnU-Net adds a leading axis to 2D images
+    image = sitk.GetImageFromArray(_cast(array, sitk.GetArrayViewFromImage(original).dtype))
+    image.CopyInformation(original)  # origin, spacing, direction exactly as the input
+    with atomic_path(target) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def _write_natural(channels: np.ndarray, source: Path, target: Path) -> None:
+    from skimage import io
+
+    dtype = io.imread(str(source)).dtype
+    array = channels[:, 0]  # (c, 1, X, Y) -> (c, X, Y)
+    array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+    with atomic_path(target) as tmp:
+        io.imsave(str(tmp), _cast(array, dtype), check_contrast=False)

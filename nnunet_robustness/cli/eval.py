@@ -1,0 +1,70 @@
+"""``nnunet-robust eval``: segmentation metrics and robustness summaries of prediction folders.
+
+Compares nnU-Net-style prediction folders against a reference folder (labelsTs) with the labels and
+regions of dataset.json: Dice, IoU, HD95, ASSD, NSD, volume differences and TP/FP/FN per case, label
+and condition; bootstrap confidence intervals, degradation vs clean, metric-vs-severity curves and,
+for several models, best-model shares and Holm-corrected paired Wilcoxon tests. Writes
+per_case.csv, per_case.parquet, summary.json and report.html into the output folder (see
+docs/evaluation.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnunet_robustness.errors import UserInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="metrics and robustness summaries of prediction folders against labelsTs",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", action="append", metavar="NAME=DIR", default=None,
+                        help="a model's prediction folder (run's output, a folder of condition sub-folders, or a "
+                             "folder of predictions); repeat to compare models")
+    source.add_argument("-i", "--input", type=Path, help="one prediction folder (model named after the folder)")
+    parser.add_argument("-ref", "--reference", type=Path, required=True, help="reference labels folder (labelsTs)")
+    parser.add_argument("-djfile", "--dataset-json", type=Path, required=True,
+                        help="dataset.json with the labels/regions and file_ending")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--nsd-tolerance", type=float, default=1.0, metavar="MM",
+                        help="tolerance of the normalised surface Dice in mm (default 1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("-np", "--num-processes", type=int, default=2,
+                        help="processes computing metrics, one case at a time each (default 2)")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html")
+    parser.set_defaults(func=run)
+
+
+def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path]:
+    if single is not None:
+        return {single.resolve().name: single}
+    models: dict[str, Path] = {}
+    for spec in specs or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise UserInputError(f"--model {spec!r}: expected NAME=FOLDER, e.g. --model baseline=out/baseline")
+        if name in models:
+            raise UserInputError(f"--model {spec!r}: model name {name!r} given twice")
+        models[name] = Path(folder)
+    return models
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.evaluation import evaluate, write_report
+    from nnunet_robustness.evaluation.evaluate import REPORT_HTML
+
+    result = evaluate(parse_models(args.model, args.input), args.reference, args.dataset_json, args.output,
+                      nsd_tolerance_mm=args.nsd_tolerance, seed=args.seed, n_bootstrap=args.n_bootstrap,
+                      num_processes=args.num_processes)
+    if not args.no_report:
+        write_report(result, args.output / REPORT_HTML)
+    per_case = result.per_case
+    print(f"eval: {per_case['case'].nunique()} cases x {len(result.conditions)} model-condition(s) x "
+          f"{per_case['label'].nunique()} label(s) -> {args.output}")
+    return 0

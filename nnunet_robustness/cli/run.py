@@ -1,0 +1,103 @@
+"""``nnunet-robust run``: predict test images under corruptions with a trained nnU-Net model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nnunet_robustness.errors import UserInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from nnunet_robustness.corruptions.conditions import CONDITION_SETS
+
+    parser = subparsers.add_parser(
+        "run",
+        help="predict test images under corruptions with nnU-Net's own predictor (model loaded once)",
+        description="Load a trained nnU-Net model once and, for the clean images and every requested corruption "
+                    "condition, apply the corruption in memory to the raw image and run nnU-Net's sliding-window "
+                    "prediction. Writes <out>/<condition>/<case><ending> like nnUNetv2_predict, plus run.json. "
+                    "Resumable (finished items are skipped) and shardable (--num-parts/--part-id).",
+        epilog="Examples:\n"
+               "  nnunet-robust run -i imagesTs -o robust/ -d 501 -c 2d -tr nnUNetTrainerNoSkip -f 0 \\\n"
+               "      --preset seed-study --reference labelsTs -device cpu\n"
+               "  nnunet-robust run -i imagesTs -o robust/ -m $nnUNet_results/Dataset501_X/"
+               "nnUNetTrainer__nnUNetPlans__3d_fullres \\\n"
+               "      --conditions gaussian_noise:1-5 motion:3 bias_field --num-parts 4 --part-id 0\n"
+               f"Condition sets (--preset): {', '.join(CONDITION_SETS)}. Condition specs: FAMILY, FAMILY:3, "
+               "FAMILY:1,3,5, FAMILY:1-5, a corruption preset such as seed-study:harder; "
+               "`nnunet-robust corrupt --list` lists the families.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    io = parser.add_argument_group("input and output")
+    io.add_argument("-i", dest="input", required=True, type=Path,
+                    help="imagesTs-style folder (CASE_0000.nii.gz, ...) or a text file listing CASE_0000 images")
+    io.add_argument("-o", dest="output", required=True, type=Path, help="output folder")
+    io.add_argument("--reference", type=Path, default=None,
+                    help="labelsTs-style folder; needed by conditions that use the foreground (background blur)")
+    io.add_argument("--save-probabilities", action="store_true",
+                    help="also write <case>.npz (probabilities) and <case>.pkl, like nnUNetv2_predict")
+
+    model = parser.add_argument_group("model (either -m, or -d/-c[/-tr/-p] as for nnUNetv2_predict)")
+    model.add_argument("-m", dest="model_folder", type=Path, default=None, help="trained model folder")
+    model.add_argument("-d", dest="dataset", default=None, help="dataset name or ID")
+    model.add_argument("-c", dest="configuration", default=None, help="configuration, e.g. 3d_fullres")
+    model.add_argument("-tr", dest="trainer", default="nnUNetTrainer", help="trainer (default nnUNetTrainer)")
+    model.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans (default nnUNetPlans)")
+    model.add_argument("-f", dest="folds", nargs="+", default=None,
+                       help="folds to ensemble (default: every fold with the checkpoint)")
+    model.add_argument("-chk", dest="checkpoint", default="checkpoint_final.pth", help="checkpoint file name")
+    model.add_argument("-step_size", type=float, default=0.5, help="sliding-window step, fraction of the patch")
+    model.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
+    model.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="default cuda, as nnU-Net")
+
+    conditions = parser.add_argument_group("conditions (clean is always included)")
+    conditions.add_argument("--conditions", nargs="+", default=[], metavar="SPEC", help="condition specs")
+    conditions.add_argument("--preset", nargs="+", default=[], metavar="SET", help="named condition sets")
+    conditions.add_argument("--config", type=Path, default=None,
+                            help='JSON/YAML file {"conditions": [SPEC, ...], "sets": [SET, ...]}')
+    conditions.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it")
+
+    work = parser.add_argument_group("work")
+    work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
+    work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")
+    work.add_argument("--part-id", type=int, default=0, help="which shard this process runs (0-based)")
+    work.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.corruptions.conditions import read_conditions_file, resolve_conditions
+    from nnunet_robustness.evaluation.runner import (
+        PredictionSettings,
+        RobustnessRunner,
+        list_cases,
+        model_folder_from_ids,
+        resolve_folds,
+    )
+
+    if args.model_folder is None:
+        if not (args.dataset and args.configuration):
+            raise UserInputError("give the model as -m MODEL_FOLDER or as -d DATASET -c CONFIGURATION [-tr] [-p]")
+        model_folder = model_folder_from_ids(args.dataset, args.configuration, args.trainer, args.plans)
+    else:
+        model_folder = args.model_folder
+    specs, sets = list(args.conditions), list(args.preset)
+    if args.config is not None:
+        file_specs, file_sets = read_conditions_file(args.config)
+        specs, sets = [*file_specs, *specs], [*file_sets, *sets]
+    conditions = resolve_conditions(specs, sets)
+
+    settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
+                                  checkpoint=args.checkpoint, step_size=args.step_size,
+                                  use_mirroring=not args.disable_tta, device=args.device)
+    runner = RobustnessRunner(settings)
+    cases = list_cases(args.input, runner.file_ending, runner.num_channels)
+    stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,
+                       overwrite=args.overwrite, num_parts=args.num_parts, part_id=args.part_id,
+                       reference_folder=args.reference, progress=not args.no_progress)
+    print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
+          f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.1f} s, "
+          f"{stats.seconds_predictor:.1f} s in nnU-Net's predictor")
+    print(f"predictions: {args.output}/<condition>/, manifest: {args.output}/run.json")
+    return 0

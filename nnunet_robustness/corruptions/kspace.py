@@ -1,0 +1,286 @@
+"""MRI k-space families: rigid motion, ghosting, spike (herringbone) and Gibbs ringing.
+
+All four are changes of the image's discrete Fourier transform. Where the change depends on only one
+k-space axis (motion segments, ghost planes), the transform is taken along that axis alone: the
+other axes' transforms cancel, so the result equals TorchIO's full ``fftn`` version at a fraction of
+the cost. The spike is a single k-space sample, i.e. a plane wave, and is added in image space.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+
+from nnunet_robustness.corruptions._core import (
+    Corruption, Params, SeverityTable, channel_view, intensity_reference, register, uniform,
+)
+from nnunet_robustness.corruptions._ops import broadcast_along, rigid_resample
+
+
+def _centred_frequency(size: int, device: torch.device) -> torch.Tensor:
+    """For each bin of an unshifted FFT, its index in the ``fftshift``-ed spectrum that TorchIO works
+    on (0..size-1, DC at size // 2)."""
+    return torch.fft.ifftshift(torch.arange(size, device=device))
+
+
+@register
+class Motion(Corruption):
+    """Rigid patient motion during an MR acquisition: k-space is filled segment by segment along the
+    last axis, and segments acquired after a movement come from the moved anatomy. Each movement
+    is a rotation about the image centre (``max_degrees`` per axis) and a translation (``max_translation_mm``
+    per axis, in mm), drawn uniformly; ``num_movements`` (default 4) movements happen at times spread
+    over the acquisition, and the segment containing the k-space centre keeps the reference position.
+    With 4 movements the distortion keeps growing up to 8 mm; with TorchIO's default of 2 only the
+    outer third of k-space moves and the distortion saturates above ~1 mm.
+
+    Shaw et al., "MRI k-space motion artefact augmentation: model robustness and task-specific
+    uncertainty", MIDL 2019, http://proceedings.mlr.press/v102/shaw19a.html; same algorithm as
+    TorchIO's ``Motion``. Deliberate difference: TorchIO converts each Euler transform to a matrix and
+    loses its centre, so it rotates about the world origin (which may lie outside the image); here
+    rotations are about the image centre. The parity test places the origin at the centre, where both agree.
+    """
+
+    family = "motion"
+    group = "kspace"
+    summary = "rigid MR motion: k-space segments mixed from rotated/translated copies (Shaw et al. 2019)"
+    table = SeverityTable(
+        identity={"max_degrees": 0.0, "max_translation_mm": 0.0},
+        levels=tuple({"max_degrees": m, "max_translation_mm": m} for m in (0.5, 1.0, 2.0, 4.0, 8.0)),
+        meanings=(
+            "up to 0.5 degree / 0.5 mm per movement: cooperative patient, faint edge ringing",
+            "up to 1 degree / 1 mm: visible ringing along the phase-encode axis",
+            "up to 2 degrees / 2 mm: clear motion ghosts, typical restless patient",
+            "up to 4 degrees / 4 mm: strong ghosting and blurring, a repeat scan would be ordered",
+            "up to 8 degrees / 8 mm: severe, anatomy smeared and doubled",
+        ),
+    )
+    options = {"num_movements": 4}
+
+    def validate(self) -> None:
+        for key in ("max_degrees", "max_translation_mm"):
+            self._require(self.values[key] >= 0, f"{key} must be >= 0, got {self.values[key]}")
+        movements = self.settings["num_movements"]
+        self._require(isinstance(movements, int) and not isinstance(movements, bool) and movements >= 1,
+                      f"num_movements must be an int >= 1, got {movements!r}")
+
+    def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
+                          generator: torch.Generator) -> Params:
+        ndim = image.ndim - 1
+        movements = self.settings["num_movements"]
+        num_angles = 1 if ndim == 2 else 3  # 2D: in-plane rotation only
+        degrees = uniform(generator, movements, num_angles) * self.values["max_degrees"]
+        translation = uniform(generator, movements, ndim) * self.values["max_translation_mm"]
+        # Movement times spread evenly over the acquisition, jittered by +-30% of the step (as TorchIO).
+        step = 1.0 / (movements + 1)
+        times = (torch.arange(1, movements + 1, dtype=torch.float64) * step
+                 + uniform(generator, movements, low=-0.3 * step, high=0.3 * step))
+        return {"degrees": degrees.tolist(), "translation_mm": translation.tolist(), "times": times.tolist(),
+                "fill": [float(v) for v in image.reshape(image.shape[0], -1).amin(1)]}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
+              label: torch.Tensor | None = None) -> torch.Tensor:
+        fill = channel_view(params["fill"], image)
+        positions = [image] + [rigid_resample(image, spacing, degrees, translation, fill)
+                               for degrees, translation in zip(params["degrees"], params["translation_mm"])]
+        times = torch.tensor(params["times"], dtype=torch.float64)
+        # The segment holding the k-space centre comes from the reference (unmoved) image.
+        after_centre = torch.nonzero(times > 0.5)
+        centre_segment = int(after_centre.min()) if after_centre.numel() else len(positions) - 1
+        order = list(range(len(positions)))
+        order[0], order[centre_segment] = order[centre_segment], order[0]
+
+        dim = image.ndim - 1
+        size = image.shape[dim]
+        bounds = [0] + [int(size * t) for t in params["times"]] + [size]
+        shifted_index = _centred_frequency(size, image.device)
+        mirrored = torch.remainder(-torch.arange(size, device=image.device), size)
+        half = size // 2 + 1
+        spectrum = None
+        for segment, source in enumerate(order):
+            in_segment = ((shifted_index >= bounds[segment]) & (shifted_index < bounds[segment + 1])).float()
+            if not bool(in_segment.any()):
+                continue
+            # Only the real part of the mixed image is kept, and for a real image that equals using
+            # the mask's even part, (m(k) + m(-k)) / 2, so half-spectrum (r)FFTs suffice.
+            even_mask = ((in_segment + in_segment[mirrored]) / 2)[:half]
+            term = torch.fft.rfft(positions[source], dim=dim) * broadcast_along(even_mask, dim, image.ndim)
+            spectrum = term if spectrum is None else spectrum.add_(term)
+        return torch.fft.irfft(spectrum, n=size, dim=dim).contiguous()
+
+
+@register
+class Ghosting(Corruption):
+    """Discrete ghosts along the phase-encode axis from periodic motion (breathing, cardiac or vessel
+    pulsation): every ``num_ghosts``-th k-space plane along the axis is scaled by ``1 - intensity``
+    (the central plane is kept), which superimposes shifted replicas of the anatomy at multiples of
+    FOV / ``num_ghosts``.
+
+    Mechanism: http://mriquestions.com/why-discrete-ghosts.html; same algorithm as TorchIO's
+    ``Ghosting``. ``num_ghosts`` (2..8) and the axis are drawn; ``intensity`` is graded.
+    """
+
+    family = "ghosting"
+    group = "kspace"
+    summary = "periodic phase-encode ghosts (breathing/pulsation): replicas at FOV/n"
+    table = SeverityTable(
+        identity={"intensity": 0.0},
+        levels=tuple({"intensity": v} for v in (0.15, 0.3, 0.45, 0.6, 0.8)),
+        meanings=(
+            "15% of the modulated planes' signal: faint ghosts in the background",
+            "30%: ghosts visible over tissue",
+            "45%: ghosts compete with low-contrast anatomy",
+            "60%: strong ghosts",
+            "80%: ghosts nearly as bright as the anatomy",
+        ),
+    )
+    options = {"restore": None, "axis": None}
+
+    def validate(self) -> None:
+        intensity = self.values["intensity"]
+        self._require(0 <= intensity <= 1, f"intensity must be in [0, 1], got {intensity}")
+        restore = self.settings["restore"]
+        self._require(restore is None or (isinstance(restore, (int, float)) and 0 <= restore <= 1),
+                      f"restore must be None or in [0, 1], got {restore!r}")
+        axis = self.settings["axis"]
+        self._require(axis is None or (isinstance(axis, int) and not isinstance(axis, bool) and axis >= 0),
+                      f"axis must be None or a spatial axis index >= 0, got {axis!r}")
+
+    def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
+                          generator: torch.Generator) -> Params:
+        ndim = image.ndim - 1
+        num_ghosts = int(torch.randint(2, 9, (1,), generator=generator))
+        drawn_axis = int(torch.randint(0, ndim, (1,), generator=generator))
+        axis = drawn_axis if self.settings["axis"] is None else self.settings["axis"]
+        if axis >= ndim:
+            raise ValueError(f"{self.family}: axis {axis} does not exist in an image with {ndim} spatial axes")
+        return {"num_ghosts": num_ghosts, "axis": axis, "intensity": self.values["intensity"],
+                "restore": self.settings["restore"]}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
+              label: torch.Tensor | None = None) -> torch.Tensor:
+        intensity = float(params["intensity"])
+        if intensity == 0:
+            return image.clone()
+        dim = int(params["axis"]) + 1
+        size = image.shape[dim]
+        shifted_index = _centred_frequency(size, image.device)
+        gain = torch.where(shifted_index % int(params["num_ghosts"]) == 0, 1.0 - intensity, 1.0)
+        middle = size // 2
+        restore = params["restore"]
+        if restore is None:
+            kept = shifted_index == middle
+        else:
+            half = int(round(restore * size)) // 2
+            kept = (shifted_index >= middle - half) & (shifted_index < middle + half)
+        gain = torch.where(kept, 1.0, gain).to(torch.complex64)
+        spectrum = torch.fft.fft(image, dim=dim) * broadcast_along(gain, dim, image.ndim)
+        return torch.fft.ifft(spectrum, dim=dim).real.contiguous()
+
+
+@register
+class Spike(Corruption):
+    """Herringbone (spike, corduroy) artefact: one corrupted k-space sample from an electrostatic
+    discharge or RF interference adds a plane-wave stripe pattern over the whole image.
+
+    https://radiopaedia.org/articles/herringbone-artifact; same model as TorchIO's ``Spike``
+    (a real spike at a uniformly drawn k-space position, real part of the inverse transform).
+    Deliberate difference: the stripe amplitude is ``amplitude_fraction`` of the robust range instead
+    of a multiple of the spectrum maximum (the DC term, which for CT depends on how much air is in
+    the field of view and can be near zero). A spike at frequency ``f`` adds
+    ``amplitude * cos(2 pi sum_d f_d n_d / N_d)``, which is computed directly in image space.
+    """
+
+    family = "spike"
+    group = "kspace"
+    summary = "herringbone stripes from a k-space spike (RF interference)"
+    table = SeverityTable(
+        identity={"amplitude_fraction": 0.0},
+        levels=tuple({"amplitude_fraction": v} for v in (0.02, 0.04, 0.07, 0.1, 0.15)),
+        meanings=(
+            "stripes at 2% of the robust range: just visible in flat regions",
+            "4%: visible over tissue",
+            "7%: obvious herringbone pattern",
+            "10%: stripes comparable to soft-tissue contrast",
+            "15%: severe, stripes dominate low-contrast anatomy",
+        ),
+    )
+    options = {"num_spikes": 1}
+
+    def validate(self) -> None:
+        self._require(self.values["amplitude_fraction"] >= 0,
+                      f"amplitude_fraction must be >= 0, got {self.values['amplitude_fraction']}")
+        spikes = self.settings["num_spikes"]
+        self._require(isinstance(spikes, int) and not isinstance(spikes, bool) and spikes >= 1,
+                      f"num_spikes must be an int >= 1, got {spikes!r}")
+
+    def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
+                          generator: torch.Generator) -> Params:
+        shape = image.shape[1:]
+        positions = uniform(generator, self.settings["num_spikes"], len(shape), low=0.0, high=1.0)
+        # Frequency (cycles per field of view) of the k-space sample the position falls on.
+        frequencies = [[math.floor(p * n) - n // 2 for p, n in zip(row, shape)] for row in positions.tolist()]
+        span = intensity_reference(image).span
+        return {"frequencies": frequencies, "amplitude": [self.values["amplitude_fraction"] * s for s in span]}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
+              label: torch.Tensor | None = None) -> torch.Tensor:
+        ndim = image.ndim - 1
+        stripes = torch.zeros(image.shape[1:], dtype=torch.float64, device=image.device)
+        for frequency in params["frequencies"]:
+            phase = torch.zeros((), dtype=torch.float64, device=image.device)
+            for axis, (f, n) in enumerate(zip(frequency, image.shape[1:])):
+                # float64 phase: exact periodicity even for high frequencies on large grids
+                phase = phase + broadcast_along(torch.arange(n, dtype=torch.float64, device=image.device)
+                                                * (2 * math.pi * f / n), axis, ndim)
+            stripes += torch.cos(phase)
+        return image + channel_view(params["amplitude"], image) * stripes.to(image.dtype)
+
+
+@register
+class GibbsRinging(Corruption):
+    """Gibbs ringing / truncation artefact: only the central ``kept_fraction`` of k-space along each
+    axis is acquired (a smaller acquisition matrix, zero-filled to the original grid), which blurs
+    the image and adds oscillations parallel to sharp edges.
+
+    https://mriquestions.com/gibbs-artifact.html; Gibbs phenomenon of the truncated Fourier series.
+    TorchIO has no truncation transform.
+    """
+
+    family = "gibbs_ringing"
+    group = "kspace"
+    summary = "k-space truncation (reduced acquisition matrix): ringing parallel to edges"
+    table = SeverityTable(
+        identity={"kept_fraction": 1.0},
+        levels=tuple({"kept_fraction": v} for v in (0.8, 0.65, 0.5, 0.4, 0.3)),
+        meanings=(
+            "80% of k-space per axis: faint ringing at strong edges",
+            "65%: visible ringing next to bright boundaries",
+            "50% (half the acquisition matrix): clear ringing and softening",
+            "40%: strong ringing, thin structures duplicated",
+            "30%: severe truncation, edges ring over several voxels",
+        ),
+    )
+
+    def validate(self) -> None:
+        kept = self.values["kept_fraction"]
+        self._require(0 < kept <= 1, f"kept_fraction must be in (0, 1], got {kept}")
+
+    def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
+                          generator: torch.Generator) -> Params:
+        return {"kept_fraction": self.values["kept_fraction"]}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
+              label: torch.Tensor | None = None) -> torch.Tensor:
+        kept = float(params["kept_fraction"])
+        if kept >= 1:
+            return image.clone()
+        dims = tuple(range(1, image.ndim))
+        spectrum = torch.fft.fftn(image, dim=dims)
+        for dim in dims:
+            size = image.shape[dim]
+            frequency = torch.fft.fftfreq(size, d=1.0 / size, device=image.device).abs()
+            keep = frequency <= kept * size / 2
+            spectrum = spectrum * broadcast_along(keep, dim, image.ndim)
+        return torch.fft.ifftn(spectrum, dim=dims).real.contiguous()

@@ -1,0 +1,335 @@
+"""``nnunet-robust run``: a trained nnU-Net model on corrupted copies of the test images.
+
+Where corruptions act: each case is read once with the model's own image reader (the
+``image_reader_writer`` of its plans, i.e. exactly what ``nnUNetv2_predict`` reads), and every
+corruption is applied **in memory to that raw image, in its original intensity space and
+geometry** — what a scanner would have changed. The corrupted array then goes through nnU-Net's
+complete inference path, ``nnUNetPredictor.predict_single_npy_array``: cropping to the non-zero
+region, resampling, normalisation, sliding-window prediction (with the model loaded once), and
+resampling back to the input geometry. Preprocessing is therefore re-run per condition: every
+preprocessing step depends on the intensities (the crop box on which voxels are non-zero, the
+normalisation on the image statistics), so reusing it across conditions would not be equivalent.
+Only the file reading is shared.
+
+Outputs follow ``nnUNetv2_predict``: ``<out>/<condition>/<case><file_ending>`` with the input
+geometry, and with ``save_probabilities`` also ``<case>.npz`` (key ``probabilities``) and
+``<case>.pkl`` (properties). ``<out>/run.json`` records the model, folds, checkpoint, conditions,
+seed, cases and package versions; it is identical for every shard, so shards merge by construction.
+
+Work is the list of (case, condition) items in a fixed order; ``num_parts``/``part_id`` take every
+``num_parts``-th item from ``part_id``. Every file is written to a temporary name and renamed, and
+the segmentation is written last, so a finished item is one whose segmentation exists: a re-run
+skips those, and an interrupted run loses at most the item in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from collections import defaultdict
+from copy import deepcopy
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnunet_robustness.corruptions import derive_seed
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.corruptions.conditions import Condition, merge_conditions
+from nnunet_robustness.io import atomic_path, atomic_write_json
+
+MANIFEST_NAME = "run.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """What ``nnUNetv2_predict`` would be told: model folder, folds, checkpoint, step size, TTA."""
+
+    model_folder: Path
+    folds: tuple[int | str, ...] | None = None  # None: every fold with the checkpoint, as nnU-Net does
+    checkpoint: str = "checkpoint_final.pth"
+    step_size: float = 0.5
+    use_mirroring: bool = True
+    device: str = "cuda"
+
+    def manifest(self) -> dict:
+        return {
+            "model_folder": str(Path(self.model_folder).resolve()),
+            "folds": None if self.folds is None else list(self.folds),
+            "checkpoint": self.checkpoint,
+            "step_size": self.step_size,
+            "tta": self.use_mirroring,
+        }
+
+
+@dataclass
+class RunStats:
+    items: int = 0
+    predicted: int = 0
+    skipped: int = 0
+    seconds_total: float = 0.0
+    seconds_predictor: float = 0.0
+    seconds_corruption: float = 0.0
+    seconds_io: float = 0.0
+    per_condition_seconds: dict = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def share_outside_predictor(self) -> float:
+        return 1 - self.seconds_predictor / self.seconds_total if self.seconds_total else float("nan")
+
+
+def model_folder_from_ids(dataset: str, configuration: str, trainer: str = "nnUNetTrainer",
+                          plans: str = "nnUNetPlans") -> Path:
+    """The results folder ``nnUNetv2_predict -d D -c C -tr T -p P`` would use."""
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
+
+    from nnunet_robustness.cli.common import dataset_name
+
+    return Path(get_output_folder(dataset_name(dataset), trainer, plans, configuration))
+
+
+def list_cases(input_path: Path, file_ending: str, num_channels: int) -> dict[str, list[Path]]:
+    """Case identifier -> channel files, from an ``imagesTs``-style folder or a text file listing one
+    ``*_0000<ending>`` image per line (the other channels lie next to it)."""
+    input_path = Path(input_path)
+    if input_path.is_dir():
+        first_channel = sorted(input_path.glob(f"*_0000{file_ending}"))
+        if not first_channel:
+            raise UserInputError(f"{input_path}: no images named CASE_0000{file_ending} (nnU-Net's imagesTs layout)")
+    elif input_path.is_file():
+        lines = [line.strip() for line in input_path.read_text().splitlines() if line.strip()]
+        first_channel = [(input_path.parent / line).resolve() if not Path(line).is_absolute() else Path(line)
+                         for line in lines]
+        bad = [str(p) for p in first_channel if not p.name.endswith(f"_0000{file_ending}")]
+        if bad:
+            raise UserInputError(f"{input_path}: list entries must be CASE_0000{file_ending} images; got {bad[0]}")
+    else:
+        raise UserInputError(f"{input_path}: no such folder or list file")
+    cases: dict[str, list[Path]] = {}
+    for path in first_channel:
+        case = path.name[: -len(f"_0000{file_ending}")]
+        files = [path.with_name(f"{case}_{c:04d}{file_ending}") for c in range(num_channels)]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise UserInputError(f"case {case}: missing {missing[0]} (the model expects {num_channels} channel(s))")
+        cases[case] = files
+    return cases
+
+
+def work_items(cases: Sequence[str], conditions: Sequence[Condition], num_parts: int = 1,
+               part_id: int = 0) -> list[tuple[str, Condition]]:
+    """This shard's (case, condition) items, case-major so each case is read once per shard."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise UserInputError(f"--part-id {part_id} must be in [0, --num-parts {num_parts})")
+    items = [(case, condition) for case in cases for condition in conditions]
+    return items[part_id::num_parts]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("nnunet-robustness", "nnunetv2", "torch", "dynamic-network-architectures", "numpy",
+                    "SimpleITK"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+class RobustnessRunner:
+    """Loads a trained model once and predicts cases under conditions, writing nnU-Net-style outputs."""
+
+    def __init__(self, settings: PredictionSettings, verbose: bool = False) -> None:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        model_folder = Path(settings.model_folder)
+        if not (model_folder / "plans.json").is_file() or not (model_folder / "dataset.json").is_file():
+            raise UserInputError(f"{model_folder}: not a trained nnU-Net model folder (needs plans.json, "
+                                 "dataset.json and fold_X/ checkpoints)")
+        self.settings = settings
+        device = torch.device(settings.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserInputError("-device cuda requested but torch sees no CUDA device; use -device cpu")
+        self.predictor = nnUNetPredictor(tile_step_size=settings.step_size, use_gaussian=True,
+                                         use_mirroring=settings.use_mirroring,
+                                         perform_everything_on_device=device.type == "cuda", device=device,
+                                         verbose=verbose, verbose_preprocessing=verbose, allow_tqdm=False)
+        folds = settings.folds
+        if folds is not None:
+            missing = [f for f in folds if not (model_folder / f"fold_{f}" / settings.checkpoint).is_file()]
+            if missing:
+                raise UserInputError(f"{model_folder}: no {settings.checkpoint} for fold(s) "
+                                     f"{', '.join(map(str, missing))}")
+        try:
+            self.predictor.initialize_from_trained_model_folder(str(model_folder), folds, settings.checkpoint)
+        except FileNotFoundError as e:
+            raise UserInputError(f"{model_folder}: cannot load the model ({e})") from None
+        self.used_folds = list(folds if folds is not None else
+                               nnUNetPredictor.auto_detect_available_folds(str(model_folder), settings.checkpoint))
+        self.dataset_json = self.predictor.dataset_json
+        self.file_ending = self.dataset_json["file_ending"]
+        self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
+        self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
+
+    # ---------------------------------------------------------------- manifest
+
+    def manifest(self, conditions: Sequence[Condition], cases: Sequence[str], seed: int,
+                 save_probabilities: bool) -> dict:
+        model_folder = Path(self.settings.model_folder).resolve()
+        return {
+            "format": MANIFEST_FORMAT,
+            "model": {
+                **self.settings.manifest(),
+                "folds_used": self.used_folds,
+                "dataset": self.dataset_json.get("name", model_folder.parent.name),
+                "results_subfolder": model_folder.name,  # TRAINER__PLANS__CONFIGURATION
+            },
+            "seed": seed,
+            "save_probabilities": save_probabilities,
+            "file_ending": self.file_ending,
+            "conditions": [c.to_json() for c in conditions],
+            "cases": list(cases),
+            "versions": package_versions(),
+        }
+
+    @staticmethod
+    def reconcile_manifest(output: Path, new: dict, overwrite: bool) -> dict:
+        """Merge with an existing run.json: same model/settings/seed required (unless ``overwrite``);
+        conditions and cases are unions, so adding conditions to a finished run works."""
+        path = output / MANIFEST_NAME
+        if overwrite or not path.is_file():
+            return new
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"{path}: corrupt manifest ({e}); remove it or pass --overwrite") from None
+        for key in ("format", "model", "seed", "file_ending"):
+            if old.get(key) != new.get(key):
+                raise UserInputError(
+                    f"{path}: this folder holds a different run ({key}: {json.dumps(old.get(key))} here, "
+                    f"{json.dumps(new.get(key))} requested); use another output folder or pass --overwrite")
+        merged = dict(new)
+        old_conditions = [Condition.from_json(c) for c in old["conditions"]]
+        new_conditions = [Condition.from_json(c) for c in new["conditions"]]
+        merged["conditions"] = [c.to_json() for c in merge_conditions(old_conditions, new_conditions)]
+        merged["cases"] = list(dict.fromkeys([*old["cases"], *new["cases"]]))
+        merged["save_probabilities"] = old.get("save_probabilities") or new["save_probabilities"]
+        merged["versions"] = old.get("versions", new["versions"])
+        return merged
+
+    # ---------------------------------------------------------------- work
+
+    def output_paths(self, output: Path, case: str, condition: Condition) -> dict[str, Path]:
+        folder = output / condition.name
+        return {"seg": folder / f"{case}{self.file_ending}", "npz": folder / f"{case}.npz",
+                "pkl": folder / f"{case}.pkl"}
+
+    def is_done(self, output: Path, case: str, condition: Condition, save_probabilities: bool) -> bool:
+        paths = self.output_paths(output, case, condition)
+        return paths["seg"].is_file() and (not save_probabilities or paths["npz"].is_file())
+
+    def _read_case(self, case: str, files: list[Path]):
+        try:
+            image, properties = self.reader_writer.read_images([str(f) for f in files])
+        except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
+            raise UserInputError(f"case {case}: cannot read {files[0]} ({type(e).__name__}: {e})") from None
+        if not np.isfinite(image).all():
+            raise UserInputError(f"case {case}: {files[0]} contains NaN or Inf values")
+        return image, properties
+
+    def _read_reference(self, reference_folder: Path | None, case: str, image_shape) -> np.ndarray:
+        if reference_folder is None:
+            raise UserInputError("a condition needs the reference labels (e.g. background blur); pass "
+                                 "--reference labelsTs")
+        path = Path(reference_folder) / f"{case}{self.file_ending}"
+        if not path.is_file():
+            raise UserInputError(f"case {case}: no reference {path}")
+        label, _ = self.reader_writer.read_seg(str(path))
+        if label.shape[1:] != image_shape[1:]:
+            raise UserInputError(f"{path}: shape {label.shape[1:]} differs from the image's {image_shape[1:]}")
+        return label
+
+    def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
+            save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
+            reference_folder: Path | None = None, progress: bool = True) -> RunStats:
+        output = Path(output)
+        if any(c.requires_label for c in conditions) and reference_folder is None:
+            names = ", ".join(c.name for c in conditions if c.requires_label)
+            raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
+        output.mkdir(parents=True, exist_ok=True)
+        manifest = self.reconcile_manifest(output, self.manifest(conditions, list(cases), seed, save_probabilities),
+                                           overwrite)
+        atomic_write_json(output / MANIFEST_NAME, manifest)
+
+        items = work_items(list(cases), conditions, num_parts, part_id)
+        stats = RunStats(items=len(items))
+        start = time.perf_counter()
+        by_case: dict[str, list[Condition]] = defaultdict(list)
+        for case, condition in items:
+            by_case[case].append(condition)
+        with tqdm(total=len(items), desc=f"run part {part_id + 1}/{num_parts}", unit="item",
+                  disable=not progress) as bar:
+            for case, case_conditions in by_case.items():
+                todo = [c for c in case_conditions
+                        if overwrite or not self.is_done(output, case, c, save_probabilities)]
+                stats.skipped += len(case_conditions) - len(todo)
+                bar.update(len(case_conditions) - len(todo))
+                if not todo:
+                    continue
+                t = time.perf_counter()
+                image, properties = self._read_case(case, cases[case])
+                label = (self._read_reference(reference_folder, case, image.shape)
+                         if any(c.requires_label for c in todo) else None)
+                stats.seconds_io += time.perf_counter() - t
+                for condition in todo:
+                    bar.set_postfix_str(f"{case} / {condition.name}")
+                    item_start = time.perf_counter()
+                    self._predict_item(image, properties, label, case, condition, output, seed,
+                                       save_probabilities, stats)
+                    stats.per_condition_seconds[condition.name] += time.perf_counter() - item_start
+                    stats.predicted += 1
+                    bar.update(1)
+        stats.seconds_total = time.perf_counter() - start
+        return stats
+
+    def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None, case: str,
+                      condition: Condition, output: Path, seed: int, save_probabilities: bool,
+                      stats: RunStats) -> None:
+        t = time.perf_counter()
+        corruption = condition.corruption()
+        if corruption is None:
+            corrupted = image
+        else:
+            item_seed = derive_seed(seed, case, condition.name)
+            corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed, label=label)
+        stats.seconds_corruption += time.perf_counter() - t
+
+        t = time.perf_counter()
+        # preprocessing mutates the properties it is given
+        result = self.predictor.predict_single_npy_array(corrupted, deepcopy(properties), None, None,
+                                                         save_probabilities)
+        stats.seconds_predictor += time.perf_counter() - t
+
+        t = time.perf_counter()
+        segmentation, probabilities = result if save_probabilities else (result, None)
+        paths = self.output_paths(output, case, condition)
+        if save_probabilities:
+            with atomic_path(paths["npz"]) as tmp:
+                np.savez_compressed(tmp, probabilities=probabilities)
+            with atomic_path(paths["pkl"]) as tmp:
+                tmp.write_bytes(pickle.dumps(properties))
+        with atomic_path(paths["seg"]) as tmp:  # last: its presence marks the item as finished
+            self.reader_writer.write_seg(segmentation, str(tmp), properties)
+        stats.seconds_io += time.perf_counter() - t
+
+
+def resolve_folds(folds: Iterable[str] | None) -> tuple[int | str, ...] | None:
+    if folds is None:
+        return None
+    return tuple(int(f) if f.isdigit() else f for f in folds)

@@ -1,0 +1,34 @@
+"""Synthetic phantoms for the corruption tests: small (64^2, 32^3), smooth, with a labelled structure."""
+
+from __future__ import annotations
+
+import torch
+
+from nnunet_robustness.corruptions import CORRUPTIONS
+
+FAMILIES = list(CORRUPTIONS)
+# Families whose output does not depend on the seed (no random parameters, no noise field).
+SEED_FREE = {"gaussian_blur", "background_blur", "anisotropy", "contrast", "gibbs_ringing"}
+SHAPES = {2: (64, 64), 3: (32, 32, 32)}
+
+
+def make_phantom(shape: tuple[int, ...], low: float = 0.0, high: float = 100.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A body ellipsoid with a smooth intensity gradient, a bright 'organ' (the label) and a dark
+    'lesion', on a constant background ``low``. Returns image (1, *shape) float32 and label (*shape)."""
+    axes = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape], indexing="ij")
+    radius = sum((a / r) ** 2 for a, r in zip(axes, (0.85, 0.75, 0.8)))
+    organ = sum(((a - c) / r) ** 2 for a, c, r in zip(axes, (0.2, -0.1, 0.0), (0.3, 0.35, 0.4)))
+    lesion = sum(((a - c) / 0.15) ** 2 for a, c in zip(axes, (-0.35, 0.25, 0.1)))
+    body = (radius < 1).float()
+    tissue = 0.45 + 0.1 * axes[0] + 0.05 * torch.cos(3 * axes[1])
+    image = body * tissue + (organ < 1).float() * 0.45 - (lesion < 1).float() * 0.25 * body
+    image = low + (high - low) * image
+    return image.unsqueeze(0).float(), (organ < 1).long()
+
+
+def phantom(ndim: int, **kwargs: float) -> tuple[torch.Tensor, torch.Tensor]:
+    return make_phantom(SHAPES[ndim], **kwargs)
+
+
+def spacing_for(ndim: int) -> tuple[float, ...]:
+    return (1.0,) * ndim
