@@ -15,7 +15,7 @@ from nnunet_robustness.architectures import (
     SkipSelectiveUNetDecoder,
 )
 from nnunet_robustness.trainers import SCHEDULES, TRAINERS, make_variant
-from nnunet_robustness.trainers.variants import CPU_SCHEDULES
+from nnunet_robustness.trainers.variants import CPU_SCHEDULES, FG_BASES, FOREGROUND_OVERSAMPLING
 from tests.plans_fixtures import DATASET_JSON, default_plans, resenc_plans
 
 
@@ -27,7 +27,8 @@ def test_trainer_names_follow_nnunet_convention():
     for name, cls in TRAINERS.items():
         assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
         assert cls.__module__ == "nnunet_robustness.trainers.variants"
-    assert len(TRAINERS) == 2 * (1 + len(SCHEDULES)) + len(CPU_SCHEDULES)
+    fg_variants = len(FG_BASES) * len(FOREGROUND_OVERSAMPLING) * (1 + len(CPU_SCHEDULES))
+    assert len(TRAINERS) == 2 * (1 + len(SCHEDULES)) + len(CPU_SCHEDULES) + fg_variants
 
 
 @pytest.mark.parametrize("name,expected", [

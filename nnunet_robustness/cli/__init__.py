@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nnunet_robustness.cli.doctor",
     "nnunet_robustness.cli.install_shim",
     "nnunet_robustness.cli.plan_arch",
+    "nnunet_robustness.cli.plan_context",
     "nnunet_robustness.cli.run",
     "nnunet_robustness.cli.make_dataset",
     "nnunet_robustness.cli.complexity",

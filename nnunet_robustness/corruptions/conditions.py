@@ -10,6 +10,9 @@ Condition specs (CLI ``--conditions`` and config files) are strings:
 - ``FAMILY`` (severities 1..5), ``FAMILY:3``, ``FAMILY:1,3,5``, ``FAMILY:1-5``, ``FAMILY:2.5``
 - a corruption preset, e.g. ``seed-study:harder``, or a preset group, e.g. ``seed-study``
   (every ``seed-study:*`` preset)
+- ``context`` or ``context:0.5,0.1``: test-time context / foreground-ratio shift (not a corruption):
+  the image is cropped to a box around the reference foreground whose foreground fraction is the
+  given level (``nnunet_robustness.evaluation.fbr``); default levels ``CONTEXT_FBR_LEVELS``
 """
 
 from __future__ import annotations
@@ -30,12 +33,19 @@ class Condition:
     family: str | None = None  # None: clean
     severity: float | None = 0  # None for presets, whose parameters are fixed
     preset: str | None = None
+    context_fbr: float | None = None  # target foreground fraction of a context condition
 
     @property
     def is_clean(self) -> bool:
         return self.family is None
 
+    @property
+    def is_context(self) -> bool:
+        return self.family == CONTEXT_FAMILY
+
     def corruption(self) -> Corruption | None:
+        if self.is_context:
+            raise ValueError(f"{self.name} changes the field of view, not the intensities; the runner crops it")
         if self.is_clean:
             return None
         if self.preset is not None:
@@ -44,10 +54,13 @@ class Condition:
 
     @property
     def requires_label(self) -> bool:
-        return not self.is_clean and CORRUPTIONS[self.family].requires_label
+        return self.is_context or (not self.is_clean and CORRUPTIONS[self.family].requires_label)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if data["context_fbr"] is None:  # run.json of corruption conditions keeps its earlier form
+            del data["context_fbr"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Condition":
@@ -55,6 +68,16 @@ class Condition:
 
 
 CLEAN = Condition("clean")
+CONTEXT_FAMILY = "context"
+# Foreground fractions of the test-time crops: from tight (about the shape's fill of its bounding box,
+# e.g. 0.52 for a sphere) down to little foreground; the whole image is the clean condition.
+CONTEXT_FBR_LEVELS: tuple[float, ...] = (0.5, 0.3, 0.15, 0.05)
+
+
+def context_condition(level: float) -> Condition:
+    if not 0 < level < 1:
+        raise UserInputError(f"context level {level:g} must be a foreground fraction in (0, 1)")
+    return Condition(f"{CONTEXT_FAMILY}_fbr{level:.2f}", CONTEXT_FAMILY, None, None, round(float(level), 4))
 
 
 def _severity_name(severity: float) -> str:
@@ -93,8 +116,11 @@ def parse_condition_spec(spec: str) -> list[Condition]:
     if spec in PRESETS or preset_group(spec):
         return [preset_condition(p) for p in preset_group(spec)]
     family, _, severities = spec.partition(":")
+    if family == CONTEXT_FAMILY:
+        levels = _parse_severities(severities, spec) if severities else list(CONTEXT_FBR_LEVELS)
+        return [context_condition(level) for level in levels]
     if family not in CORRUPTIONS:
-        known = ", ".join([*CORRUPTIONS, *sorted({p.split(':')[0] for p in PRESETS})])
+        known = ", ".join([*CORRUPTIONS, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
         raise UserInputError(f"unknown condition {spec!r}; families and preset groups: {known}")
     levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
     return [family_condition(family, s) for s in levels]
@@ -107,6 +133,7 @@ CONDITION_SETS: dict[str, list[str]] = {
     "noise": [f"{f}:1,3,5" for f in ("gaussian_noise", "rician_noise", "speckle_noise", "salt_pepper_noise",
                                      "poisson_noise")],
     "all": list(CORRUPTIONS),
+    "context": [CONTEXT_FAMILY],
 }
 
 

@@ -15,6 +15,9 @@ import pandas as pd
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.evaluation import statistics as stats
+from nnunet_robustness.evaluation.fbr import (
+    annotate_training_range, foreground_fraction, read_context_fbr, training_fbr_range_of_predictions,
+)
 from nnunet_robustness.evaluation.inputs import (
     CLEAN, DatasetInfo, Target, check_same_geometry, collect_predictions, load_dataset_json, read_segmentation,
     reader_writer_for,
@@ -30,7 +33,11 @@ OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
 
 IDENTITY_COLUMNS = ["model", "condition", "family", "severity", "preset", "case", "label", "label_value"]
 COUNT_COLUMNS = ["tp", "fp", "fn", "ref_voxels", "pred_voxels", "ref_volume", "pred_volume"]
-PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", "prediction_file", "reference_file"]
+# test FBR: foreground fraction of the evaluated image (the crop's for context conditions); training
+# range and flag from the model's fbr_train.json logs (evaluation/fbr.py), NA without them
+FBR_COLUMNS = ["test_fbr", "training_fbr_low", "training_fbr_high", "fbr_outside_training"]
+PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, "prediction_file",
+                    "reference_file"]
 
 
 @dataclass
@@ -124,7 +131,8 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
                        "preset": c.preset, "is_clean": c.is_clean, "folder": str(c.folder)}
                       for model in predictions for c in model.conditions]
     conditions = pd.DataFrame(condition_rows)
-    per_case = _per_case_table(rows, conditions, dataset.targets)
+    fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
+    per_case = _per_case_table(rows, conditions, dataset.targets, fbr_ranges)
     clean = _clean_condition(conditions)
     model_names = [model.name for model in predictions]
     with_mean = stats.add_foreground_mean(per_case)
@@ -146,6 +154,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,
+            "training_fbr_ranges": fbr_ranges,
         },
     )
     if output is not None:
@@ -189,15 +198,18 @@ def _evaluate_case(job: _CaseJob) -> list[dict[str, Any]]:
     reference = read_segmentation(reader, job.reference, job.dataset.allowed_values, job.dataset.path)
     ignore = None if job.dataset.ignore_label is None else reference.array == job.dataset.ignore_label
     reference_masks = [target.mask(reference.array) for target in job.dataset.targets]
+    image_fbr = foreground_fraction(reference.array, job.dataset.ignore_label)
     rows = []
     for model, condition, path in job.predictions:
         prediction = read_segmentation(reader, path, job.dataset.allowed_values, job.dataset.path)
         check_same_geometry(reference, prediction)
+        context_fbr = read_context_fbr(path.parent, job.case)  # context conditions: the crop's fraction
+        test_fbr = image_fbr if context_fbr is None else context_fbr
         for target, reference_mask in zip(job.dataset.targets, reference_masks):
             metrics = compare_masks(reference_mask, target.mask(prediction.array), reference.spacing,
                                     job.nsd_tolerance_mm, ignore)
             rows.append({"model": model, "condition": condition, "case": job.case, "label": target.name,
-                         "label_value": target.key, **metrics, "prediction_file": str(path),
+                         "label_value": target.key, **metrics, "test_fbr": test_fbr, "prediction_file": str(path),
                          "reference_file": str(job.reference)})
     return rows
 
@@ -222,7 +234,8 @@ def _run_jobs(jobs: list[_CaseJob], num_processes: int, progress: bool) -> Itera
                 raise
 
 
-def _per_case_table(rows: list[dict[str, Any]], conditions: pd.DataFrame, targets: tuple[Target, ...]) -> pd.DataFrame:
+def _per_case_table(rows: list[dict[str, Any]], conditions: pd.DataFrame, targets: tuple[Target, ...],
+                    fbr_ranges: Mapping[str, dict | None]) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table = table.merge(conditions[["model", "condition", "family", "severity", "preset"]], on=["model", "condition"],
                         how="left")
@@ -234,6 +247,7 @@ def _per_case_table(rows: list[dict[str, Any]], conditions: pd.DataFrame, target
     table["_label"] = table["label"].map(label_order)
     table = table.sort_values(["_pair", "case", "_label"], kind="stable").drop(columns=["_pair", "_label"])
     table["severity"] = table["severity"].astype(float)
+    table = annotate_training_range(table, dict(fbr_ranges))
     return table[PER_CASE_COLUMNS].reset_index(drop=True)
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from nnunet_robustness.evaluation.evaluate import EvaluationResult
+from nnunet_robustness.evaluation.fbr import has_fbr_study, report_section as fbr_report_section
 from nnunet_robustness.evaluation.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
 from nnunet_robustness.io import atomic_write_text
 
@@ -42,6 +43,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         _section("Degradation vs clean", _degradation(result)),
         _section("Per-case scatter", _scatter(result)),
     ]
+    if has_fbr_study(result):  # context conditions or FBR-logging trainers: the context-vs-FBR study
+        sections.append(_section("Metric vs test FBR (foreground fraction)", fbr_report_section(result)))
     if len(result.models) > 1:
         sections.append(_section("Model comparison", _comparison(result)))
     sections.append(_section(f"Worst {worst_cases} structures by Dice", _worst_cases(result, worst_cases)))

@@ -301,6 +301,9 @@ class RobustnessRunner:
     def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None, case: str,
                       condition: Condition, output: Path, seed: int, save_probabilities: bool,
                       stats: RunStats) -> None:
+        if condition.is_context:
+            return self._predict_context_item(image, properties, label, case, condition, output,
+                                              save_probabilities, stats)
         t = time.perf_counter()
         corruption = condition.corruption()
         if corruption is None:
@@ -316,6 +319,32 @@ class RobustnessRunner:
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
 
+        self._write_item(result, properties, case, condition, output, save_probabilities, stats)
+
+    def _predict_context_item(self, image: np.ndarray, properties: dict, label: np.ndarray, case: str,
+                              condition: Condition, output: Path, save_probabilities: bool,
+                              stats: RunStats) -> None:
+        """Test-time context shift: predict a crop around the reference foreground, paste it back into a
+        background canvas of the full image (see ``evaluation/fbr.py``)."""
+        from nnunet_robustness.evaluation.fbr import context_box, paste_into_background, write_context_record
+
+        t = time.perf_counter()
+        ignore = self.predictor.label_manager.ignore_label
+        box = context_box(label[0], properties["spacing"], condition.context_fbr, ignore)
+        cropped = np.ascontiguousarray(image[(slice(None), *box.slices)])
+        stats.seconds_corruption += time.perf_counter() - t
+        t = time.perf_counter()
+        result = self.predictor.predict_single_npy_array(cropped, deepcopy(properties), None, None,
+                                                         save_probabilities)
+        stats.seconds_predictor += time.perf_counter() - t
+        segmentation, probabilities = result if save_probabilities else (result, None)
+        result = paste_into_background(segmentation, image.shape[1:], box, probabilities)
+        write_context_record(output / condition.name, case, box)
+        self._write_item(result if save_probabilities else result[0], properties, case, condition, output,
+                         save_probabilities, stats)
+
+    def _write_item(self, result, properties: dict, case: str, condition: Condition, output: Path,
+                    save_probabilities: bool, stats: RunStats) -> None:
         t = time.perf_counter()
         segmentation, probabilities = result if save_probabilities else (result, None)
         paths = self.output_paths(output, case, condition)

@@ -10,6 +10,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_robustness.trainers.builders import skip_selective_builder
+from nnunet_robustness.trainers.fbr import FBRLoggingMixin
 
 
 class nnUNetTrainerNoSkip(nnUNetTrainer):
@@ -40,10 +41,22 @@ SCHEDULES: dict[str, dict[str, int]] = {
 
 CPU_SCHEDULES = ("tiny", "short")
 
+# suffix -> oversample_foreground_percent: the share of each batch whose patch is centred on a
+# foreground voxel (nnU-Net's default is 0.33). nnU-Net rounds per batch: the last
+# ``batch_size - round(batch_size * (1 - p))`` samples are forced, so with batch size 2, fg033 and
+# fg066 both force one of the two patches. fg variants also log the realised foreground fraction of
+# their training patches (FBRLoggingMixin), so fg033 is "nnU-Net's default sampling, measured".
+FOREGROUND_OVERSAMPLING: dict[str, float] = {"fg000": 0.0, "fg033": 0.33, "fg066": 0.66, "fg100": 1.0}
 
-def make_variant(base: type, suffix: str, **hyperparameters) -> type:
+# The bases the fg variants are generated for: nnU-Net's U-Net and our architectures.
+FG_BASES: tuple[type, ...] = (nnUNetTrainer, *ARCHITECTURE_TRAINERS)
+
+
+def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyperparameters) -> type:
     """Subclass ``base`` as ``<base>_<suffix>``, overriding nnUNetTrainer hyper-parameters.
 
+    ``mixins`` come before ``base`` in the new class's bases (behaviour added on top of the base,
+    e.g. FBR logging); they must not define ``__init__``.
     The new class lives in this module (checkpoints store the class name and the predictor looks it
     up again through nnU-Net's trainer search, which finds it via our shim module).
     """
@@ -59,7 +72,7 @@ def make_variant(base: type, suffix: str, **hyperparameters) -> type:
 
     name = f"{base.__name__}_{suffix}"
     settings = ", ".join(f"{k}={v}" for k, v in hyperparameters.items())
-    return type(name, (base,), {
+    return type(name, (*mixins, base), {
         "__init__": __init__,
         "__module__": __name__,
         "__qualname__": name,
@@ -84,6 +97,15 @@ def _generate() -> dict[str, type]:
     for suffix in CPU_SCHEDULES:
         cls = make_variant(nnUNetTrainer, suffix, **SCHEDULES[suffix])
         generated[cls.__name__] = cls
+    # Foreground oversampling: <base>_<fgXXX>, and <base>_<fgXXX>_<schedule> for the CPU schedules
+    # (sampling is the variant, the schedule how long it runs: nnUNetTrainer_fg100_tiny).
+    for base in FG_BASES:
+        for fg_suffix, percent in FOREGROUND_OVERSAMPLING.items():
+            fg_cls = make_variant(base, fg_suffix, mixins=(FBRLoggingMixin,), oversample_foreground_percent=percent)
+            generated[fg_cls.__name__] = fg_cls
+            for suffix in CPU_SCHEDULES:
+                cls = make_variant(fg_cls, suffix, **SCHEDULES[suffix])
+                generated[cls.__name__] = cls
     return generated
 
 

@@ -1,0 +1,1 @@
+"""Context vs foreground ratio: plan-context, fg trainers, FBR logging, the test-time context condition."""
