@@ -197,7 +197,15 @@ def test_interrupted_run_resumes_to_the_same_outputs_and_shards_merge(trained, r
         runner.run(cases, conditions, sharded, num_parts=2, part_id=part, **common)
 
     expected = _arrays(full)
+    from nnunet_robustness.evaluation import evaluate
+
+    def table(folder):
+        result = evaluate({"model": folder}, raw / "labelsTs", raw / "dataset.json", n_bootstrap=50, progress=False)
+        return result.per_case.drop(columns=["prediction_file"])
+
+    expected_table = table(full)
     for folder in (interrupted, sharded):
+        assert table(folder).equals(expected_table)
         got = _arrays(folder)
         assert got.keys() == expected.keys()
         for name in expected:
