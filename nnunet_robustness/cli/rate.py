@@ -1,0 +1,47 @@
+"""``nnunet-robust rate``: a Dice lower bound, a rating and a review flag for every case.
+
+Applies a calibrator from `nnunet-robust calibrate` to predictions made with `run --save-probabilities`
+(the same number of fold folders as for calibrate), for every condition in them. With reference labels,
+also reports the actual Dice, whether each bound held, and the empirical coverage per condition: under
+corruptions exchangeability no longer holds and coverage is measured, not guaranteed. Writes
+ratings.csv, coverage.csv (with references), summary.json and report.html; with --save-masks, the safe
+masks (see docs/trust.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "rate", help="bound, rate and flag new cases with a calibrator (per condition)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None)
+    parser.add_argument("-c", "--calibrator", type=Path, required=True, help="calibrator file from calibrate")
+    parser.add_argument("-i", "--input", type=Path, action="append", required=True, metavar="DIR",
+                        help="prediction folder (run --save-probabilities); one per fold, as for calibrate")
+    parser.add_argument("-djfile", "--dataset-json", type=Path, required=True, help="dataset.json (labels, file_ending)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.add_argument("-ref", "--reference", type=Path,
+                        help="reference labels, to measure the actual Dice and the coverage per condition")
+    parser.add_argument("--condition", action="append", help="rate only this condition (repeatable)")
+    parser.add_argument("--bands", help="override the calibrator's rating bands, e.g. A=0.85,B=0.7,C=0")
+    parser.add_argument("--save-masks", action="store_true",
+                        help="write the safe masks (and, for several folds, the rated ensemble segmentation)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.trust import load_calibrator, rate
+
+    result = rate(load_calibrator(args.calibrator), args.input, args.dataset_json, reference=args.reference,
+                  output=args.output, conditions=args.condition, bands=args.bands, save_masks=args.save_masks)
+    ratings = result.ratings
+    cases = ratings[["condition", "case"]].drop_duplicates()
+    flagged = ratings.loc[ratings["case_flagged"], ["condition", "case"]].drop_duplicates()
+    print(f"rate: {len(cases)} case(s) x condition, {len(flagged)} flagged for review -> {args.output}")
+    for _, row in result.coverage.iterrows():
+        print(f"rate: coverage {row['condition']} / {row['label']}: {row['coverage']:.3f} "
+              f"(n = {row['n']}, nominal {row['nominal']:.2f})")
+    return 0
