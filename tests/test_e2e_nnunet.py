@@ -90,6 +90,9 @@ def test_train_predict_evaluate(env, planned, tmp_path, dim, trainer, plans, pla
     dice = summary["foreground_mean"]["Dice"]
     assert math.isfinite(dice) and 0 <= dice <= 1
 
+    if trainer.endswith("NoSkip_tiny"):
+        _robustness_run_and_eval(env, raw, model_folder, predictions, tmp_path, dice)
+
     # The same checkpoint through nnU-Net's Python API builds our network, not the stock one.
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -103,3 +106,33 @@ def test_train_predict_evaluate(env, planned, tmp_path, dim, trainer, plans, pla
     assert isinstance(decoder, SkipSelectiveUNetDecoder)
     assert decoder.skip_levels == resolve_skip_levels(skip_levels, decoder.num_skip_levels)
     assert (decoder.attention_gates is not None) == attention
+
+
+def _robustness_run_and_eval(env: dict, raw: Path, model_folder: Path, nnunet_predictions: Path, tmp_path: Path,
+                             nnunet_dice: float) -> None:
+    """``nnunet-robust run`` (3 conditions) then ``eval`` on the same model: the clean condition is
+    nnUNetv2_predict's prediction, and eval's Dice equals nnU-Net's evaluation of it."""
+    import numpy as np
+    import pandas as pd
+    import SimpleITK as sitk
+
+    out = tmp_path / "robust"
+    run_cli(["nnunet-robust", "run", "-i", str(raw / "imagesTs"), "-o", str(out), "-m", str(model_folder),
+             "-f", "0", "-device", "cpu", "--disable_tta", "--no-progress",
+             "--conditions", "gaussian_noise:4", "motion:3"], env)
+    conditions = ["clean", "gaussian_noise_sev4", "motion_sev3"]
+    for case in sorted(p.name for p in (raw / "labelsTs").iterdir()):
+        for condition in conditions:
+            assert (out / condition / case).is_file()
+        ours = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "clean" / case)))
+        theirs = sitk.GetArrayFromImage(sitk.ReadImage(str(nnunet_predictions / case)))
+        np.testing.assert_array_equal(ours, theirs)
+
+    evaluation = tmp_path / "evaluation"
+    run_cli(["nnunet-robust", "eval", "-i", str(out), "-ref", str(raw / "labelsTs"), "-djfile",
+             str(raw / "dataset.json"), "-o", str(evaluation), "-np", "1", "--n-bootstrap", "200"], env)
+    table = pd.read_csv(evaluation / "per_case.csv")
+    assert sorted(table["condition"].unique()) == sorted(conditions)
+    assert math.isclose(table.loc[table["condition"] == "clean", "dice"].mean(), nnunet_dice, abs_tol=1e-9)
+    report = (evaluation / "report.html").read_text()
+    assert "<img" in report and "gaussian_noise" in report
