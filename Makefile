@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test e2e doctor clean
+.PHONY: install demo test e2e doctor clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml
 	# editable installs do not always place the trainer shim inside nnunetv2; this is idempotent
 	$(BIN)/nnunet-robust install-shim
 	touch $@
+
+# Main job: synthetic data -> three nnU-Net models -> robustness report (demo_output/evaluation/report.html).
+demo: install
+	$(BIN)/nnunet-robust demo -o demo_output
 
 # The whole suite, as CI runs it (.ci/run).
 test: install
