@@ -26,8 +26,24 @@ _NOISE_STD_MEANINGS = (
 )
 
 
+_NOISE_STD_TABLE = SeverityTable(
+    identity={"std_fraction": 0.0},
+    levels=tuple({"std_fraction": v} for v in (0.01, 0.025, 0.05, 0.08, 0.12)),
+    meanings=_NOISE_STD_MEANINGS,
+)
+
+
+class _NoiseStdFraction(Corruption):
+    """Shared by the additive noise families graded by ``std_fraction`` of the robust range."""
+
+    table = _NOISE_STD_TABLE
+
+    def validate(self) -> None:
+        self._require(self.values["std_fraction"] >= 0, f"std_fraction must be >= 0, got {self.values['std_fraction']}")
+
+
 @register
-class GaussianNoise(Corruption):
+class GaussianNoise(_NoiseStdFraction):
     """Additive white Gaussian noise: electronic/thermal noise of the receiver, the usual model for
     CT and high-SNR MR. ``x + sigma * n``, ``n ~ N(0, 1)`` i.i.d. per voxel and channel, with
     ``sigma = std_fraction * robust range`` of each channel.
@@ -39,14 +55,6 @@ class GaussianNoise(Corruption):
     family = "gaussian_noise"
     group = "noise"
     summary = "additive white Gaussian noise, sigma as a fraction of the robust intensity range"
-    table = SeverityTable(
-        identity={"std_fraction": 0.0},
-        levels=tuple({"std_fraction": v} for v in (0.01, 0.025, 0.05, 0.08, 0.12)),
-        meanings=_NOISE_STD_MEANINGS,
-    )
-
-    def validate(self) -> None:
-        self._require(self.values["std_fraction"] >= 0, f"std_fraction must be >= 0, got {self.values['std_fraction']}")
 
     def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
                           generator: torch.Generator) -> Params:
@@ -61,7 +69,7 @@ class GaussianNoise(Corruption):
 
 
 @register
-class RicianNoise(Corruption):
+class RicianNoise(_NoiseStdFraction):
     """Rician noise of MR magnitude images: complex Gaussian noise added to the real and imaginary
     channels before the magnitude is taken, ``sqrt((m + sigma n1)^2 + (sigma n2)^2)``.
 
@@ -74,14 +82,6 @@ class RicianNoise(Corruption):
     family = "rician_noise"
     group = "noise"
     summary = "MR magnitude (Rician) noise: complex Gaussian noise before taking the magnitude"
-    table = SeverityTable(
-        identity={"std_fraction": 0.0},
-        levels=tuple({"std_fraction": v} for v in (0.01, 0.025, 0.05, 0.08, 0.12)),
-        meanings=_NOISE_STD_MEANINGS,
-    )
-
-    def validate(self) -> None:
-        self._require(self.values["std_fraction"] >= 0, f"std_fraction must be >= 0, got {self.values['std_fraction']}")
 
     def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
                           generator: torch.Generator) -> Params:

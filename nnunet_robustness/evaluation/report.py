@@ -49,7 +49,17 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         sections.append(_section("Model comparison", _comparison(result)))
     sections.append(_section(f"Worst {worst_cases} structures by Dice", _worst_cases(result, worst_cases)))
     title = "nnunet-robust evaluation: " + ", ".join(result.models)
-    document = f"""<!DOCTYPE html>
+    intro = (f'<p class="note">NSD tolerance {_fmt(tolerance)} mm. Definitions, empty-mask policy and statistics:\n'
+             "docs/evaluation.md of nnunet-robustness.</p>")
+    document = html_page(title, intro + "".join(sections))
+    atomic_write_text(path, document)
+    return path
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained HTML page (inline style, no scripts, nothing fetched) around ``body``; shared by
+    every report of the package so they look alike."""
+    return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
@@ -57,15 +67,12 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 th {{ background: #f3f3f3; }} td.text, th.text {{ text-align: left; }}
 img {{ max-width: 100%; }} .note {{ color: #555; font-size: 0.9em; }}
+.warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.5em 1em; }}
 </style></head><body>
 <h1>{_esc(title)}</h1>
-<p class="note">NSD tolerance {_fmt(tolerance)} mm. Definitions, empty-mask policy and statistics:
-docs/evaluation.md of nnunet-robustness.</p>
-{"".join(sections)}
+{body}
 </body></html>
 """
-    atomic_write_text(path, document)
-    return path
 
 
 # --- sections ------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnunet_robustness.evaluation.report import _esc, _note, _png, _section, _table
+from nnunet_robustness.evaluation.report import _esc, _note, _png, _section, _table, html_page
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.trust.uncertainty import RELIABILITY_BINS
 
@@ -39,21 +39,7 @@ def write_report(result: "RatingResult", path: str | os.PathLike) -> Path:
         _section("Flagged cases (lowest rating band: human review)", _flagged(result)),
     ]
     title = f"nnunet-robust trust ratings (alpha = {calibrator.alpha:g})"
-    document = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-th {{ background: #f3f3f3; }} td.text, th.text {{ text-align: left; }}
-img {{ max-width: 100%; }} .note {{ color: #555; font-size: 0.9em; }}
-.warning {{ background: #fff4e0; border-left: 4px solid #e69500; padding: 0.5em 1em; }}
-</style></head><body>
-<h1>{_esc(title)}</h1>
-<p class="warning">{_esc(EXCHANGEABILITY_NOTE)}</p>
-{"".join(sections)}
-</body></html>
-"""
+    document = html_page(title, f'<p class="warning">{_esc(EXCHANGEABILITY_NOTE)}</p>' + "".join(sections))
     path = Path(path)
     atomic_write_text(path, document)
     return path
