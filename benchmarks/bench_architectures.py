@@ -8,7 +8,7 @@ load drifts affect all of them alike; the figure is the median over rounds.
 
     python benchmarks/bench_architectures.py [--rounds 5] [--device cpu]
 
-Writes ``benchmarks/results/architectures.md``.
+Writes ``benchmarks/results/architectures.md`` and its headline figures to ``architectures.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet, Resi
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from torch import nn
 
+from figures import Figure, write_figures
 from nnunet_robustness.architectures import (
     SkipSelectivePlainConvUNet,
     SkipSelectiveResidualEncoderUNet,
@@ -126,6 +127,18 @@ def to_markdown(rows: list[dict], rounds: int, device: torch.device) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Goal per variant: iteration time relative to nnU-Net's network at the same patch and batch.
+RATIO_GOALS = {"No-Skip": 1.0, "Attention-gated": 1.3}
+
+
+def headline_figures(rows: list[dict]) -> list[Figure]:
+    baseline = {(r["setting"], r["family"]): r["seconds"] for r in rows if r["variant"] == "nnU-Net"}
+    return [Figure(figure=f"{r['variant']} {r['family']} {r['setting']}: s / training iteration",
+                   ours=r["seconds"], reference=baseline[r["setting"], r["family"]], ratio=r["ratio"],
+                   goal=f"ours / nnU-Net <= {RATIO_GOALS[r['variant']]}", met=r["ratio"] <= RATIO_GOALS[r["variant"]])
+            for r in rows if r["variant"] in RATIO_GOALS]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -136,6 +149,8 @@ def main() -> None:
     rows = run(args.rounds, device)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(to_markdown(rows, args.rounds, device))
+    write_figures(args.output, "architectures", headline_figures(rows),
+                  device=torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU")
     print(f"wrote {args.output}")
 
 

@@ -1,5 +1,5 @@
 """Tensor operations shared by several families. All work on float32 ``(C, *spatial)`` tensors on any
-device and loop only over kernel taps, axes or movements, never over voxels."""
+device and loop only over axes or movements, never over voxels."""
 
 from __future__ import annotations
 
@@ -27,26 +27,63 @@ def gaussian_kernel(sigma: float, device: torch.device, truncate: float = 4.0) -
     return (kernel / kernel.sum()).to(device=device, dtype=torch.float32)
 
 
+def map_along(image: torch.Tensor, dim: int, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply the linear map ``matrix`` (M x N) along axis ``dim`` (of size N) of ``image``: output
+    index ``i`` along ``dim`` is ``sum_j matrix[i, j] * image[..., j, ...]``; the axis becomes M long.
+
+    Filters and resamplings along one axis are such maps. As one matrix product (BLAS on CPU, cuBLAS
+    on GPU) they cost a single call instead of one full-volume pass per kernel tap, so they stay fast
+    when other processes compete for the cores (every parallel op then waits for a time slice).
+    Exact zeros outside the band add nothing, so the result is the band's weighted sum to float32
+    rounding; it is bitwise reproducible run to run (checked across thread counts and alignments).
+    """
+    if dim < 1:
+        raise ValueError("map_along works on spatial axes (dim >= 1) of a (C, *spatial) image")
+    matrix = matrix.to(device=image.device, dtype=image.dtype)
+    size = image.shape[dim]
+    shape = list(image.shape)
+    shape[dim] = matrix.shape[0]
+    mapped = torch.empty(shape, device=image.device, dtype=image.dtype)
+    lines_before = math.prod(image.shape[1:dim])
+    lines_after = math.prod(image.shape[dim + 1:])
+    # One product per channel: BLAS picks its blocking (hence the summation order) from the operand
+    # shapes, so a channel is mapped bitwise as if it were alone (a tested property of every family).
+    for channel in range(image.shape[0]):
+        source, target = image[channel], mapped[channel]
+        if lines_after == 1:  # last axis: rows of the image times the transposed map, no batching
+            torch.matmul(source.reshape(lines_before, size), matrix.T,
+                         out=target.view(lines_before, matrix.shape[0]))
+        else:
+            torch.matmul(matrix, source.reshape(lines_before, size, lines_after),
+                         out=target.view(lines_before, matrix.shape[0], lines_after))
+    return mapped
+
+
+def gaussian_blur_matrix(size: int, sigma: float) -> torch.Tensor:
+    """Gaussian blur of an axis of ``size`` voxels as a (size x size) float64 matrix, with
+    ``gaussian_kernel``'s taps and SciPy's ``mode='reflect'`` borders folded into the band."""
+    kernel = gaussian_kernel(sigma, torch.device("cpu")).double()
+    radius = (kernel.numel() - 1) // 2
+    source = symmetric_indices(size, radius, torch.device("cpu"))  # padded position -> input voxel
+    rows = torch.arange(size)
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    for tap in range(kernel.numel()):  # taps that mirror onto the same voxel accumulate
+        matrix.index_put_((rows, source[tap:tap + size]), kernel[tap].expand(size), accumulate=True)
+    return matrix
+
+
 def gaussian_blur(image: torch.Tensor, sigmas_voxels: Sequence[float]) -> torch.Tensor:
     """Separable Gaussian blur of ``image`` (C, *spatial) with one sigma (in voxels) per spatial axis.
 
-    Each axis is a sum of shifted views weighted by the kernel taps; on CPU this is several times
-    faster than ``conv1d`` with a single input channel.
+    One banded-matrix product per axis (``map_along``). On CPU this beats both a shift-and-add over
+    the taps (one full-volume pass per tap) and ``conv1d``/``conv3d`` with a single channel (which
+    oneDNN runs an order of magnitude slower); on GPU it is a cuBLAS call in full float32 (cuDNN
+    convolutions would default to TF32).
     """
     result = image
     for axis, sigma in enumerate(sigmas_voxels):
-        if sigma <= 0:
-            continue
-        dim = axis + 1
-        size = result.shape[dim]
-        kernel = gaussian_kernel(float(sigma), result.device)
-        radius = (kernel.numel() - 1) // 2
-        padded = result.index_select(dim, symmetric_indices(size, radius, result.device))
-        weights = kernel.tolist()
-        blurred = padded.narrow(dim, 0, size) * weights[0]
-        for tap in range(1, kernel.numel()):
-            blurred.add_(padded.narrow(dim, tap, size), alpha=weights[tap])
-        result = blurred
+        if sigma > 0:
+            result = map_along(result, axis + 1, gaussian_blur_matrix(result.shape[axis + 1], float(sigma)))
     return result if result is not image else image.clone()
 
 
@@ -57,37 +94,31 @@ def broadcast_along(vector: torch.Tensor, dim: int, ndim: int) -> torch.Tensor:
     return vector.view(shape)
 
 
-def linear_sample_along(image: torch.Tensor, dim: int, positions: torch.Tensor) -> torch.Tensor:
-    """Linearly interpolate ``image`` along ``dim`` at continuous index ``positions`` (clamped to the
-    axis, so values beyond the ends repeat the edge voxel)."""
-    size = image.shape[dim]
-    positions = positions.to(device=image.device, dtype=torch.float32).clamp(0, size - 1)
+def linear_interpolation_matrix(size: int, positions: torch.Tensor) -> torch.Tensor:
+    """(len(positions) x size) float64 matrix that linearly interpolates an axis of ``size`` voxels at
+    continuous index ``positions``, clamped to the axis (values beyond the ends repeat the edge voxel)."""
+    positions = positions.to(torch.float64).clamp(0, size - 1)
+    rows = torch.arange(positions.numel())
+    matrix = torch.zeros(positions.numel(), size, dtype=torch.float64)
     if size == 1:
-        return image.index_select(dim, torch.zeros_like(positions, dtype=torch.long))
+        matrix[:, 0] = 1.0
+        return matrix
     lower = positions.floor().long().clamp(max=size - 2)
-    weight = broadcast_along(positions - lower, dim, image.ndim)
-    return image.index_select(dim, lower) * (1 - weight) + image.index_select(dim, lower + 1) * weight
+    weight = positions - lower
+    matrix[rows, lower] = 1.0 - weight
+    matrix[rows, lower + 1] = weight
+    return matrix
 
 
-def box_average_along(image: torch.Tensor, dim: int, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
-    """Mean of ``image`` along ``dim`` over continuous windows ``[start, end)``, where voxel ``i``
-    covers ``[i - 0.5, i + 0.5)``; partial voxels count with their overlap (partial-volume model).
-    Windows are clipped to the image."""
-    size = image.shape[dim]
-    device = image.device
-    # Integral of the piecewise-constant signal, F(b) for b in [0, size] measured from the first edge.
-    zeros = torch.zeros_like(image.narrow(dim, 0, 1))
-    cumulative = torch.cat([zeros, image.cumsum(dim)], dim)
-
-    def integral(boundary: torch.Tensor) -> torch.Tensor:
-        whole = boundary.floor().long().clamp(0, size - 1)
-        fraction = broadcast_along((boundary - whole).to(torch.float32), dim, image.ndim)
-        return cumulative.index_select(dim, whole) + image.index_select(dim, whole) * fraction
-
-    lo = (starts + 0.5).clamp(0, size).to(device)
-    hi = (ends + 0.5).clamp(0, size).to(device)
-    width = broadcast_along((hi - lo).clamp(min=1e-6).to(torch.float32), dim, image.ndim)
-    return (integral(hi) - integral(lo)) / width
+def box_average_matrix(size: int, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """(len(starts) x size) float64 matrix of means over continuous windows ``[start, end)`` of an axis
+    of ``size`` voxels, where voxel ``i`` covers ``[i - 0.5, i + 0.5)``; partial voxels count with their
+    overlap (partial-volume model). Windows are clipped to the axis."""
+    low = (starts.to(torch.float64) + 0.5).clamp(0, size).unsqueeze(1)
+    high = (ends.to(torch.float64) + 0.5).clamp(0, size).unsqueeze(1)
+    voxel_start = torch.arange(size, dtype=torch.float64).unsqueeze(0)  # voxel i covers [i, i + 1) here
+    overlap = (torch.minimum(high, voxel_start + 1) - torch.maximum(low, voxel_start)).clamp(min=0)
+    return overlap / (high - low).clamp(min=1e-6)
 
 
 def rotation_matrix(degrees: Sequence[float]) -> torch.Tensor:
@@ -152,5 +183,13 @@ def rigid_resample(image: torch.Tensor, spacing: Sequence[float], degrees: Seque
             upper = torch.minimum(upper, torch.maximum(first, second))
     inside = ((last_index >= lower.to(device).unsqueeze(-1) - 1e-9)
               & (last_index <= upper.to(device).unsqueeze(-1) + 1e-9))
-    moved = F.grid_sample(image.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    # Sampling in slabs along the first axis, one batch entry each (the input is expanded, not copied),
+    # is 15-20% faster on CPU than one call (measured, 128^3, 1 and 2 threads; it gathers from a smaller
+    # neighbourhood at a time and gives PyTorch's batch-parallel kernel one slab per thread). Each output
+    # value is computed exactly as in a single call.
+    pieces = math.gcd(shape[0], torch.get_num_threads()) if device.type == "cpu" else 1
+    slabs = grid.view(pieces, shape[0] // pieces, *shape[1:], ndim)
+    moved = F.grid_sample(image.unsqueeze(0).expand(pieces, *image.shape), slabs, mode="bilinear",
+                          padding_mode="border", align_corners=True)
+    moved = moved.transpose(0, 1).reshape(image.shape)  # (pieces, C, slab, ...) -> (C, *spatial)
     return torch.where(inside, moved, fill)

@@ -1,0 +1,157 @@
+"""Run every benchmark of the project and collect their headline figures into one table.
+
+    .venv/bin/python benchmarks/run_all.py [--only NAME ...] [--device cpu|cuda]
+
+Each benchmark runs as its own subprocess (a crash in one does not stop the others) and writes
+``benchmarks/results/<name>.md`` plus its headline figures as ``<name>.json``; this script then writes
+``benchmarks/results/SUMMARY.md`` from every ``<name>.json`` present, so figures of benchmarks left
+out with ``--only`` are kept from their last run (the table says when each was generated).
+``--device`` goes to the benchmarks that have a device; the metrics benchmark is CPU-only (numpy).
+The same table is copied into ``benchmarks/README.md`` between its summary markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from figures import Figure, read_figures
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCHMARKS_DIR / "results"
+README = BENCHMARKS_DIR / "README.md"
+# The README shows the latest summary between these markers; run_all.py rewrites what is between them.
+README_START, README_END = "<!-- summary:start (written by run_all.py) -->", "<!-- summary:end -->"
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    name: str
+    script: str
+    measures: str
+    takes_device: bool
+
+
+# In the order they run: the quick ones first, so their results exist early.
+BENCHMARKS = {b.name: b for b in (
+    Benchmark("corruptions", "bench_corruptions.py", "corruption CPU time vs TorchIO", takes_device=True),
+    Benchmark("metrics", "bench_metrics.py", "HD95/ASSD/NSD time and values vs surface-distance", takes_device=False),
+    Benchmark("architectures", "bench_architectures.py", "training iteration time vs nnU-Net's U-Nets",
+              takes_device=True),
+    Benchmark("runner", "bench_runner.py", "`nnunet-robust run` vs a naive nnUNetv2_predict loop", takes_device=True),
+)}
+
+
+@dataclasses.dataclass
+class Outcome:
+    benchmark: Benchmark
+    return_code: int
+    seconds: float
+
+
+def run_benchmark(benchmark: Benchmark, device: str) -> Outcome:
+    output = RESULTS_DIR / f"{benchmark.name}.md"
+    # A stale JSON would put the previous run's figures in the summary if this run fails.
+    output.with_suffix(".json").unlink(missing_ok=True)
+    command = [sys.executable, str(BENCHMARKS_DIR / benchmark.script), "--output", str(output)]
+    if benchmark.takes_device:
+        command += ["--device", device]
+    print(f"\n=== {benchmark.name}: {' '.join(command)}", flush=True)
+    start = time.perf_counter()
+    return_code = subprocess.run(command, cwd=BENCHMARKS_DIR.parent).returncode
+    seconds = time.perf_counter() - start
+    print(f"=== {benchmark.name}: exit code {return_code} after {seconds:.0f} s", flush=True)
+    return Outcome(benchmark, return_code, seconds)
+
+
+def format_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    magnitude = abs(value)
+    if magnitude >= 100 or (float(value).is_integer() and magnitude < 1e5):  # counts read as integers
+        return f"{value:.0f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    if magnitude >= 1e-3 or value == 0:
+        return f"{value:.3g}"
+    return f"{value:.1e}"
+
+
+def table_row(figure: Figure, benchmark: str) -> str:
+    met = {True: "yes", False: "**no**", None: "-"}[figure.met]
+    ratio = f"{figure.ratio:.2f}" if figure.ratio is not None else "-"
+    cells = [f"{benchmark}: {figure.figure}", format_number(figure.ours), format_number(figure.reference), ratio,
+             figure.goal, met]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def summary(outcomes: dict[str, Outcome], link_prefix: str = "") -> str:
+    """The summary in Markdown; ``link_prefix`` is the results folder relative to where the text is put."""
+    rows, sources = [], []
+    for name, benchmark in BENCHMARKS.items():
+        json_path = RESULTS_DIR / f"{name}.json"
+        outcome = outcomes.get(name)
+        status = ("not run this time" if outcome is None else
+                  f"ran in {outcome.seconds:.0f} s" if outcome.return_code == 0 else
+                  f"**failed** (exit code {outcome.return_code}; see its output)")
+        if not json_path.is_file():
+            met = "-" if outcome is None else "**no**"
+            rows.append(f"| {name}: no figures ({status}) | - | - | - | - | {met} |")
+            sources.append(f"- `{name}` ({benchmark.measures}): no figures; {status}.")
+            continue
+        payload = read_figures(json_path)
+        rows += [table_row(figure, name) for figure in payload["figures"]]
+        sources.append(f"- `{name}` ({benchmark.measures}): [{payload['markdown']}]({link_prefix}{payload['markdown']}), "
+                       f"generated {payload['generated']} on {payload['device']}; {status}.")
+    return "\n".join([
+        "Generated by `.venv/bin/python benchmarks/run_all.py`: the headline figures of every benchmark, "
+        "read from `benchmarks/results/<name>.json`. Times are medians; \"ratio\" is expressed the way the "
+        "goal states it. The per-benchmark files have the full tables, the conditions and the explanations.",
+        "",
+        "| figure | ours | reference | ratio | goal | met? |",
+        "|---|---:|---:|---:|---|---|",
+        *rows,
+        "",
+        "Sources:",
+        "",
+        *sources,
+        "",
+    ])
+
+
+def update_readme(section: str) -> None:
+    text = README.read_text() if README.is_file() else ""
+    if README_START not in text or README_END not in text:
+        print(f"note: {README} has no summary markers; not updated", flush=True)
+        return
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    README.write_text(f"{head}{README_START}\n{section}\n{README_END}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), metavar="NAME",
+                        help=f"run only these benchmarks ({', '.join(BENCHMARKS)}); the others keep their last figures")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="passed to the benchmarks that take one (default: cuda when available)")
+    args = parser.parse_args()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    selected = args.only or list(BENCHMARKS)
+    outcomes = {name: run_benchmark(BENCHMARKS[name], args.device) for name in BENCHMARKS if name in selected}
+    text = "# Benchmark summary\n\n" + summary(outcomes)
+    (RESULTS_DIR / "SUMMARY.md").write_text(text)
+    update_readme(summary(outcomes, link_prefix="results/"))
+    print("\n" + text)
+    failed = [name for name, outcome in outcomes.items() if outcome.return_code != 0]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
