@@ -129,7 +129,7 @@ class _Condition:
 def _conditions(families: Sequence[str], severities: Sequence[float] | None,
                 presets: Sequence[str]) -> list[_Condition]:
     from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
-    from nnunet_robustness.corruptions.conditions import family_condition, preset_condition
+    from nnunet_robustness.corruptions.conditions import family_condition, preset_condition, severity_label
     from nnunet_robustness.corruptions.presets import preset_group
 
     if not families and not presets:
@@ -141,7 +141,7 @@ def _conditions(families: Sequence[str], severities: Sequence[float] | None,
     for family in names:
         for severity in severities if severities is not None else range(1, 6):
             condition = family_condition(family, severity)
-            folder = Path(family) / condition.name.rsplit("_sev", 1)[1]
+            folder = Path(family) / severity_label(condition.severity)
             conditions.append(_Condition(condition, folder, condition.corruption()))
     for requested in presets:
         matched = preset_group(requested)

@@ -18,6 +18,7 @@ Condition specs (CLI ``--conditions`` and config files) are strings:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -80,15 +81,26 @@ def context_condition(level: float) -> Condition:
     return Condition(f"{CONTEXT_FAMILY}_fbr{level:.2f}", CONTEXT_FAMILY, None, None, round(float(level), 4))
 
 
-def _severity_name(severity: float) -> str:
+def severity_label(severity: float) -> str:
+    """How a severity appears in names and folders: ``3``, ``2.5``."""
     return str(int(severity)) if float(severity).is_integer() else f"{severity:g}"
+
+
+_FAMILY_CONDITION_NAME = re.compile(r"^(?P<family>.+)_sev(?P<severity>\d+(?:\.\d+)?)$")
+
+
+def parse_family_condition_name(name: str) -> tuple[str, float] | None:
+    """(family, severity) of a name made by :func:`family_condition` (``gaussian_noise_sev3``), else None.
+    Lets ``eval`` read family and severity from folders made without a ``run.json``."""
+    match = _FAMILY_CONDITION_NAME.match(name)
+    return (match["family"], float(match["severity"])) if match else None
 
 
 def family_condition(family: str, severity: float) -> Condition:
     if not 0 < severity <= MAX_SEVERITY:
         raise UserInputError(f"severity {severity:g} for {family} is out of range (0, {MAX_SEVERITY}]")
     severity = int(severity) if float(severity).is_integer() else float(severity)
-    return Condition(f"{family}_sev{_severity_name(severity)}", family, severity)
+    return Condition(f"{family}_sev{severity_label(severity)}", family, severity)
 
 
 def preset_condition(preset: str) -> Condition:

@@ -15,17 +15,17 @@ import contextlib
 import io
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from nnunet_robustness.corruptions.conditions import CLEAN as CLEAN_CONDITION
+from nnunet_robustness.corruptions.conditions import parse_family_condition_name
 from nnunet_robustness.errors import UserInputError
 
-CLEAN = "clean"
-_SEVERITY_NAME = re.compile(r"^(?P<family>.+)_sev(?P<severity>\d+(?:\.\d+)?)$")
+CLEAN = CLEAN_CONDITION.name
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,9 @@ def parse_condition_name(name: str, folder: Path) -> Condition:
     """Family and severity from a folder name (``gaussian_noise_sev3``; ``clean`` is severity 0)."""
     if name == CLEAN:
         return Condition(name, folder, None, 0.0, None)
-    match = _SEVERITY_NAME.match(name)
-    if match:
-        return Condition(name, folder, match["family"], float(match["severity"]), None)
+    family_and_severity = parse_family_condition_name(name)
+    if family_and_severity:
+        return Condition(name, folder, *family_and_severity, None)
     return Condition(name, folder)
 
 

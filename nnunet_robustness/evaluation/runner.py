@@ -29,7 +29,7 @@ import pickle
 import time
 from collections import defaultdict
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -77,11 +77,6 @@ class RunStats:
     seconds_predictor: float = 0.0
     seconds_corruption: float = 0.0
     seconds_io: float = 0.0
-    per_condition_seconds: dict = field(default_factory=lambda: defaultdict(float))
-
-    @property
-    def share_outside_predictor(self) -> float:
-        return 1 - self.seconds_predictor / self.seconds_total if self.seconds_total else float("nan")
 
 
 def model_folder_from_ids(dataset: str, configuration: str, trainer: str = "nnUNetTrainer",
@@ -289,10 +284,8 @@ class RobustnessRunner:
                 stats.seconds_io += time.perf_counter() - t
                 for condition in todo:
                     bar.set_postfix_str(f"{case} / {condition.name}")
-                    item_start = time.perf_counter()
                     self._predict_item(image, properties, label, case, condition, output, seed,
                                        save_probabilities, stats)
-                    stats.per_condition_seconds[condition.name] += time.perf_counter() - item_start
                     stats.predicted += 1
                     bar.update(1)
         stats.seconds_total = time.perf_counter() - start
@@ -318,8 +311,8 @@ class RobustnessRunner:
         result = self.predictor.predict_single_npy_array(corrupted, deepcopy(properties), None, None,
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
-
-        self._write_item(result, properties, case, condition, output, save_probabilities, stats)
+        segmentation, probabilities = result if save_probabilities else (result, None)
+        self._write_item(segmentation, probabilities, properties, case, condition, output, stats)
 
     def _predict_context_item(self, image: np.ndarray, properties: dict, label: np.ndarray, case: str,
                               condition: Condition, output: Path, save_probabilities: bool,
@@ -338,22 +331,21 @@ class RobustnessRunner:
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
         segmentation, probabilities = result if save_probabilities else (result, None)
-        result = paste_into_background(segmentation, image.shape[1:], box, probabilities)
+        segmentation, probabilities = paste_into_background(segmentation, image.shape[1:], box, probabilities)
         write_context_record(output / condition.name, case, box)
-        self._write_item(result if save_probabilities else result[0], properties, case, condition, output,
-                         save_probabilities, stats)
+        self._write_item(segmentation, probabilities, properties, case, condition, output, stats)
 
-    def _write_item(self, result, properties: dict, case: str, condition: Condition, output: Path,
-                    save_probabilities: bool, stats: RunStats) -> None:
+    def _write_item(self, segmentation: np.ndarray, probabilities: np.ndarray | None, properties: dict, case: str,
+                    condition: Condition, output: Path, stats: RunStats) -> None:
+        """Probabilities (when given) first, the segmentation last: its presence marks the item done."""
         t = time.perf_counter()
-        segmentation, probabilities = result if save_probabilities else (result, None)
         paths = self.output_paths(output, case, condition)
-        if save_probabilities:
+        if probabilities is not None:
             with atomic_path(paths["npz"]) as tmp:
                 np.savez_compressed(tmp, probabilities=probabilities)
             with atomic_path(paths["pkl"]) as tmp:
                 tmp.write_bytes(pickle.dumps(properties))
-        with atomic_path(paths["seg"]) as tmp:  # last: its presence marks the item as finished
+        with atomic_path(paths["seg"]) as tmp:
             self.reader_writer.write_seg(segmentation, str(tmp), properties)
         stats.seconds_io += time.perf_counter() - t
 
