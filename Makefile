@@ -9,22 +9,24 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+TORCH_VERSION := from importlib.metadata import version; print(version('torch').split('+')[0])
 PYTEST_ARGS ?=
 
-.PHONY: install demo test e2e doctor clean
+.PHONY: install demo test lint e2e doctor clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml hatch_build.py nnunet_robustness/shim/template.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
-		echo "keeping installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	@# torch's version is read from its metadata: importing torch before numpy is installed warns
+	@if $(BIN)/python -c "import importlib.util as u; exit(u.find_spec('torch') is None)"; then \
+		echo "keeping installed torch $$($(BIN)/python -c "$(TORCH_VERSION)")"; \
 	else \
 		$(BIN)/python -m pip install $(TORCH); \
 	fi
 	# pin the torch now installed so that no dependency can swap it for another build
 	$(BIN)/python -m pip install -e ".[test]" \
-		"torch==$$($(BIN)/python -c 'import torch; print(torch.__version__.split("+")[0])')"
+		"torch==$$($(BIN)/python -c "$(TORCH_VERSION)")"
 	# editable installs do not always place the trainer shim inside nnunetv2; this is idempotent
 	$(BIN)/nnunet-robust install-shim
 	touch $@
@@ -33,9 +35,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/nnunet-robust demo -o demo_output
 
-# The whole suite, as CI runs it (.ci/run).
+# The whole suite, as CI runs it (.ci/run): lint and import order (ruff), then every test, including the
+# wheel installed into a fresh environment (tests/test_wheel_install.py).
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
 
 # The end-to-end path through nnU-Net's real CLIs (plan, train our trainers, predict, evaluate).
 e2e: install

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
+from figures import Figure, write_figures
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from torch import nn
 
-from figures import Figure, write_figures
 from nnunet_robustness.architectures import (
     SkipSelectivePlainConvUNet,
     SkipSelectiveResidualEncoderUNet,

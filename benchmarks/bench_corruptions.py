@@ -24,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-
 from figures import Figure, write_figures
+
 from nnunet_robustness.corruptions import CORRUPTIONS, get_corruption
 
 SHAPE = (128, 128, 128)

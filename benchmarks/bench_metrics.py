@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
-
 from figures import Figure, write_figures
+from scipy import ndimage
 
 SHAPE = (128, 128, 128)
 TOLERANCE_MM = 1.0
@@ -72,8 +71,11 @@ def deepmind(reference, prediction, spacing) -> dict[str, float]:
 
 
 def ours(reference, prediction, spacing) -> dict[str, float]:
-    from nnunet_robustness.evaluation.surface import (
-        average_symmetric_surface_distance, normalized_surface_dice, robust_hausdorff, surface_distances,
+    from nnunet_robustness.metrics.surface import (
+        average_symmetric_surface_distance,
+        normalized_surface_dice,
+        robust_hausdorff,
+        surface_distances,
     )
 
     distances = surface_distances(reference, prediction, spacing)

@@ -97,7 +97,7 @@ class Demo:
         return str(Path(sys.executable).parent / name)
 
     def _step(self, number: int, total: int, title: str, done: bool) -> bool:
-        status = "done, reusing" if done else "running"
+        status = "reused" if done else "running"
         line = f"[{number}/{total}] {title} ({status})"
         self.log.append(line)
         print(line, flush=True)
@@ -109,12 +109,14 @@ class Demo:
             (s.output / folder).mkdir(parents=True, exist_ok=True)
         total, start = 4 + len(MODELS), time.perf_counter()
 
-        # The generator skips finished cases itself and refuses a folder made with other arguments.
-        self._step(1, total, "synthetic texture dataset at alpha " + ", ".join(map(str, s.alphas)), False)
-        self.runner([self._tool("nnunet-robust"), "make-dataset", "textures", "-d", str(DATASET_ID),
-                     "--name", "DemoTextures", "--shape", str(s.image_size), str(s.image_size),
-                     "--alpha", *map(str, s.alphas), "--num-train", str(s.train_cases_per_alpha),
-                     "--num-test", str(s.test_cases_per_alpha), "--seed", str(s.seed)], env)
+        # dataset.json is written last, so it marks a complete dataset (the generator refuses a folder
+        # made with other arguments, and finishes an interrupted one).
+        if self._step(1, total, "synthetic texture dataset at alpha " + ", ".join(map(str, s.alphas)),
+                      (s.raw / "dataset.json").is_file()):
+            self.runner([self._tool("nnunet-robust"), "make-dataset", "textures", "-d", str(DATASET_ID),
+                         "--name", "DemoTextures", "--shape", str(s.image_size), str(s.image_size),
+                         "--alpha", *map(str, s.alphas), "--num-train", str(s.train_cases_per_alpha),
+                         "--num-test", str(s.test_cases_per_alpha), "--seed", str(s.seed)], env)
 
         if self._step(2, total, "nnUNetv2_plan_and_preprocess", self._preprocessing_done()):
             self.runner([self._tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
@@ -129,18 +131,22 @@ class Demo:
                              "-device", s.device, *resume], env)
 
         number = 3 + len(MODELS)
-        self._step(number, total, "nnunet-robust run (clean, seed-study, MRI artefacts) for each model", False)
-        for model, trainer in MODELS.items():
-            self.runner([self._tool("nnunet-robust"), "run", "-i", str(s.raw / "imagesTs"),
-                         "-o", str(s.predictions(model)), "-m", str(s.model_folder(trainer)), "-f", "0",
-                         "-device", s.device, "--disable_tta", "--reference", str(s.raw / "labelsTs"),
-                         "--seed", str(s.seed), "--conditions", *CONDITIONS, "--preset", *CONDITION_SETS], env)
+        runs_done = all(self._run_done(model) for model in MODELS)
+        if self._step(number, total, "nnunet-robust run (clean, seed-study, MRI artefacts) for each model",
+                      runs_done):
+            for model, trainer in MODELS.items():
+                if self._run_done(model):
+                    continue
+                self.runner([self._tool("nnunet-robust"), "run", "-i", str(s.raw / "imagesTs"),
+                             "-o", str(s.predictions(model)), "-m", str(s.model_folder(trainer)), "-f", "0",
+                             "-device", s.device, "--disable_tta", "--reference", str(s.raw / "labelsTs"),
+                             "--seed", str(s.seed), "--conditions", *CONDITIONS, "--preset", *CONDITION_SETS], env)
 
-        self._step(number + 1, total, "nnunet-robust eval of the three models, HTML report", False)
-        self.runner([self._tool("nnunet-robust"), "eval",
-                     *[arg for model in MODELS for arg in ("--model", f"{model}={s.predictions(model)}")],
-                     "-ref", str(s.raw / "labelsTs"), "-djfile", str(s.raw / "dataset.json"),
-                     "-o", str(s.evaluation), "--seed", str(s.seed)], env)
+        if self._step(number + 1, total, "nnunet-robust eval of the three models, HTML report", self._eval_done()):
+            self.runner([self._tool("nnunet-robust"), "eval",
+                         *[arg for model in MODELS for arg in ("--model", f"{model}={s.predictions(model)}")],
+                         "-ref", str(s.raw / "labelsTs"), "-djfile", str(s.raw / "dataset.json"),
+                         "-o", str(s.evaluation), "--seed", str(s.seed)], env)
         report = s.evaluation / "report.html"
         minutes = (time.perf_counter() - start) / 60
         print(f"\nDemo finished in {minutes:.1f} min. Report: {report}", flush=True)
@@ -155,3 +161,22 @@ class Demo:
             "data_identifier"]
         expected = json.loads(dataset_json.read_text())["numTraining"]
         return data.is_dir() and len(list(data.glob("*.pkl"))) == expected
+
+    def _run_done(self, model: str) -> bool:
+        """Every demo condition of every test case predicted (run.json lists what the folder holds)."""
+        from nnunet_robustness.corruptions.specs import resolve_conditions
+        from nnunet_robustness.runner.manifest import RunManifest
+
+        folder = self.settings.predictions(model)
+        manifest = RunManifest.read_if_present(folder)
+        return manifest is not None and manifest.is_complete(folder, resolve_conditions(CONDITIONS, CONDITION_SETS))
+
+    def _eval_done(self) -> bool:
+        """A report newer than every run.json: the evaluation of exactly these predictions exists."""
+        from nnunet_robustness.runner.manifest import RunManifest
+
+        summary, report = self.settings.evaluation / "summary.json", self.settings.evaluation / "report.html"
+        if not (summary.is_file() and report.is_file()):
+            return False
+        manifests = [RunManifest.path(self.settings.predictions(model)) for model in MODELS]
+        return all(m.is_file() and m.stat().st_mtime <= summary.stat().st_mtime for m in manifests)

@@ -1,14 +1,18 @@
-"""Small I/O helpers shared by every command: atomic writes, so an interrupted run never leaves a
-file that looks complete but is not."""
+"""Small I/O helpers shared by every command: reading JSON with user-facing errors, listing data
+files, package versions for provenance, and atomic writes, so an interrupted run never leaves a file
+that looks complete but is not."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from nnunet_robustness.errors import UserInputError
 
 # mkstemp creates files readable by the owner only; outputs should get the usual permissions.
 _UMASK = os.umask(0)
@@ -45,3 +49,85 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """The parsed content of a JSON file (YAML for ``.yaml``/``.yml``), or a ``UserInputError`` that
+    names the file and ``what`` it should be (e.g. ``"dataset.json"``, ``"run manifest"``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise UserInputError(f"{path}: is a folder, expected the {what} file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserInputError(f"{path}: cannot read the {what} ({getattr(e, 'strerror', None) or e})") from None
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
+    try:
+        if yaml_file:
+            import yaml
+
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parser error is the user's file
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserInputError(f"{path}: not valid {'YAML' if yaml_file else 'JSON'} ({message}); expected the "
+                             f"{what}") from None
+
+
+def files_with_ending(folder: str | os.PathLike, ending: str) -> list[Path]:
+    """The files of ``folder`` whose names end in ``ending``, sorted; hidden files (``.name``, e.g. our
+    own temporary files from :func:`atomic_path`) are never counted as data."""
+    return [p for p in sorted(Path(folder).iterdir())
+            if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")]
+
+
+RESULT_PACKAGES = ("nnunet-robustness", "nnunetv2", "torch", "dynamic-network-architectures", "numpy", "SimpleITK")
+
+
+def package_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape a result, for the provenance of output files."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def safe_path(root: str | os.PathLike, *parts: str) -> Path:
+    """``root / part / ...`` for parts taken from files or arguments (condition, label, case names): a
+    part that would lead outside ``root`` (``..``, an absolute path, a path separator) is refused."""
+    root = Path(root)
+    for part in parts:
+        part = str(part)
+        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+            raise UserInputError(f"{part!r}: not usable as a file or folder name under {root} (it must not be "
+                                 "empty, '.', '..' or contain a path separator)")
+    return root.joinpath(*parts)
+
+
+def json_ready(value: Any) -> Any:
+    """A JSON-safe copy for output files: NaN/inf -> null, numpy scalars -> Python, tuples and arrays ->
+    lists, paths -> str, pandas' NA -> null."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values, without importing pandas
+        return None
+    return value

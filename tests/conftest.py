@@ -1,4 +1,5 @@
-"""Shared fixtures: nnU-Net's environment pointed at temporary folders, small worker counts."""
+"""Shared fixtures: nnU-Net's environment pointed at temporary folders, small worker counts; a small
+prediction study (two models, three conditions) and its evaluation, shared by the analysis and report tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.prediction_folders import write_study
 
 
 @pytest.fixture
@@ -24,3 +27,22 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
             Path(value).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two models (A better than B), clean + two severities of one family, 4 cases, run.json layout.
+    Read-only: tests that break files make their own copy."""
+    root = tmp_path_factory.mktemp("study")
+    folders = write_study(root)
+    return {"root": root, "reference": root / "labelsTs", "dataset_json": root / "dataset.json", **folders}
+
+
+@pytest.fixture(scope="session")
+def study_result(study: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    from nnunet_robustness.evaluation import evaluate
+
+    output = tmp_path_factory.mktemp("study_eval")
+    result = evaluate({"A": study["A"], "B": study["B"]}, study["reference"], study["dataset_json"], output,
+                      n_bootstrap=200, progress=False)
+    return result, output

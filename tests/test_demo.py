@@ -7,9 +7,12 @@ Each command it calls is covered end to end by the other tests.)
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-from nnunet_robustness.demo import CONFIGURATION, MODELS, Demo, DemoSettings
+from nnunet_robustness.corruptions.specs import resolve_conditions
+from nnunet_robustness.demo import CONDITION_SETS, CONDITIONS, CONFIGURATION, MODELS, Demo, DemoSettings
+from nnunet_robustness.runner.manifest import RunManifest
 
 
 class FakeTools:
@@ -39,6 +42,18 @@ class FakeTools:
             (fold / "checkpoint_latest.pth").touch()
             if command[command.index("-tr") + 1] != self.fail_training:
                 (fold / "checkpoint_final.pth").touch()
+        elif tool == "nnunet-robust" and command[1] == "run":
+            out = Path(command[command.index("-o") + 1])
+            conditions = resolve_conditions(CONDITIONS, CONDITION_SETS)
+            for condition in conditions:
+                (out / condition.name).mkdir(parents=True, exist_ok=True)
+                (out / condition.name / "case_1.nii.gz").touch()
+            RunManifest(model={"model_folder": "m"}, seed=0, save_probabilities=False, file_ending=".nii.gz",
+                        conditions=tuple(conditions), cases=("case_1",)).write(out)
+        elif tool == "nnunet-robust" and command[1] == "eval":
+            s.evaluation.mkdir(parents=True, exist_ok=True)
+            (s.evaluation / "report.html").touch()
+            (s.evaluation / "summary.json").touch()
 
 
 def test_demo_runs_the_real_tools_in_order(tmp_path):
@@ -69,4 +84,20 @@ def test_rerun_reuses_finished_steps_and_continues_an_interrupted_training(tmp_p
     assert "nnUNetv2_plan_and_preprocess" not in tools
     trainings = [c for c in second.calls if c[0] == "nnUNetv2_train"]
     assert len(trainings) == 1 and MODELS["NoSkip"] in trainings[0] and "--c" in trainings[0]
-    assert any("(done, reusing)" in line and "UNet" in line for line in demo.log)
+    assert any("(reused)" in line and "UNet" in line for line in demo.log)
+
+
+def test_a_finished_demo_reruns_nothing_and_says_reused(tmp_path):
+    settings = DemoSettings(output=tmp_path / "demo")
+    Demo(settings, runner=FakeTools(settings)).run()
+    again = FakeTools(settings)
+    demo = Demo(settings, runner=again)
+    demo.run()
+    assert again.calls == []
+    assert len(demo.log) == 4 + len(MODELS) and all(line.endswith("(reused)") for line in demo.log)
+    # a new run.json (more conditions were added by hand) makes the evaluation stale again
+    manifest = RunManifest.path(settings.predictions("UNet"))
+    os.utime(manifest, (manifest.stat().st_atime, manifest.stat().st_mtime + 10))
+    third = FakeTools(settings)
+    Demo(settings, runner=third).run()
+    assert [c[1] for c in third.calls] == ["eval"]

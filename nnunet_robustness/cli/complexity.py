@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.datasets.dataset_complexity import (
-        format_summary, measure_dataset, summarize, write_case_table, write_summary_table)
+        format_summary,
+        measure_dataset,
+        summarize,
+        write_case_table,
+        write_summary_table,
+    )
     from nnunet_robustness.datasets.raw_dataset import resolve_raw_dataset
 
     folder = resolve_raw_dataset(args.dataset)

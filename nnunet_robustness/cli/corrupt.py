@@ -10,20 +10,15 @@ a case is ``derive_seed(--seed, case, condition)``, so re-runs and other tools r
 from __future__ import annotations
 
 import argparse
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, atomic_write_json
-
-if TYPE_CHECKING:  # the corruptions import torch; keep `nnunet-robust --help` fast
-    from nnunet_robustness.corruptions.conditions import Condition
-
-_FILE_PATTERN = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +50,11 @@ def run(args: argparse.Namespace) -> int | None:
     if args.input is None or args.output is None:
         raise UserInputError("corrupt needs -i/--input and -o/--output (or --list)")
     conditions = _conditions(args.family, args.severity, args.preset)
-    cases, ending = find_cases(args.input)
+    from nnunet_robustness.runner.cases import list_cases
+
+    found = list_cases(args.input)
+    cases = list(found.items())
+    ending = cases[0][1][0].name[len(cases[0][0]) + len("_0000"):]
     if any(c.corruption.requires_label for c in conditions) and args.labels is None:
         needing = sorted({c.name for c in conditions if c.corruption.requires_label})
         raise UserInputError(f"{', '.join(needing)} blur the background and need the reference labels: pass "
@@ -128,9 +127,10 @@ class _Condition:
 
 def _conditions(families: Sequence[str], severities: Sequence[float] | None,
                 presets: Sequence[str]) -> list[_Condition]:
+    from nnunet_robustness.conditions import family_condition, severity_label
     from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
-    from nnunet_robustness.corruptions.conditions import family_condition, preset_condition, severity_label
     from nnunet_robustness.corruptions.presets import preset_group
+    from nnunet_robustness.corruptions.specs import corruption_for, preset_condition
 
     if not families and not presets:
         raise UserInputError("nothing to do: give --family NAME ... and/or --preset NAME ... (see --list)")
@@ -142,7 +142,7 @@ def _conditions(families: Sequence[str], severities: Sequence[float] | None,
         for severity in severities if severities is not None else range(1, 6):
             condition = family_condition(family, severity)
             folder = Path(family) / severity_label(condition.severity)
-            conditions.append(_Condition(condition, folder, condition.corruption()))
+            conditions.append(_Condition(condition, folder, corruption_for(condition)))
     for requested in presets:
         matched = preset_group(requested)
         if not matched:
@@ -151,39 +151,11 @@ def _conditions(families: Sequence[str], severities: Sequence[float] | None,
         for name in matched:
             group, _, short = name.partition(":")
             condition = preset_condition(name)
-            conditions.append(_Condition(condition, Path(group) / short, condition.corruption()))
+            conditions.append(_Condition(condition, Path(group) / short, corruption_for(condition)))
     return conditions
 
 
 # --- reading and writing -----------------------------------------------------------------------------
-
-def find_cases(folder: Path) -> tuple[list[tuple[str, list[Path]]], str]:
-    """Group ``CASE_XXXX<ending>`` files by case; check every case has channels 0000..n-1."""
-    if not folder.is_dir():
-        raise UserInputError(f"{folder}: input folder does not exist")
-    by_case: dict[str, dict[int, Path]] = {}
-    endings = set()
-    for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue
-        match = _FILE_PATTERN.match(path.name)
-        if match is None:
-            continue
-        endings.add(match["ending"])
-        by_case.setdefault(match["case"], {})[int(match["channel"])] = path
-    if not by_case:
-        raise UserInputError(f"{folder}: no image files named CASE_XXXX<ending> (e.g. case_001_0000.nii.gz)")
-    if len(endings) > 1:
-        raise UserInputError(f"{folder}: files with different endings {sorted(endings)}; keep one format per folder")
-    counts = {len(channels) for channels in by_case.values()}
-    cases = []
-    for case, channels in sorted(by_case.items()):
-        if sorted(channels) != list(range(len(channels))) or len(counts) > 1:
-            raise UserInputError(f"{folder}: case {case!r} has channels {sorted(channels)}; every case needs "
-                                 f"the same channels _0000.._{max(counts) - 1:04d}")
-        cases.append((case, [channels[i] for i in range(len(channels))]))
-    return cases, endings.pop()
-
 
 def _reader_writer(ending: str, example: Path):
     from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
@@ -235,13 +207,6 @@ def _load_case(reader_writer, files: list[Path], labels: Path | None, case: str,
                        label, files, [a.shape[0] for a in arrays])
 
 
-def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
-
-
 def _write_case(reader_writer, corrupted: np.ndarray, loaded: _LoadedCase, targets: list[Path]) -> None:
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
@@ -258,11 +223,13 @@ def _write_case(reader_writer, corrupted: np.ndarray, loaded: _LoadedCase, targe
 def _write_sitk(channels: np.ndarray, source: Path, target: Path) -> None:
     import SimpleITK as sitk
 
+    from nnunet_robustness.corruptions._core import cast_to_dtype
+
     original = sitk.ReadImage(str(source))
     array = channels[0]
     if original.GetDimension() == 2:
         array = array[0]  # nnU-Net adds a leading axis to 2D images
-    image = sitk.GetImageFromArray(_cast(array, sitk.GetArrayViewFromImage(original).dtype))
+    image = sitk.GetImageFromArray(cast_to_dtype(array, sitk.GetArrayViewFromImage(original).dtype))
     image.CopyInformation(original)  # origin, spacing, direction exactly as the input
     with atomic_path(target) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
@@ -271,8 +238,10 @@ def _write_sitk(channels: np.ndarray, source: Path, target: Path) -> None:
 def _write_natural(channels: np.ndarray, source: Path, target: Path) -> None:
     from skimage import io
 
+    from nnunet_robustness.corruptions._core import cast_to_dtype
+
     dtype = io.imread(str(source)).dtype
     array = channels[:, 0]  # (c, 1, X, Y) -> (c, X, Y)
     array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
     with atomic_path(target) as tmp:
-        io.imsave(str(tmp), _cast(array, dtype), check_contrast=False)
+        io.imsave(str(tmp), cast_to_dtype(array, dtype), check_contrast=False)

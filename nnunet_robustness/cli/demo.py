@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="End to end with nnU-Net's real tools, in one folder: a synthetic texture dataset at two "
                     "complexity levels, nnUNetv2_plan_and_preprocess, nnUNetv2_train of nnU-Net's U-Net, the "
                     "No-Skip and the attention-gated U-Net (short CPU schedule), `run` under the seed study's "
-                    "conditions and MRI artefacts, `eval` and its HTML report. About 10 minutes on 2 CPU cores; "
+                    "conditions and MRI artefacts, `eval` and its HTML report. About 5-6 minutes on 2 CPU cores; "
                     "a re-run reuses finished steps.",
     )
     parser.add_argument("-o", dest="output", type=Path, default=Path("demo_output"),

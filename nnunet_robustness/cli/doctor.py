@@ -86,7 +86,7 @@ def _check_torchvision() -> List[Check]:
 
 
 def _check_shim() -> List[Check]:
-    from nnunet_robustness.trainers.registration import ShimState, shim_path, shim_state
+    from nnunet_robustness.shim import ShimState, shim_path, shim_state
 
     state = shim_state()
     if state is ShimState.OK:
@@ -140,10 +140,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Check torch/CUDA, the nnU-Net version and environment variables, and that nnU-Net's own "
                     "trainer lookup (used by nnUNetv2_train and nnUNetv2_predict) resolves each of our trainers. "
                     "Prints a fix for each problem; exits 1 if any check fails.")
+    parser.add_argument("--list-trainers", action="store_true",
+                        help="print every trainer we ship (name and what it changes) and exit; the same list is in "
+                             "docs/trainers.md")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list_trainers:
+        from nnunet_robustness.trainers.variants import trainer_listing
+
+        print(trainer_listing())
+        return 0
     results = run_checks()
     for check in results:
         print(f"[{check.status:^4}] {check.what}")

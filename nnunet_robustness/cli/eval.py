@@ -56,8 +56,8 @@ def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.analysis.evaluation import REPORT_HTML
     from nnunet_robustness.evaluation import evaluate, write_report
-    from nnunet_robustness.evaluation.evaluate import REPORT_HTML
 
     result = evaluate(parse_models(args.model, args.input), args.reference, args.dataset_json, args.output,
                       nsd_tolerance_mm=args.nsd_tolerance, seed=args.seed, n_bootstrap=args.n_bootstrap,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_robustness.trainers.registration import install_shim, remove_shim, shim_path
+from nnunet_robustness.shim import install_shim, remove_shim, shim_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -51,7 +51,12 @@ def run_textures(args: argparse.Namespace) -> int:
     # imported here so that `nnunet-robust --help` does not load numpy, SimpleITK and scikit-image
     from nnunet_robustness.datasets.texture_sources import format_texture_list
     from nnunet_robustness.datasets.textures_dataset import (
-        DEFAULT_ALPHAS, DEFAULT_TEXTURES, TexturesDatasetConfig, generate_textures_dataset)
+        DEFAULT_ALPHAS,
+        DEFAULT_TEXTURES,
+        TexturesDatasetConfig,
+        count_existing_cases,
+        generate_textures_dataset,
+    )
 
     if args.list_textures:
         print(format_texture_list())
@@ -84,9 +89,12 @@ def run_textures(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config.validate()  # before any folder is created, so a typo leaves nothing behind
+    reused = count_existing_cases(config, output_root)
     folder = generate_textures_dataset(config, output_root, show_progress=sys.stderr.isatty())
     num_train = config.num_train_per_alpha * len(config.train_alphas)
     num_test = config.num_test_per_alpha * len(config.test_alphas)
-    print(f"wrote {folder} ({num_train} training, {num_test} test cases; "
+    action = ("reused" if reused == num_train + num_test else
+              f"wrote {num_train + num_test - reused} new case(s), reused {reused}, in" if reused else "wrote")
+    print(f"{action} {folder} ({num_train} training, {num_test} test cases; "
           f"textures {config.texture_foreground} / {config.texture_background})")
     return 0

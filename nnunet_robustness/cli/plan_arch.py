@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_robustness.cli.common import preprocessed_dataset_folder
+from nnunet_robustness.nnunet_paths import preprocessed_dataset_folder
 from nnunet_robustness.plans import ARCH_PRESETS, ArchChoice, write_arch_plans
 
 

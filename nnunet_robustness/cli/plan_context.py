@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from nnunet_robustness.cli.common import preprocessed_dataset_folder
+from nnunet_robustness.nnunet_paths import preprocessed_dataset_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

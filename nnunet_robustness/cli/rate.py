@@ -33,10 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.reports.trust import write_report
     from nnunet_robustness.trust import load_calibrator, rate
+    from nnunet_robustness.trust.calibrator import REPORT_HTML
 
     result = rate(load_calibrator(args.calibrator), args.input, args.dataset_json, reference=args.reference,
                   output=args.output, conditions=args.condition, bands=args.bands, save_masks=args.save_masks)
+    write_report(result, args.output / REPORT_HTML)
     ratings = result.ratings
     cases = ratings[["condition", "case"]].drop_duplicates()
     flagged = ratings.loc[ratings["case_flagged"], ["condition", "case"]].drop_duplicates()

@@ -82,9 +82,9 @@ def dataset_texture_disparity(dataset: str) -> np.ndarray:
     """Per-case TD of the queried dataset: from a complexity CSV, or measured now on a raw dataset."""
     import numpy as np
 
+    from nnunet_robustness.analysis.recommend import TD_COLUMN, read_complexity_table
     from nnunet_robustness.datasets.dataset_complexity import measure_dataset
     from nnunet_robustness.datasets.raw_dataset import resolve_raw_dataset
-    from nnunet_robustness.evaluation.recommend import TD_COLUMN, read_complexity_table
 
     if dataset.endswith(".csv"):
         return read_complexity_table(dataset)[TD_COLUMN].to_numpy(dtype=float)
@@ -93,9 +93,16 @@ def dataset_texture_disparity(dataset: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_robustness.evaluation.recommend import (
-        RuleSettings, fit_rule, format_recommendation, format_rule, load_evidence, make_bins, recommend)
-    from nnunet_robustness.evaluation.statistics import FOREGROUND_MEAN
+    from nnunet_robustness.analysis.recommend import (
+        RuleSettings,
+        fit_rule,
+        format_recommendation,
+        format_rule,
+        load_evidence,
+        make_bins,
+        recommend,
+    )
+    from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
     from nnunet_robustness.io import atomic_write_json
 
     settings = RuleSettings(metric=args.metric, label=args.label or FOREGROUND_MEAN, min_cases=args.min_cases,

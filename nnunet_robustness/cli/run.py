@@ -9,7 +9,7 @@ from nnunet_robustness.errors import UserInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nnunet_robustness.corruptions.conditions import CONDITION_SETS
+    from nnunet_robustness.conditions import CONDITION_SETS
 
     parser = subparsers.add_parser(
         "run",
@@ -67,14 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_robustness.corruptions.conditions import read_conditions_file, resolve_conditions
-    from nnunet_robustness.evaluation.runner import (
-        PredictionSettings,
-        RobustnessRunner,
-        list_cases,
-        model_folder_from_ids,
-        resolve_folds,
-    )
+    from nnunet_robustness.conditions import read_conditions_file
+    from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.nnunet_paths import model_folder_from_ids
+    from nnunet_robustness.runner.cases import list_cases
+    from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
 
     if args.model_folder is None:
         if not (args.dataset and args.configuration):

@@ -20,12 +20,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnunet_robustness.corruptions._core import (
-    CORRUPTIONS, MAX_SEVERITY, Corruption, IntensityReference, Params, SeverityTable, derive_seed,
-    intensity_reference, list_families, unknown_name_error,
-)
 # Importing the family modules registers them; this order is the catalogue order.
-from nnunet_robustness.corruptions import noise, blur, resolution, intensity, kspace  # noqa: F401,I001
+from nnunet_robustness.corruptions import blur, intensity, kspace, noise, resolution  # noqa: F401
+from nnunet_robustness.corruptions._core import (
+    CORRUPTIONS,
+    MAX_SEVERITY,
+    Corruption,
+    IntensityReference,
+    Params,
+    SeverityTable,
+    derive_seed,
+    intensity_reference,
+    list_families,
+    unknown_name_error,
+)
 from nnunet_robustness.corruptions.presets import PRESETS, Preset
 from nnunet_robustness.errors import UserInputError
 

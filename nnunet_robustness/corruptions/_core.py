@@ -19,9 +19,8 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
 import numpy as np
 import torch
 
+from nnunet_robustness.conditions import MAX_SEVERITY
 from nnunet_robustness.errors import UserInputError
-
-MAX_SEVERITY = 5
 
 #: Parameters of one draw, as returned by ``sample_parameters``: plain ints, floats, strings and
 #: lists of them, so that a runner can log them as JSON and replay them through ``apply``.
@@ -239,14 +238,9 @@ def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike |
     def restore(result: torch.Tensor) -> ImageLike:
         if squeeze_axis is not None:
             result = result.unsqueeze(1 + squeeze_axis)
-        result = cast_to_dtype(result, out_dtype)
         if not is_numpy:
-            return result
-        array = result.cpu().numpy()
-        if numpy_dtype in _NUMPY_ONLY_INT_DTYPES:
-            info = np.iinfo(numpy_dtype)
-            array = np.clip(array, info.min, info.max)
-        return array.astype(numpy_dtype, copy=False)
+            return cast_to_dtype(result, out_dtype)
+        return cast_to_dtype(result.cpu().numpy(), numpy_dtype)
 
     return PreparedImage(work, spacing_tuple, label_tensor, restore)
 
@@ -291,9 +285,19 @@ def _prepare_label(label: ImageLike, spatial: tuple[int, ...], family: str, devi
     return label_tensor.to(device)
 
 
-def cast_to_dtype(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Cast float results back to ``dtype``: integers are rounded and clipped to the dtype's range,
-    low-precision floats are clipped to their finite range (never Inf)."""
+def cast_to_dtype(values: ImageLike, dtype: torch.dtype | np.dtype) -> ImageLike:
+    """Cast float results back to ``dtype`` (a tensor to a torch dtype, an array to a numpy dtype):
+    integers are rounded (half to even) and clipped to the dtype's range, low-precision floats are
+    clipped to their finite range (never Inf)."""
+    if isinstance(values, np.ndarray):
+        dtype = np.dtype(dtype)
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        if dtype == np.float16:
+            info = np.finfo(dtype)
+            values = np.clip(values, info.min, info.max)
+        return values.astype(dtype)
     if dtype.is_floating_point:
         if dtype in (torch.float16, torch.bfloat16):
             info = torch.finfo(dtype)

@@ -19,6 +19,8 @@ class GaussianBlur(Corruption):
 
     Same operation as TorchIO's ``Blur`` (SciPy ``gaussian_filter``: kernel truncated at 4 sigma,
     mirror-reflected borders); matches it to float32 rounding.
+
+    Reference: Gonzalez & Woods, Digital Image Processing, 4th ed., 2018, section 3.5 (smoothing filters).
     """
 
     family = "gaussian_blur"

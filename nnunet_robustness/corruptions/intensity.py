@@ -13,7 +13,14 @@ from typing import Any, Mapping
 import torch
 
 from nnunet_robustness.corruptions._core import (
-    Corruption, Params, SeverityTable, channel_view, intensity_reference, random_sign, register, uniform,
+    Corruption,
+    Params,
+    SeverityTable,
+    channel_view,
+    intensity_reference,
+    random_sign,
+    register,
+    uniform,
 )
 
 
@@ -61,6 +68,8 @@ class Gamma(Corruption):
     at random). Values outside the robust range are shifted continuously, not clipped. Models
     scanner/reconstruction response curves and display-gamma mismatches; TorchIO's ``RandomGamma``
     applies ``x**gamma`` to raw intensities, which is undefined for negative HU.
+
+    Reference: Perez-Garcia et al., "TorchIO", Comput. Methods Programs Biomed. 208:106236, 2021 (RandomGamma).
     """
 
     family = "gamma"

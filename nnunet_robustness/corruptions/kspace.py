@@ -14,7 +14,13 @@ from typing import Any, Mapping
 import torch
 
 from nnunet_robustness.corruptions._core import (
-    Corruption, Params, SeverityTable, channel_view, intensity_reference, register, uniform,
+    Corruption,
+    Params,
+    SeverityTable,
+    channel_view,
+    intensity_reference,
+    register,
+    uniform,
 )
 from nnunet_robustness.corruptions._ops import broadcast_along, rigid_resample
 
@@ -119,6 +125,9 @@ class Ghosting(Corruption):
 
     Mechanism: http://mriquestions.com/why-discrete-ghosts.html; same algorithm as TorchIO's
     ``Ghosting``. ``num_ghosts`` (2..8) and the axis are drawn; ``intensity`` is graded.
+
+    Reference: Zaitsev, Maclaren & Herbst, "Motion artifacts in MRI: a complex problem with many partial
+    solutions", J. Magn. Reson. Imaging 42:887, 2015.
     """
 
     family = "ghosting"
@@ -190,6 +199,9 @@ class Spike(Corruption):
     of a multiple of the spectrum maximum (the DC term, which for CT depends on how much air is in
     the field of view and can be near zero). A spike at frequency ``f`` adds
     ``amplitude * cos(2 pi sum_d f_d n_d / N_d)``, which is computed directly in image space.
+
+    Reference: Heiland, "From A as in aliasing to Z as in zipper: artifacts in MRI", Clin. Neuroradiol.
+    18:25, 2008 (spike / herringbone artefact).
     """
 
     family = "spike"
@@ -246,6 +258,9 @@ class GibbsRinging(Corruption):
 
     https://mriquestions.com/gibbs-artifact.html; Gibbs phenomenon of the truncated Fourier series.
     TorchIO has no truncation transform.
+
+    Reference: Kellner et al., "Gibbs-ringing artifact removal based on local subvoxel-shifts", Magn. Reson.
+    Med. 76:1574, 2016.
     """
 
     family = "gibbs_ringing"

@@ -14,7 +14,14 @@ from typing import Any, Mapping
 import torch
 
 from nnunet_robustness.corruptions._core import (
-    Corruption, Params, SeverityTable, channel_view, draw_seed, field_generator, intensity_reference, register,
+    Corruption,
+    Params,
+    SeverityTable,
+    channel_view,
+    draw_seed,
+    field_generator,
+    intensity_reference,
+    register,
 )
 
 _NOISE_STD_MEANINGS = (
@@ -50,6 +57,9 @@ class GaussianNoise(_NoiseStdFraction):
 
     Same model as TorchIO's ``Noise`` (mean 0); with ``noise_seed == seed`` the values are identical
     on CPU (see ``tests/corruptions/test_torchio_parity.py``).
+
+    Reference: Hendrycks & Dietterich, "Benchmarking neural network robustness to common corruptions
+    and perturbations", ICLR 2019 (Gaussian noise); Gudbjartsson & Patz, MRM 34:910, 1995 (MR noise).
     """
 
     family = "gaussian_noise"
@@ -110,6 +120,9 @@ class SpeckleNoise(Corruption):
     (``reference='robust'``), intensities below its low end get no speckle (no echo, no speckle), and
     nothing is clipped; the seed-study presets use ``reference='minmax'`` and ``clip=True``, exactly as
     skimage does on a min-max scaled image. TorchIO has no speckle transform.
+
+    Reference: Burckhardt, "Speckle in ultrasound B-mode scans", IEEE Trans. Sonics Ultrason. 25:1, 1978;
+    Hendrycks & Dietterich, ICLR 2019 (speckle noise).
     """
 
     family = "speckle_noise"
@@ -164,6 +177,8 @@ class SaltPepperNoise(Corruption):
     by the robust maximum ("salt") or minimum ("pepper") with equal probability. Models dead/hot
     detector elements and transmission bit errors; scikit-image ``random_noise(mode='s&p')``
     semantics with the robust range in place of [0, 1]. TorchIO has no impulse-noise transform.
+
+    Reference: Gonzalez & Woods, Digital Image Processing, 4th ed., 2018, section 5.2 (impulse noise).
     """
 
     family = "salt_pepper_noise"
@@ -213,6 +228,9 @@ class PoissonNoise(Corruption):
 
     This is an image-domain model (like scikit-image's ``random_noise(mode='poisson')``), not a
     sinogram-domain low-dose CT simulation. TorchIO has no Poisson transform.
+
+    Reference: Hendrycks & Dietterich, ICLR 2019 (shot noise); Hsieh, Computed Tomography, 3rd ed., 2015,
+    chapter 5 (photon statistics).
     """
 
     family = "poisson_noise"

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nnunet_robustness.datasets.complexity import CaseComplexity, case_complexity
-from nnunet_robustness.datasets.raw_dataset import list_labelled_cases, load_dataset_json
+from nnunet_robustness.datasets.raw_dataset import list_labelled_cases, raw_dataset_json
 from nnunet_robustness.datasets.textures_dataset import GENERATION_FILE
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_text
@@ -62,7 +62,7 @@ def measure_dataset(folder: Path, channel: int = 0, show_progress: bool = True) 
     with the reader nnU-Net itself would pick for the dataset."""
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
 
-    dataset_json = load_dataset_json(folder)
+    dataset_json = raw_dataset_json(folder)
     num_channels = len(dataset_json.get("channel_names", dataset_json.get("modality", {"0": None})))
     if not 0 <= channel < num_channels:
         raise UserInputError(f"--channel {channel}: {folder / 'dataset.json'} has {num_channels} channel(s)")

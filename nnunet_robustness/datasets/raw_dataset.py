@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import files_with_ending, read_json
 
 SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
 
@@ -49,12 +49,13 @@ def resolve_raw_dataset(dataset: str) -> Path:
     return folder
 
 
-def load_dataset_json(folder: Path) -> dict[str, Any]:
+def raw_dataset_json(folder: Path) -> dict[str, Any]:
+    """The ``dataset.json`` of a raw dataset folder, checked for the folder layout we read
+    (labels and regions are read by :func:`nnunet_robustness.metrics.inputs.load_dataset_json`)."""
     path = folder / "dataset.json"
-    try:
-        content = json.loads(path.read_text())
-    except ValueError as e:
-        raise UserInputError(f"{path} is not valid JSON ({e})") from e
+    content = read_json(path, "dataset.json")
+    if not isinstance(content, dict):
+        raise UserInputError(f"{path}: dataset.json must be a JSON object")
     missing = [key for key in ("file_ending", "labels") if key not in content]
     if missing:
         raise UserInputError(f"{path} lacks {', '.join(missing)}")
@@ -62,12 +63,6 @@ def load_dataset_json(folder: Path) -> dict[str, Any]:
         raise UserInputError(f"{path} lists its files under 'dataset'; only the imagesTr/labelsTr folder "
                              "layout is supported")
     return content
-
-
-def _files_with_ending(folder: Path, file_ending: str) -> list[Path]:
-    # hidden files are other tools' (and our) temporary files, not cases
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.name.endswith(file_ending) and not p.name.startswith("."))
 
 
 def list_labelled_cases(folder: Path, file_ending: str) -> list[LabelledCase]:
@@ -90,7 +85,7 @@ def list_labelled_cases(folder: Path, file_ending: str) -> list[LabelledCase]:
             continue
 
         channel_files: dict[str, list[Path]] = {}
-        for image_file in _files_with_ending(images_dir, file_ending):
+        for image_file in files_with_ending(images_dir, file_ending):
             stem = image_file.name[: -len(file_ending)]
             match = re.fullmatch(r"(.+)_(\d{4})", stem)
             if match is None:
@@ -98,7 +93,7 @@ def list_labelled_cases(folder: Path, file_ending: str) -> list[LabelledCase]:
                                      f"(CASE_0000{file_ending})")
             channel_files.setdefault(match.group(1), []).append(image_file)
 
-        label_files = {p.name[: -len(file_ending)]: p for p in _files_with_ending(labels_dir, file_ending)}
+        label_files = {p.name[: -len(file_ending)]: p for p in files_with_ending(labels_dir, file_ending)}
         for identifier in sorted(channel_files):
             if identifier not in label_files:
                 raise UserInputError(f"{channel_files[identifier][0]} has no label "

@@ -270,6 +270,12 @@ def _dataset_json(config: TexturesDatasetConfig, num_training: int) -> dict[str,
     }
 
 
+def count_existing_cases(config: TexturesDatasetConfig, output_root: Path) -> int:
+    """How many of the dataset's cases are already on disk (a re-run reuses them)."""
+    folder = Path(output_root) / config.folder_name
+    return sum(all(path.is_file() for path in _case_paths(folder, case)) for case in plan_cases(config))
+
+
 def generate_textures_dataset(config: TexturesDatasetConfig, output_root: Path,
                               show_progress: bool = True) -> Path:
     """Write (or finish) the dataset under ``output_root / config.folder_name`` and return its folder.

@@ -2,7 +2,11 @@
 
 from nnunet_robustness.plans.arch_plans import ARCH_PRESETS, ArchChoice, make_arch_plans, write_arch_plans
 from nnunet_robustness.plans.context_plans import (
-    ContextConfiguration, context_configurations, memory_matched_batch_size, scaled_patch_size, write_context_plans,
+    ContextConfiguration,
+    context_configurations,
+    memory_matched_batch_size,
+    scaled_patch_size,
+    write_context_plans,
 )
 
 __all__ = ["ARCH_PRESETS", "ArchChoice", "ContextConfiguration", "context_configurations", "make_arch_plans",

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from nnunet_robustness.architectures import dotted_name, skip_selective_class_for
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_json
 
@@ -83,6 +82,9 @@ def make_arch_plans(source_plans: dict, choice: ArchChoice, new_plans_name: str,
         if unknown:
             raise UserInputError(f"{source_label}: no configuration {', '.join(unknown)}; "
                                  f"available: {', '.join(all_configs)}")
+    # Imported here: the architectures import torch, which `nnunet-robust --help` must not wait for.
+    from nnunet_robustness.architectures import dotted_name, skip_selective_class_for
+
     for config_name in targets:
         architecture = _resolved_architecture(all_configs, config_name)
         if architecture is None:

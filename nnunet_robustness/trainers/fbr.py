@@ -20,7 +20,6 @@ plots the pooled histograms.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -28,30 +27,18 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from nnunet_robustness.io import atomic_path, atomic_write_json
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.fbr import HISTOGRAM_EDGES, KINDS, TRAINING_LOG, TrainingFBR, foreground_fraction, summarize
+from nnunet_robustness.io import atomic_path
 
-FBR_LOG_NAME = "fbr_train.json"
 FBR_HISTOGRAM_PNG = "fbr_train_histogram.png"
 SAMPLED_KEY = "fbr_sampled"
-HISTOGRAM_EDGES: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 21), 2).tolist())
-KINDS = ("network", "sampled")
-LOG_FORMAT = 1
-
-
-def label_foreground_fraction(segmentation: np.ndarray | torch.Tensor, ignore_label: int | None = None) -> float:
-    """Foreground fraction of one label patch (any shape): labels > 0 are foreground; the ignore label
-    is neither foreground nor counted; negative values (nnU-Net's -1 padding) are background."""
-    seg = torch.as_tensor(segmentation)
-    annotated = torch.ones_like(seg, dtype=torch.bool) if ignore_label is None else seg != ignore_label
-    foreground = (seg > 0) & annotated
-    n = int(annotated.sum())
-    return float(foreground.sum()) / n if n else math.nan
 
 
 def batch_target_fractions(target: torch.Tensor | Sequence[torch.Tensor], label_manager: Any) -> list[float]:
     """Per-sample foreground fraction of a training batch's target (full resolution).
 
-    Label targets ``(B, 1, ...)``: as :func:`label_foreground_fraction`. Region targets
+    Label targets ``(B, 1, ...)``: as :func:`nnunet_robustness.fbr.foreground_fraction`. Region targets
     ``(B, R[+1], ...)`` (nnU-Net's region training): a voxel is foreground if it is in any region; with
     an ignore label, nnU-Net appends the ignore mask as the last channel.
     """
@@ -66,7 +53,7 @@ def batch_target_fractions(target: torch.Tensor | Sequence[torch.Tensor], label_
             annotated = torch.ones_like(foreground)
         return [float((f & a).sum()) / int(a.sum()) if int(a.sum()) else math.nan
                 for f, a in zip(foreground, annotated)]
-    return [label_foreground_fraction(sample[0], label_manager.ignore_label) for sample in full]
+    return [foreground_fraction(sample[0], label_manager.ignore_label) for sample in full]
 
 
 # --- worker side: the sampled crop ---------------------------------------------------------------------
@@ -87,7 +74,7 @@ class _SampledPatchRecorder:
         # spatial transform then takes the centre. Without augmentation that centre is what the network sees.
         offsets = [(s - f) // 2 for s, f in zip(segmentation.shape, self.final_patch_size)]
         centre = segmentation[tuple(slice(max(o, 0), max(o, 0) + f) for o, f in zip(offsets, self.final_patch_size))]
-        self.values.append(label_foreground_fraction(centre, self.ignore_label))
+        self.values.append(foreground_fraction(centre, self.ignore_label))
         return self.transforms(**sample) if self.transforms is not None else dict(sample)
 
 
@@ -137,49 +124,23 @@ def _trainer_uses_loader(loader_class: type) -> Iterator[None]:
         trainer_module.nnUNetDataLoader = original
 
 
-# --- summaries -----------------------------------------------------------------------------------------
+# --- the histogram -----------------------------------------------------------------------------------
 
-def summarize(values: Sequence[float]) -> dict[str, Any]:
-    array = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
-    if not array.size:
-        return {"n": 0, "mean": None, "min": None, "max": None, "p05": None, "p50": None, "p95": None,
-                "histogram": [0] * (len(HISTOGRAM_EDGES) - 1)}
-    counts, _ = np.histogram(array, bins=np.asarray(HISTOGRAM_EDGES))
-    p05, p50, p95 = np.percentile(array, [5, 50, 95])
-    return {"n": int(array.size), "mean": float(array.mean()), "min": float(array.min()), "max": float(array.max()),
-            "p05": float(p05), "p50": float(p50), "p95": float(p95), "histogram": counts.tolist()}
-
-
-def overall(epochs: Sequence[dict], kind: str) -> dict[str, Any]:
-    """Pooled over epochs: exact min/max/mean, summed histogram."""
-    entries = [e[kind] for e in epochs if e[kind]["n"]]
-    if not entries:
-        return summarize([])
-    n = sum(e["n"] for e in entries)
-    return {"n": n, "mean": sum(e["mean"] * e["n"] for e in entries) / n,
-            "min": min(e["min"] for e in entries), "max": max(e["max"] for e in entries),
-            "histogram": np.sum([e["histogram"] for e in entries], axis=0).astype(int).tolist()}
-
-
-def read_fbr_log(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def write_histogram_png(log: dict, path: Path) -> None:
+def write_histogram_png(log: TrainingFBR, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    edges = np.asarray(log["histogram_edges"])
+    edges = np.asarray(HISTOGRAM_EDGES)
     figure, axis = plt.subplots(figsize=(5.5, 3.5))
     for kind, colour in zip(KINDS, ("C0", "C1")):
-        counts = np.asarray(log["overall"][kind]["histogram"], dtype=float)
+        counts = np.asarray(log.overall(kind)["histogram"], dtype=float)
         if counts.sum():
             axis.stairs(counts / counts.sum(), edges, color=colour, label=f"{kind} (n={int(counts.sum())})")
     axis.set_xlabel("foreground fraction of training patch")
     axis.set_ylabel("share of patches")
-    axis.set_title(f"training FBR, oversample_foreground_percent={log['oversample_foreground_percent']}")
+    axis.set_title(f"training FBR, oversample_foreground_percent={log.oversample_foreground_percent}")
     axis.legend(fontsize="small")
     axis.grid(alpha=0.3)
     figure.tight_layout()
@@ -218,15 +179,15 @@ class FBRLoggingMixin:
         super().on_train_epoch_end(train_outputs)
         if self.local_rank != 0:  # DDP: rank 0 logs its own patches
             return
-        path = Path(self.output_folder) / FBR_LOG_NAME
+        path = Path(self.output_folder) / TRAINING_LOG
         epochs = [e for e in self._fbr_previous_epochs(path) if e["epoch"] < self.current_epoch]
         epochs.append({"epoch": self.current_epoch, **{kind: summarize(self._fbr_epoch[kind]) for kind in KINDS}})
-        atomic_write_json(path, self._fbr_log(epochs))
+        self._fbr_log(epochs).write(path)
 
     def on_train_end(self) -> None:
-        path = Path(self.output_folder) / FBR_LOG_NAME
+        path = Path(self.output_folder) / TRAINING_LOG
         if self.local_rank == 0 and path.is_file():
-            write_histogram_png(read_fbr_log(path), Path(self.output_folder) / FBR_HISTOGRAM_PNG)
+            write_histogram_png(TrainingFBR.read(path), Path(self.output_folder) / FBR_HISTOGRAM_PNG)
         super().on_train_end()
 
     def _fbr_previous_epochs(self, path: Path) -> list[dict]:
@@ -234,23 +195,10 @@ class FBRLoggingMixin:
         if not path.is_file():
             return []
         try:
-            return list(read_fbr_log(path).get("epochs", []))
-        except (OSError, ValueError):
+            return list(TrainingFBR.read(path).epochs)
+        except UserInputError:  # a damaged log of an interrupted run: start it afresh
             return []
 
-    def _fbr_log(self, epochs: list[dict]) -> dict:
-        return {
-            "format": LOG_FORMAT,
-            "trainer": type(self).__name__,
-            "configuration": self.configuration_name,
-            "fold": self.fold,
-            "oversample_foreground_percent": self.oversample_foreground_percent,
-            "batch_size": self.batch_size,
-            "patch_size": list(self.configuration_manager.patch_size),
-            "definition": "foreground voxels / annotated voxels per training patch; network: target after "
-                          "augmentation (what the loss sees); sampled: centre final-size patch of the sampled "
-                          "crop before augmentation (what oversampling controls)",
-            "histogram_edges": list(HISTOGRAM_EDGES),
-            "overall": {kind: overall(epochs, kind) for kind in KINDS},
-            "epochs": epochs,
-        }
+    def _fbr_log(self, epochs: list[dict]) -> TrainingFBR:
+        return TrainingFBR(type(self).__name__, self.configuration_name, self.fold, self.oversample_foreground_percent,
+                           self.batch_size, list(self.configuration_manager.patch_size), epochs)

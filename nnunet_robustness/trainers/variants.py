@@ -117,3 +117,11 @@ TRAINERS: dict[str, type] = {
     **GENERATED_TRAINERS,
 }
 __all__ = sorted(TRAINERS)
+
+
+def trainer_listing() -> str:
+    """Every trainer name with its one-line description, sorted: the text of ``nnunet-robust doctor
+    --list-trainers`` and of the list in ``docs/trainers.md`` (the generated names made greppable)."""
+    width = max(map(len, TRAINERS))
+    return "\n".join(f"{name:<{width}}  {(TRAINERS[name].__doc__ or '').strip().splitlines()[0]}"
+                     for name in sorted(TRAINERS))

@@ -15,10 +15,21 @@ Example::
 """
 
 from nnunet_robustness.trust.calibrator import (
-    Calibrator, RatingResult, calibrate, load_calibrator, parse_bands, rate, write_calibrator,
+    Calibrator,
+    RatingResult,
+    calibrate,
+    load_calibrator,
+    parse_bands,
+    rate,
+    write_calibrator,
 )
 from nnunet_robustness.trust.conformal import (
-    DiceLowerBound, LinearQuantileModel, RiskControl, conformal_quantile, conformal_rank, conformal_risk_control,
+    DiceLowerBound,
+    LinearQuantileModel,
+    RiskControl,
+    conformal_quantile,
+    conformal_rank,
+    conformal_risk_control,
 )
 
 __all__ = [

@@ -12,22 +12,31 @@ import json
 import math
 import zlib
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.evaluation.inputs import CLEAN
-from nnunet_robustness.io import atomic_path, atomic_write_json
+from nnunet_robustness.io import atomic_path, atomic_write_json, json_ready, package_versions, safe_path
+from nnunet_robustness.metrics.masks import dice as dice_score
 from nnunet_robustness.trust import uncertainty as unc
 from nnunet_robustness.trust.conformal import (
-    DiceLowerBound, RiskControl, clopper_pearson, conformal_risk_control,
+    DiceLowerBound,
+    RiskControl,
+    clopper_pearson,
+    conformal_risk_control,
 )
 from nnunet_robustness.trust.inputs import (
-    CaseArrays, DatasetContext, PredictionSet, first_prediction_file, load_case, load_dataset, open_predictions,
+    CaseArrays,
+    DatasetContext,
+    PredictionSet,
+    first_prediction_file,
+    load_case,
+    load_dataset,
+    open_predictions,
     write_mask,
 )
 
@@ -35,7 +44,8 @@ CALIBRATOR_FORMAT = 1
 CALIBRATOR_KIND = "nnunet-robust trust calibrator"
 METHOD = {
     "dice_bound": "one-sided split-conformal CQR (Romano et al. 2019): linear alpha-quantile regression of Dice "
-                  "on the features (fit part; weights of uncertainty features <= 0, of expected_dice >= 0), score s = q_alpha(x) - Dice, Q = ceil((n+1)(1-alpha))-th smallest "
+                  "on the features (fit part; weights of uncertainty features <= 0, of expected_dice >= 0), "
+                  "score s = q_alpha(x) - Dice, Q = ceil((n+1)(1-alpha))-th smallest "
                   "score on the conformal part, bound = clip(q_alpha(x) - Q, 0, 1)",
     "risk_control": "conformal risk control of the false-negative rate (Angelopoulos et al., ICLR 2024), B = 1, "
                     "safe mask = prediction OR (structure probability >= lambda)",
@@ -112,7 +122,7 @@ class Calibrator:
         return unc.feature_names(self.n_members)
 
     def to_json(self) -> dict[str, Any]:
-        return _json_ready({
+        return json_ready({
             "kind": CALIBRATOR_KIND, "format": CALIBRATOR_FORMAT, "method": METHOD, "alpha": self.alpha,
             "fnr_target": self.fnr_target, "temperature": self.temperature, "n_members": self.n_members,
             "band_width_voxels": self.band_width, "feature_names": list(self.feature_names),
@@ -215,7 +225,7 @@ def analyse_case(context: DatasetContext, arrays: CaseArrays, temperature: float
                 truth, predicted_valid = truth & valid, predicted & valid
             else:
                 predicted_valid = predicted
-            dice = unc.dice(truth, predicted_valid)
+            dice = dice_score(truth, predicted_valid)
             fnr, safe_voxels = unc.fnr_curve(q, predicted, truth, valid=valid)
             if foreground_area is not None:
                 calibrated, uncalibrated = reliability.setdefault(target.name, (unc.Reliability(), unc.Reliability()))
@@ -298,7 +308,7 @@ def calibrate(predictions: Sequence[str | Path], reference: str | Path, dataset_
         raise UserInputError(f"--band-width must be >= 1 voxel, got {band_width}")
     bands = parse_bands(bands)
     folders = [Path(p) for p in predictions]
-    from nnunet_robustness.evaluation.inputs import load_dataset_json
+    from nnunet_robustness.metrics.inputs import load_dataset_json
 
     file_ending = load_dataset_json(Path(dataset_json)).file_ending
     context = load_dataset(Path(dataset_json), first_prediction_file(folders[0], file_ending))
@@ -350,7 +360,7 @@ def calibrate(predictions: Sequence[str | Path], reference: str | Path, dataset_
         "predictions": [str(f) for f in folders], "reference": str(reference), "dataset_json": str(dataset_json),
         "condition": condition, "fit_fraction": fit_fraction, "seed": seed,
         "cases": {"fit": fit_cases, "conformal": conformal_cases, "risk_control": list(crc_cases)},
-        "regions": context.regions, "versions": _versions(),
+        "regions": context.regions, "versions": package_versions(("nnunet-robustness", "nnunetv2", "numpy", "scikit-learn")),
     })
 
 
@@ -385,7 +395,7 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
     if len(folders) != calibrator.n_members:
         raise UserInputError(f"the calibrator was fitted on {calibrator.n_members} prediction folder(s) (folds); "
                              f"got {len(folders)}: give the same folds as for calibrate")
-    from nnunet_robustness.evaluation.inputs import load_dataset_json
+    from nnunet_robustness.metrics.inputs import load_dataset_json
 
     file_ending = load_dataset_json(Path(dataset_json)).file_ending
     context = load_dataset(Path(dataset_json), first_prediction_file(folders[0], file_ending))
@@ -398,53 +408,18 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
     if output is not None:  # outputs of an earlier run must not outlive a failure of this one
         for name in (RATINGS_CSV, COVERAGE_CSV, SUMMARY_JSON, REPORT_HTML):
             (Path(output) / name).unlink(missing_ok=True)
-    names = calibrator.feature_names
     rows = []
     reliability: dict[str, dict[str, tuple[unc.Reliability, unc.Reliability]]] = {}
+    masks_to = Path(output) if save_masks else None
     total = sum(len(c) for c in prediction_set.cases.values())
     with tqdm(total=total, desc="rate", unit="case", disable=not progress) as bar:
         for condition in prediction_set.conditions:
             for case in prediction_set.cases[condition.name]:
                 arrays = load_case(prediction_set, context, condition.name, case,
                                    None if reference is None else Path(reference))
-                case_reliability = reliability.setdefault(condition.name, {})
                 results = analyse_case(context, arrays, calibrator.temperature, calibrator.band_width,
-                                       case_reliability)
-                if save_masks:  # the masks threshold the same (scaled) probabilities the calibrator used
-                    probabilities = (arrays.probabilities if calibrator.temperature is None else
-                                     unc.apply_temperature(arrays.probabilities, calibrator.temperature,
-                                                           context.regions))
-                for index, target in enumerate(context.info.targets):
-                    label = calibrator.labels[target.name]
-                    result = results[target.name]
-                    x = np.array([[result.features[n] for n in names]])
-                    bound = float(label.dice_bound.lower_bound(x)[0])
-                    lam = label.risk_control.threshold
-                    lam_index = int(np.searchsorted(unc.THRESHOLDS, lam))
-                    row = {
-                        "condition": condition.name, "family": condition.family, "severity": condition.severity,
-                        "case": case, "label": target.name, "label_value": target.key,
-                        **{n: result.features[n] for n in names},
-                        "uncertain_volume": result.features["uncertain_volume"],
-                        "predicted_volume": result.features["predicted_volume"],
-                        "predicted_dice": float(label.dice_bound.predicted_dice(x)[0]),
-                        "lower_bound": bound, "rating": rate_bound(bound, bands_used),
-                        "safe_mask_lambda": lam, "predicted_voxels": result.predicted_voxels,
-                        "safe_mask_voxels": int(result.safe_voxels[lam_index]),
-                        "size_cost": result.safe_voxels[lam_index] / max(result.predicted_voxels, 1),
-                    }
-                    if result.dice is not None:
-                        row.update(dice=result.dice, bound_held=bool(result.dice >= bound),
-                                   safe_mask_fnr=float(result.fnr[lam_index]))
-                    if save_masks:
-                        mask = unc.safe_mask(probabilities[context.channel(index)], target.mask(arrays.segmentation), lam)
-                        path = Path(output) / "safe_masks" / condition.name / target.name / f"{case}{file_ending}"
-                        write_mask(context, arrays, mask, path)
-                        row["safe_mask_file"] = str(path)
-                    rows.append(row)
-                if save_masks and len(folders) > 1:
-                    write_mask(context, arrays, arrays.segmentation,
-                               Path(output) / "ensemble" / condition.name / f"{case}{file_ending}")
+                                       reliability.setdefault(condition.name, {}))
+                rows.extend(_rate_case(calibrator, context, arrays, results, condition, case, bands_used, masks_to))
                 bar.update(1)
     ratings = pd.DataFrame(rows)
     lowest = bands_used[-1][0]
@@ -466,6 +441,49 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
     return result
 
 
+def _rate_case(calibrator: Calibrator, context: DatasetContext, arrays: CaseArrays, results: dict[str, StructureResult],
+               condition: Any, case: str, bands: Sequence[tuple[str, float]], masks_to: Path | None) -> list[dict]:
+    """The rating rows of one case (one per structure); with ``masks_to``, its safe masks (and, for
+    several folds, the rated ensemble segmentation) are written there."""
+    names = calibrator.feature_names
+    ending = context.info.file_ending
+    if masks_to is not None:  # the masks threshold the same (scaled) probabilities the calibrator used
+        probabilities = (arrays.probabilities if calibrator.temperature is None else
+                         unc.apply_temperature(arrays.probabilities, calibrator.temperature, context.regions))
+    rows = []
+    for index, target in enumerate(context.info.targets):
+        label, result = calibrator.labels[target.name], results[target.name]
+        x = np.array([[result.features[n] for n in names]])
+        bound = float(label.dice_bound.lower_bound(x)[0])
+        lam = label.risk_control.threshold
+        lam_index = int(np.searchsorted(unc.THRESHOLDS, lam))
+        row = {
+            "condition": condition.name, "family": condition.family, "severity": condition.severity,
+            "case": case, "label": target.name, "label_value": target.key,
+            **{n: result.features[n] for n in names},
+            "uncertain_volume": result.features["uncertain_volume"],
+            "predicted_volume": result.features["predicted_volume"],
+            "predicted_dice": float(label.dice_bound.predicted_dice(x)[0]),
+            "lower_bound": bound, "rating": rate_bound(bound, bands),
+            "safe_mask_lambda": lam, "predicted_voxels": result.predicted_voxels,
+            "safe_mask_voxels": int(result.safe_voxels[lam_index]),
+            "size_cost": result.safe_voxels[lam_index] / max(result.predicted_voxels, 1),
+        }
+        if result.dice is not None:
+            row.update(dice=result.dice, bound_held=bool(result.dice >= bound),
+                       safe_mask_fnr=float(result.fnr[lam_index]))
+        if masks_to is not None:
+            mask = unc.safe_mask(probabilities[context.channel(index)], target.mask(arrays.segmentation), lam)
+            path = safe_path(masks_to, "safe_masks", condition.name, target.name, f"{case}{ending}")
+            write_mask(context, arrays, mask, path)
+            row["safe_mask_file"] = str(path)
+        rows.append(row)
+    if masks_to is not None and len(arrays.member_segmentations) > 1:
+        write_mask(context, arrays, arrays.segmentation, safe_path(masks_to, "ensemble", condition.name,
+                                                                   f"{case}{ending}"))
+    return rows
+
+
 def coverage_table(ratings: pd.DataFrame, alpha: float) -> pd.DataFrame:
     """Empirical coverage of the bound per condition x label, with an exact 95 % binomial interval,
     and the achieved FNR and size cost of the safe masks."""
@@ -482,16 +500,15 @@ def coverage_table(ratings: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 
 def write_outputs(result: RatingResult, output: Path) -> None:
-    from nnunet_robustness.trust.report import write_report
-
+    """``ratings.csv``, ``coverage.csv`` (with references) and ``summary.json``; the HTML report is
+    :func:`nnunet_robustness.reports.trust.write_report`'s (``rate`` writes it next to these)."""
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / RATINGS_CSV) as tmp:
         result.ratings.to_csv(tmp, index=False)
     if len(result.coverage):
         with atomic_path(output / COVERAGE_CSV) as tmp:
             result.coverage.to_csv(tmp, index=False)
-    write_report(result, output / REPORT_HTML)
-    atomic_write_json(output / SUMMARY_JSON, _json_ready({
+    atomic_write_json(output / SUMMARY_JSON, json_ready({
         "settings": result.settings, "alpha": result.calibrator.alpha, "fnr_target": result.calibrator.fnr_target,
         "guarantee": METHOD["guarantee"], "coverage": result.coverage.to_dict(orient="records"),
         "flagged_cases": sorted({f"{c}/{k}" for c, k in result.ratings.loc[result.ratings["case_flagged"],
@@ -501,21 +518,5 @@ def write_outputs(result: RatingResult, output: Path) -> None:
 
 # --- helpers -------------------------------------------------------------------------------------------
 
-def _versions() -> dict[str, str]:
-    versions = {}
-    for package in ("nnunet-robustness", "nnunetv2", "numpy", "scikit-learn"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
 def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
-
-
-def _json_ready(value: Any) -> Any:
-    from nnunet_robustness.evaluation.evaluate import _json_ready as evaluation_json_ready
-
-    return evaluation_json_ready(value)

@@ -17,8 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.evaluation.inputs import (
-    Condition, DatasetInfo, find_conditions, load_dataset_json, reader_writer_for,
+from nnunet_robustness.metrics.inputs import (
+    ConditionFolder,
+    DatasetInfo,
+    find_conditions,
+    load_dataset_json,
+    reader_writer_for,
 )
 
 PROBABILITIES_KEY = "probabilities"
@@ -59,7 +63,7 @@ class PredictionSet:
     """Fold prediction folders of one model with the same conditions and cases (checked)."""
 
     members: tuple[Path, ...]
-    conditions: tuple[Condition, ...]
+    conditions: tuple[ConditionFolder, ...]
     cases: dict[str, tuple[str, ...]]  # condition name -> cases
     file_ending: str
 

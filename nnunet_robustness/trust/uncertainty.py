@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from nnunet_robustness.metrics.masks import dice
+
 # Floor of probabilities before taking logs: float32 softmax underflows to exactly 0.
 PROBABILITY_FLOOR = 1e-7
 # A voxel is "uncertain" for a structure when its structure probability is in this interval: the
@@ -108,13 +110,6 @@ def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
 
 def neighbourhood(mask: np.ndarray, width: int) -> np.ndarray:
     return ndimage.binary_dilation(mask, _structure(mask.ndim), iterations=width) if mask.any() else mask.copy()
-
-
-def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
-    """2TP / (2TP + FP + FN), and 1 when both masks are empty (the evaluator's empty-mask policy)."""
-    tp = np.count_nonzero(reference & prediction)
-    total = np.count_nonzero(reference) + np.count_nonzero(prediction)
-    return 1.0 if total == 0 else 2 * tp / total
 
 
 def _mean(values: np.ndarray, mask: np.ndarray) -> float:

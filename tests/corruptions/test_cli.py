@@ -122,4 +122,4 @@ def test_folder_without_nnunet_file_names_is_a_user_error(tmp_path, capsys):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "scan.nii.gz").write_bytes(b"")
     assert main(["corrupt", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--family", "spike"]) == 2
-    assert "no image files named CASE_XXXX" in capsys.readouterr().err
+    assert "no images named CASE_0000<ending>" in capsys.readouterr().err

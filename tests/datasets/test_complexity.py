@@ -8,8 +8,13 @@ import pytest
 from skimage.feature import local_binary_pattern
 
 from nnunet_robustness.datasets.complexity import (
-    LBP_BINS, case_complexity, contrast_to_noise_ratio, kl_divergence_bits, lbp_slice_axis,
-    uniform_lbp_histograms)
+    LBP_BINS,
+    case_complexity,
+    contrast_to_noise_ratio,
+    kl_divergence_bits,
+    lbp_slice_axis,
+    uniform_lbp_histograms,
+)
 from nnunet_robustness.datasets.texture_sources import get_texture
 
 

@@ -9,7 +9,12 @@ import SimpleITK as sitk
 
 from nnunet_robustness.datasets.dataset_complexity import measure_dataset, summarize
 from nnunet_robustness.datasets.textures_dataset import (
-    GENERATION_FILE, TexturesDatasetConfig, generate_textures_dataset, plan_cases, render_case)
+    GENERATION_FILE,
+    TexturesDatasetConfig,
+    generate_textures_dataset,
+    plan_cases,
+    render_case,
+)
 from nnunet_robustness.errors import UserInputError
 
 # The small test datasets have fewer training cases than nnU-Net's 5 folds; that warning has its own test.

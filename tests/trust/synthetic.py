@@ -3,14 +3,14 @@ probabilities with known calibration, and tiny nnU-Net-style prediction folders 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from tests.evaluation.folders import SPACING, reference_case, write_dataset_json, write_label
+from nnunet_robustness.conditions import Condition
+from tests.helpers.prediction_folders import SPACING, reference_case, write_dataset_json, write_label, write_manifest
 
 
 def dice_regression_data(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -56,9 +56,5 @@ def write_prediction_study(root: Path, n_cases: int, conditions: Sequence[tuple[
                 write_label(fold / name / f"{case}.nii.gz", probabilities.argmax(0), SPACING)
                 np.savez_compressed(fold / name / f"{case}.npz", probabilities=probabilities)
     for fold in folds:
-        (fold / "run.json").write_text(json.dumps({
-            "conditions": [{"name": n, "family": None if n == "clean" else n.rsplit("_sev", 1)[0],
-                            "severity": 0 if n == "clean" else float(n.rsplit("_sev", 1)[1]), "preset": None}
-                           for n, _ in conditions],
-            "file_ending": ".nii.gz", "cases": cases}))
+        write_manifest(fold, [Condition.from_folder_name(n) for n, _ in conditions], cases, fold.name)
     return {"labels": root / "labels", "dataset_json": dataset_json, "folds": folds}

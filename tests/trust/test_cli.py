@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,7 +96,7 @@ def test_safe_masks_contain_prediction_and_match_reported_size(rated, studies):
     assert ImageSpacing(row["safe_mask_file"]) == pytest.approx(reference.GetSpacing())
 
 
-def ImageSpacing(path: str) -> tuple[float, ...]:  # noqa: N802 - reads like the SimpleITK call it wraps
+def ImageSpacing(path: str) -> tuple[float, ...]:
     return sitk.ReadImage(path).GetSpacing()
 
 

@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from nnunet_robustness.trust.conformal import (
-    DiceLowerBound, LinearQuantileModel, clopper_pearson, conformal_quantile, conformal_rank, conformal_risk_control,
+    DiceLowerBound,
+    LinearQuantileModel,
+    clopper_pearson,
+    conformal_quantile,
+    conformal_rank,
+    conformal_risk_control,
 )
 from nnunet_robustness.trust.uncertainty import THRESHOLDS, fnr_curve
 from tests.trust.synthetic import dice_regression_data

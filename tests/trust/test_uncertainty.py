@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnunet_robustness.evaluation.metrics import compare_masks
+from nnunet_robustness.metrics.masks import compare_masks, dice
 from nnunet_robustness.trust import uncertainty as unc
 from tests.trust.synthetic import softmax
 
@@ -83,15 +83,15 @@ def test_structure_features_definitions():
     members = [q, np.clip(q + 0.05, 0, 1)]
     masks = [predicted, np.roll(predicted, 1, axis=1)]
     folds = unc.structure_features(q, predicted, 1.0, 1, member_q=members, member_masks=masks)
-    assert folds["fold_dice_disagreement"] == pytest.approx(1 - unc.dice(masks[0], masks[1]))
+    assert folds["fold_dice_disagreement"] == pytest.approx(1 - dice(masks[0], masks[1]))
     assert folds["fold_std"] == pytest.approx(0.025, abs=1e-6)
 
 
 def test_boundary_band_and_dice_agree_with_evaluator():
     rng = np.random.default_rng(4)
     reference, prediction = rng.random((12, 14, 10)) > 0.6, rng.random((12, 14, 10)) > 0.5
-    assert unc.dice(reference, prediction) == pytest.approx(compare_masks(reference, prediction, (1, 1, 1))["dice"])
-    assert unc.dice(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0
+    assert dice(reference, prediction) == pytest.approx(compare_masks(reference, prediction, (1, 1, 1))["dice"])
+    assert dice(np.zeros((3, 3), bool), np.zeros((3, 3), bool)) == 1.0
     mask = np.zeros((9, 9), bool)
     mask[2:7, 2:7] = True
     band = unc.boundary_band(mask, 1)

@@ -1,0 +1,161 @@
+"""``evaluate``: metrics of prediction folders against a reference folder, robustness summaries, and
+the output tables (``per_case.csv``, ``per_case.parquet``, ``summary.json``)."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from nnunet_robustness.analysis import statistics as stats
+from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
+from nnunet_robustness.conditions import CLEAN_NAME
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready
+from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
+from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
+from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
+
+PER_CASE_CSV = "per_case.csv"
+PER_CASE_PARQUET = "per_case.parquet"
+SUMMARY_JSON = "summary.json"
+REPORT_HTML = "report.html"
+OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
+
+@dataclass
+class EvaluationResult:
+    """Everything ``evaluate`` computed; every table is tidy (one observation per row).
+
+    ``per_case``: one row per model x condition x case x label/region (``PER_CASE_COLUMNS``);
+    ``statistics``: per model x condition x label x metric, mean/median with bootstrap CIs;
+    ``degradation``: change from clean per model x condition x label x metric;
+    ``severity_curves``: per model x family x label x metric, means by severity, ``auc`` and ``cv``;
+    ``best_model_shares`` and ``pairwise_tests``: model comparisons (empty for one model).
+    Labels include ``statistics.FOREGROUND_MEAN`` (per-case mean over labels) in every summary.
+    """
+
+    per_case: pd.DataFrame
+    statistics: pd.DataFrame
+    degradation: pd.DataFrame
+    severity_curves: pd.DataFrame
+    best_model_shares: pd.DataFrame
+    pairwise_tests: pd.DataFrame
+    conditions: pd.DataFrame  # model, condition, family, severity, preset, is_clean, folder
+    clean_condition: str | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(self.conditions["model"]))
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``summary.json`` (NaN written as null)."""
+        per_model: dict[str, Any] = {}
+        keys = dict(zip(self.per_case["label"], self.per_case["label_value"]))
+        for (model, condition), group in self.statistics.groupby(["model", "condition"], sort=False):
+            means = group.pivot(index="label", columns="metric", values="mean")
+            per_model.setdefault(model, {})[condition] = {
+                "mean": {keys[label]: {m: means.at[label, m] for m in METRICS} for label in keys},
+                "foreground_mean": {m: means.at[stats.FOREGROUND_MEAN, m] for m in METRICS},
+            }
+        empty = (self.per_case.groupby(["model", "condition", "empty_mask"]).size()
+                 .unstack(fill_value=0).reindex(columns=list(EMPTY_MASK_VALUES), fill_value=0))
+        return json_ready({
+            "settings": self.settings,
+            "metrics": {name: {"description": m.description, "unit": m.unit, "higher_is_better": m.higher_is_better}
+                        for name, m in METRICS.items()},
+            "labels": {label: value for label, value in keys.items()},
+            "cases": sorted(self.per_case["case"].unique().tolist()),
+            "clean_condition": self.clean_condition,
+            "conditions": self.conditions.to_dict(orient="records"),
+            "per_model": per_model,
+            "empty_masks": [{"model": model, "condition": condition, **row}
+                            for (model, condition), row in empty.to_dict(orient="index").items()],
+            "statistics": self.statistics.to_dict(orient="records"),
+            "degradation": self.degradation.to_dict(orient="records"),
+            "severity_curves": self.severity_curves.to_dict(orient="records"),
+            "best_model_shares": self.best_model_shares.to_dict(orient="records"),
+            "pairwise_tests": self.pairwise_tests.to_dict(orient="records"),
+        })
+
+
+def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike, dataset_json: str | os.PathLike,
+             output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0, seed: int = 0,
+             n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True) -> EvaluationResult:
+    """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
+
+    ``models`` maps a model name to its prediction folder (any of the layouts in
+    ``inputs``). With ``output``, writes ``per_case.csv``, ``per_case.parquet`` and, last, as the
+    mark of a complete evaluation, ``summary.json`` (each atomically); earlier outputs of this
+    command in that folder are removed first, so a failed run never leaves tables that look current.
+    Bad input raises ``UserInputError`` before anything is written.
+    """
+    if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
+        raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
+    if n_bootstrap < 1:
+        raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
+    output = None if output is None else Path(output)
+    if output is not None:  # outputs of an earlier run must not outlive a failure of this one
+        for name in OUTPUT_FILES:
+            (output / name).unlink(missing_ok=True)
+    dataset = load_dataset_json(Path(dataset_json))
+    predictions, cases, references = collect_predictions({k: Path(v) for k, v in models.items()}, Path(reference),
+                                                         dataset.file_ending)
+    conditions = conditions_table(predictions)
+    fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
+    per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
+    per_case = annotate_training_range(per_case, fbr_ranges)[PER_CASE_COLUMNS]
+    clean = _clean_condition(conditions)
+    model_names = [model.name for model in predictions]
+    with_mean = stats.add_foreground_mean(per_case)
+    statistics = stats.summary_statistics(with_mean, seed, n_bootstrap)
+    first_condition = conditions.drop_duplicates("condition")[["condition", "family", "severity"]]
+    result = EvaluationResult(
+        per_case=per_case,
+        statistics=statistics,
+        degradation=stats.degradation(with_mean, clean, seed, n_bootstrap),
+        severity_curves=stats.severity_curves(statistics, first_condition, clean),
+        best_model_shares=stats.best_model_shares(with_mean, model_names),
+        pairwise_tests=stats.pairwise_tests(with_mean, model_names),
+        conditions=conditions,
+        clean_condition=clean,
+        settings={
+            "models": {model.name: str(model.folder) for model in predictions},
+            "reference": str(reference), "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
+            "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
+            "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label,
+            "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
+            "empty_mask_policy": EMPTY_MASK_POLICY,
+            "training_fbr_ranges": fbr_ranges,
+        },
+    )
+    if output is not None:
+        write_tables(result, output)
+    return result
+
+
+def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
+    """Write ``per_case.parquet``, ``per_case.csv`` and then ``summary.json`` into ``output``."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / PER_CASE_PARQUET) as tmp:
+        result.per_case.to_parquet(tmp, index=False)
+    with atomic_path(output / PER_CASE_CSV) as tmp:
+        result.per_case.to_csv(tmp, index=False)
+    atomic_write_json(output / SUMMARY_JSON, result.summary())
+
+
+def _clean_condition(conditions: pd.DataFrame) -> str | None:
+    clean = list(dict.fromkeys(conditions.loc[conditions["is_clean"], "condition"]))
+    if CLEAN_NAME in clean:
+        return CLEAN_NAME
+    return clean[0] if clean else None
+
+
+def _all_reference_cases(reference: Path, dataset: DatasetInfo) -> list[str]:
+    ending = dataset.file_ending
+    return [p.name[:-len(ending)] for p in files_with_ending(reference, ending)]

@@ -1,0 +1,137 @@
+"""Test conditions: ``clean`` plus corruption family x severity, presets, and context crops.
+
+The ground floor of the data flow (image -> corruption -> predictor -> prediction file -> metrics ->
+statistics -> report): every stage names conditions the same way, through this module. It imports
+neither torch nor the corruption library, so ``eval``, ``calibrate`` and ``rate`` read condition
+names without loading them.
+
+A condition has a folder name (``clean``, ``gaussian_noise_sev3``, ``seed-study_harder``) under which
+the runner writes its predictions, and a JSON form kept in ``run.json`` so that ``eval`` knows the
+family and severity of each folder.
+
+What a user types (``gaussian_noise:1,3,5``, presets, sets) is resolved into conditions by
+:mod:`nnunet_robustness.corruptions.specs`, which knows the catalogue.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import read_json
+
+MAX_SEVERITY = 5
+CLEAN_NAME = "clean"
+CONTEXT_FAMILY = "context"
+# Foreground fractions of the test-time crops: from tight (about the shape's fill of its bounding box,
+# e.g. 0.52 for a sphere) down to little foreground; the whole image is the clean condition.
+CONTEXT_FBR_LEVELS: tuple[float, ...] = (0.5, 0.3, 0.15, 0.05)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way of presenting the test images to the model.
+
+    ``severity`` is 0 for clean, the graded level of a family condition, and None where no level
+    applies (presets, whose parameters are fixed; context crops; folders whose name says nothing).
+    """
+
+    name: str
+    family: str | None = None  # None: clean, or unknown (a folder name that is no family condition)
+    severity: float | None = None
+    preset: str | None = None
+    context_fbr: float | None = None  # target foreground fraction of a context condition
+
+    @property
+    def is_clean(self) -> bool:
+        return self.name == CLEAN_NAME or (self.family is None and self.preset is None and self.severity == 0)
+
+    @property
+    def is_context(self) -> bool:
+        return self.family == CONTEXT_FAMILY
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        if data["context_fbr"] is None:  # run.json of corruption conditions keeps its earlier form
+            del data["context_fbr"]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Condition":
+        severity = data.get("severity")
+        return cls(str(data["name"]), data.get("family"), None if severity is None else float(severity),
+                   data.get("preset"), data.get("context_fbr"))
+
+    @classmethod
+    def from_folder_name(cls, name: str) -> "Condition":
+        """What a folder name says: ``clean``, ``<family>_sev<k>``, or only its name (family unknown)."""
+        if name == CLEAN_NAME:
+            return CLEAN
+        parsed = parse_family_condition_name(name)
+        return cls(name, *parsed) if parsed else cls(name)
+
+
+CLEAN = Condition(CLEAN_NAME, severity=0)
+
+
+def context_condition(level: float) -> Condition:
+    if not 0 < level < 1:
+        raise UserInputError(f"context level {level:g} must be a foreground fraction in (0, 1)")
+    return Condition(f"{CONTEXT_FAMILY}_fbr{level:.2f}", CONTEXT_FAMILY, None, None, round(float(level), 4))
+
+
+def severity_label(severity: float) -> str:
+    """How a severity appears in names and folders: ``3``, ``2.5``."""
+    return str(int(severity)) if float(severity).is_integer() else f"{severity:g}"
+
+
+_FAMILY_CONDITION_NAME = re.compile(r"^(?P<family>.+)_sev(?P<severity>\d+(?:\.\d+)?)$")
+
+
+def parse_family_condition_name(name: str) -> tuple[str, float] | None:
+    """(family, severity) of a name made by :func:`family_condition` (``gaussian_noise_sev3``), else None.
+    Lets ``eval`` read family and severity from folders made without a ``run.json``."""
+    match = _FAMILY_CONDITION_NAME.match(name)
+    return (match["family"], float(match["severity"])) if match else None
+
+
+def family_condition(family: str, severity: float) -> Condition:
+    if not 0 < severity <= MAX_SEVERITY:
+        raise UserInputError(f"severity {severity:g} for {family} is out of range (0, {MAX_SEVERITY}]; "
+                             "the unchanged image is the 'clean' condition")
+    severity = int(severity) if float(severity).is_integer() else float(severity)
+    return Condition(f"{family}_sev{severity_label(severity)}", family, severity)
+
+
+ALL_FAMILIES = "all"
+
+# Named condition sets (``run --preset NAME``). ``clean`` is always added by resolve_conditions;
+# ``all`` is every family of the catalogue at severities 1..5.
+CONDITION_SETS: dict[str, list[str]] = {
+    "seed-study": ["seed-study"],
+    "mri-artefacts": [f"{f}:1,3,5" for f in ("rician_noise", "bias_field", "motion", "ghosting", "spike")],
+    "noise": [f"{f}:1,3,5" for f in ("gaussian_noise", "rician_noise", "speckle_noise", "salt_pepper_noise",
+                                     "poisson_noise")],
+    ALL_FAMILIES: [],
+    "context": [CONTEXT_FAMILY],
+}
+
+
+def read_conditions_file(path: Path) -> tuple[list[str], list[str]]:
+    """A JSON or YAML file ``{"conditions": [spec, ...], "sets": [name, ...]}`` -> (specs, sets)."""
+    data = read_json(path, "conditions file")
+    if not isinstance(data, dict) or not set(data) <= {"conditions", "sets"}:
+        raise UserInputError(f"{path}: expected a mapping with keys 'conditions' and/or 'sets'")
+    specs, sets = data.get("conditions", []), data.get("sets", [])
+    if not all(isinstance(s, str) for s in [*specs, *sets]):
+        raise UserInputError(f"{path}: 'conditions' and 'sets' must be lists of strings")
+    return list(specs), list(sets)
+
+
+def merge_conditions(existing: Sequence[Condition], new: Sequence[Condition]) -> list[Condition]:
+    merged = list(existing)
+    merged.extend(c for c in new if c not in merged)
+    return merged

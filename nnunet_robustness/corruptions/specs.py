@@ -1,0 +1,120 @@
+"""Condition specs -> conditions, and conditions -> corruptions: the half of the condition vocabulary
+that needs the corruption catalogue (family names, presets, which families need the reference label).
+
+The names, the JSON form and the named sets live torch-free in :mod:`nnunet_robustness.conditions`;
+``run`` and ``corrupt`` resolve what the user typed here.
+
+Condition specs (CLI ``--conditions`` and config files) are strings:
+
+- ``clean``
+- ``FAMILY`` (severities 1..5), ``FAMILY:3``, ``FAMILY:1,3,5``, ``FAMILY:1-5``, ``FAMILY:2.5``
+  (severities in (0, 5]; a range must go upwards)
+- a corruption preset, e.g. ``seed-study:harder``, or a preset group, e.g. ``seed-study``
+  (every ``seed-study:*`` preset)
+- ``context`` or ``context:0.5,0.1``: test-time context / foreground-ratio shift (not a corruption):
+  the image is cropped to a box around the reference foreground whose foreground fraction is the
+  given level (``nnunet_robustness.fbr``); default levels ``CONTEXT_FBR_LEVELS``
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from nnunet_robustness.conditions import (
+    ALL_FAMILIES,
+    CLEAN,
+    CLEAN_NAME,
+    CONDITION_SETS,
+    CONTEXT_FAMILY,
+    CONTEXT_FBR_LEVELS,
+    MAX_SEVERITY,
+    Condition,
+    context_condition,
+    family_condition,
+)
+from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption
+from nnunet_robustness.corruptions.presets import PRESETS, preset_group
+from nnunet_robustness.errors import UserInputError
+
+
+def corruption_for(condition: Condition) -> Corruption | None:
+    """The corruption a condition applies (None for clean)."""
+    from nnunet_robustness.corruptions import get_corruption
+
+    if condition.is_context:
+        raise ValueError(f"{condition.name} changes the field of view, not the intensities; the runner crops it")
+    if condition.is_clean:
+        return None
+    if condition.preset is not None:
+        return get_corruption(condition.preset)
+    return get_corruption(condition.family, severity=condition.severity)
+
+
+def requires_label(condition: Condition) -> bool:
+    """Whether applying the condition needs the case's reference label (context crops, background blur)."""
+    if condition.is_context:
+        return True
+    if condition.is_clean or condition.family is None:
+        return False
+    return CORRUPTIONS[condition.family].requires_label
+
+
+def preset_condition(preset: str) -> Condition:
+    return Condition(preset.replace(":", "_"), PRESETS[preset].family, None, preset)
+
+
+def _parse_severities(text: str, spec: str) -> list[float]:
+    severities: list[float] = []
+    for part in text.split(","):
+        try:
+            if "-" in part.strip("-"):
+                low, high = (int(p) for p in part.split("-"))
+                if low > high:
+                    raise UserInputError(f"condition {spec!r}: range {part!r} goes downwards; write {high}-{low}")
+                severities.extend(range(low, high + 1))
+            else:
+                severities.append(float(part))
+        except ValueError:
+            raise UserInputError(f"condition {spec!r}: cannot read severities {text!r} (use e.g. 3, 1,3,5 or 1-5)")
+    return severities
+
+
+def _family_names() -> list[str]:
+    return list(CORRUPTIONS)
+
+
+def parse_condition_spec(spec: str) -> list[Condition]:
+    spec = spec.strip()
+    if spec == CLEAN_NAME:
+        return [CLEAN]
+    if spec in PRESETS or preset_group(spec):
+        return [preset_condition(p) for p in preset_group(spec)]
+    family, _, severities = spec.partition(":")
+    if family == CONTEXT_FAMILY:
+        levels = _parse_severities(severities, spec) if severities else list(CONTEXT_FBR_LEVELS)
+        return [context_condition(level) for level in levels]
+    families = _family_names()
+    if family not in families:
+        known = ", ".join([*families, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
+        raise UserInputError(f"unknown condition {spec!r}; families and preset groups: {known}")
+    levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
+    return [family_condition(family, s) for s in levels]
+
+
+def condition_set(name: str) -> list[str]:
+    """The condition specs of a named set."""
+    if name not in CONDITION_SETS:
+        raise UserInputError(f"unknown condition set {name!r}; available: {', '.join(CONDITION_SETS)}")
+    return _family_names() if name == ALL_FAMILIES else list(CONDITION_SETS[name])
+
+
+def resolve_conditions(specs: Iterable[str] = (), sets: Iterable[str] = ()) -> list[Condition]:
+    """``clean`` first (every degradation is measured against it), then the requested conditions in
+    the order given, without duplicates."""
+    expanded = [spec for name in sets for spec in condition_set(name)]
+    conditions = [CLEAN]
+    for spec in [*expanded, *specs]:
+        for condition in parse_condition_spec(spec):
+            if condition not in conditions:
+                conditions.append(condition)
+    return conditions

@@ -1,0 +1,278 @@
+"""One self-contained HTML report of an evaluation: tables, and PNG plots embedded as base64.
+
+Plots use the per-case foreground mean (the mean over labels/regions of each case): metric-vs-severity
+curves per corruption family with 95 % bootstrap bands per model, a heatmap of the relative Dice
+degradation (models x conditions), and a per-case scatter of clean vs corrupted Dice. Undefined values
+are shown as "n/a", never as a number.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_robustness.analysis.evaluation import EvaluationResult
+from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
+from nnunet_robustness.io import atomic_write_text
+from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
+
+CURVE_METRICS = ("dice", "nsd", "hd95_mm")
+TABLE_METRICS = ("dice", "nsd", "hd95_mm", "assd_mm")
+METRIC_TITLES = {"dice": "Dice", "iou": "IoU", "nsd": "NSD", "hd95_mm": "HD95 (mm)", "assd_mm": "ASSD (mm)",
+                 "abs_volume_difference": "|volume difference|", "rel_volume_difference": "relative volume difference"}
+
+
+def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases: int = 15) -> Path:
+    """Write the HTML report of ``result`` to ``path`` (atomically) and return the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot's first import in this process
+    path = Path(path)
+    tolerance = result.settings.get("nsd_tolerance_mm")
+    sections = [
+        _overview(result),
+        section("Summary (foreground mean per case; mean [95% bootstrap CI])", _summary_table(result)),
+        section("Metric vs severity", _curves(result)),
+        section("Degradation vs clean", _degradation(result)),
+        section("Per-case scatter", _scatter(result)),
+    ]
+    if _has_fbr_study(result):  # context conditions or FBR-logging trainers: the context-vs-FBR study
+        sections.append(section("Metric vs test FBR (foreground fraction)", _fbr_section(result)))
+    if len(result.models) > 1:
+        sections.append(section("Model comparison", _comparison(result)))
+    sections.append(section(f"Worst {worst_cases} structures by Dice", _worst_cases(result, worst_cases)))
+    title = "nnunet-robust evaluation: " + ", ".join(result.models)
+    intro = (f'<p class="note">NSD tolerance {fmt(tolerance)} mm. Definitions, empty-mask policy and statistics:\n'
+             "docs/evaluation.md of nnunet-robustness.</p>")
+    document = html_page(title, intro + "".join(sections))
+    atomic_write_text(path, document)
+    return path
+
+
+# --- sections ------------------------------------------------------------------------------------------
+
+def _overview(result: EvaluationResult) -> str:
+    settings = result.settings
+    per_case = result.per_case
+    rows = [
+        ("models", ", ".join(f"{m} ({settings.get('models', {}).get(m, '')})" for m in result.models)),
+        ("reference", settings.get("reference")),
+        ("dataset.json", settings.get("dataset_json")),
+        ("cases", per_case["case"].nunique()),
+        ("labels / regions", ", ".join(f"{n} = {v}" for n, v in dict(zip(per_case["label"], per_case["label_value"])).items())),
+        ("conditions", ", ".join(dict.fromkeys(result.conditions["condition"]))),
+        ("clean condition", result.clean_condition or "none (no degradation computed)"),
+        ("bootstrap", f"{settings.get('n_bootstrap')} case resamples, seed {settings.get('seed')}"),
+    ]
+    unpredicted = settings.get("unpredicted_reference_cases") or []
+    if unpredicted:
+        rows.append(("reference cases without predictions", ", ".join(unpredicted)))
+    counts = per_case["empty_mask"].value_counts()
+    policy = settings.get("empty_mask_policy", {})
+    empty_rows = [(f"{kind} empty", f"{int(counts.get(kind, 0))} structure(s): {policy.get(kind, '')}")
+                  for kind in ("both", "reference", "prediction")]
+    return section("Overview", table(["", ""], rows + empty_rows, text_columns=(0, 1)))
+
+
+def _summary_table(result: EvaluationResult) -> str:
+    stats = result.statistics[(result.statistics["label"] == FOREGROUND_MEAN)
+                              & result.statistics["metric"].isin(TABLE_METRICS)].set_index(["model", "condition", "metric"])
+    rows = []
+    for model, condition in _model_conditions(result):
+        cells = [model, condition]
+        for metric in TABLE_METRICS:
+            key = (model, condition, metric)
+            if key in stats.index:
+                row = stats.loc[key]
+                cells.append(f"{fmt(row['mean'])} [{fmt(row['mean_ci_low'])}, {fmt(row['mean_ci_high'])}]")
+            else:
+                cells.append(None)
+        rows.append(cells)
+    return table(["model", "condition", *(METRIC_TITLES[m] for m in TABLE_METRICS)], rows, text_columns=(0, 1))
+
+
+def _curves(result: EvaluationResult) -> str:
+    curves = result.severity_curves
+    curves = curves[curves["label"] == FOREGROUND_MEAN] if len(curves) else curves
+    if not len(curves):
+        return note("No corruption family with two or more severity levels (and clean as severity 0).")
+    import matplotlib.pyplot as plt
+
+    parts = []
+    for family, per_family in curves.groupby("family", sort=True):
+        figure, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.3))
+        for axis, metric in zip(axes, CURVE_METRICS):
+            for model in result.models:
+                rows = per_family[(per_family["model"] == model) & (per_family["metric"] == metric)]
+                if not len(rows):
+                    continue
+                row = rows.iloc[0]
+                line, = axis.plot(row["severities"], row["means"], marker="o", label=model)
+                axis.fill_between(row["severities"], nan_array(row["ci_low"]), nan_array(row["ci_high"]),
+                                  color=line.get_color(), alpha=0.2, linewidth=0)
+            axis.set_xticks(sorted({s for v in per_family["severities"] for s in v}))
+            axis.set_xlabel("severity (0 = clean)")
+            axis.set_title(METRIC_TITLES[metric])
+            axis.grid(alpha=0.3)
+        axes[0].legend(fontsize="small")
+        figure.tight_layout()
+        parts.append(f"<h3>{esc(family)}</h3>{png(figure)}")
+        plt.close(figure)
+    dice = curves[curves["metric"] == "dice"]
+    rows = [[r["model"], r["family"], r["auc"], r["cv"]] for _, r in dice.iterrows()]
+    parts.append("<p class='note'>Area under the Dice-vs-severity curve, normalised by the severity range "
+                 "(= average Dice over the range), and coefficient of variation of the per-severity means.</p>")
+    parts.append(table(["model", "family", "normalised AUC (Dice)", "CV across severities (Dice)"], rows,
+                        text_columns=(0, 1)))
+    return "".join(parts)
+
+
+def _degradation(result: EvaluationResult) -> str:
+    degradation = result.degradation
+    if result.clean_condition is None or not len(degradation):
+        return note("No clean condition (a condition named 'clean' or with severity 0): degradation not computed.")
+    import matplotlib.pyplot as plt
+
+    dice = degradation[(degradation["label"] == FOREGROUND_MEAN) & (degradation["metric"] == "dice")]
+    conditions = [c for c in dict.fromkeys(result.conditions["condition"]) if c != result.clean_condition]
+    matrix = dice.pivot(index="model", columns="condition", values="relative").reindex(
+        index=result.models, columns=conditions).to_numpy(dtype=float) * 100
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.75 * len(conditions) + 2.5), 0.6 * len(result.models) + 2.2))
+    values = matrix[np.isfinite(matrix)]
+    limit = max(1.0, float(np.abs(values).max())) if values.size else 1.0
+    image = axis.imshow(np.ma.masked_invalid(matrix), cmap="RdYlGn_r", vmin=-limit, vmax=limit, aspect="auto")
+    axis.set_xticks(range(len(conditions)), conditions, rotation=45, ha="right", fontsize="small")
+    axis.set_yticks(range(len(result.models)), result.models)
+    for (i, j), value in np.ndenumerate(matrix):
+        axis.text(j, i, "n/a" if not np.isfinite(value) else f"{value:.1f}", ha="center", va="center", fontsize="small")
+    figure.colorbar(image, ax=axis, label="relative Dice degradation (%)")
+    figure.tight_layout()
+    heatmap = png(figure)
+    plt.close(figure)
+    rows = [[r["model"], r["condition"], r["clean_mean"], r["condition_mean"],
+             f"{fmt(r['absolute'])} [{fmt(r['absolute_ci_low'])}, {fmt(r['absolute_ci_high'])}]",
+             fmt(100 * r["relative"]) + " %" if finite(r["relative"]) else None]
+            for _, r in dice.iterrows()]
+    return (note("Degradation is positive when the condition is worse than clean; relative = absolute / clean mean.")
+            + heatmap + table(["model", "condition", "clean Dice", "Dice", "absolute [95% CI]", "relative"], rows,
+                               text_columns=(0, 1)))
+
+
+def _scatter(result: EvaluationResult) -> str:
+    clean = result.clean_condition
+    if clean is None:
+        return note("No clean condition: nothing to compare the per-case values with.")
+    import matplotlib.pyplot as plt
+
+    per_case = result.per_case.groupby(["model", "condition", "case"], sort=False)["dice"].mean().reset_index()
+    figure, axis = plt.subplots(figsize=(5, 5))
+    plotted = False
+    for model in result.models:
+        values = per_case[per_case["model"] == model]
+        clean_values = values[values["condition"] == clean].set_index("case")["dice"]
+        corrupted = values[values["condition"] != clean]
+        if not len(corrupted):
+            continue
+        axis.scatter(corrupted["case"].map(clean_values), corrupted["dice"], s=14, alpha=0.6, label=model)
+        plotted = True
+    if not plotted:
+        plt.close(figure)
+        return note("Only the clean condition was evaluated.")
+    axis.plot([0, 1], [0, 1], color="grey", linewidth=1)
+    axis.set_xlim(-0.02, 1.02)
+    axis.set_ylim(-0.02, 1.02)
+    axis.set_xlabel("Dice on clean input (per case, mean over labels)")
+    axis.set_ylabel("Dice under corruption (every condition)")
+    axis.legend(fontsize="small")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    image = png(figure)
+    plt.close(figure)
+    return note("One point per case and corrupted condition; points below the diagonal lost Dice.") + image
+
+
+def _comparison(result: EvaluationResult) -> str:
+    shares = result.best_model_shares
+    shares = shares[(shares["label"] == FOREGROUND_MEAN) & (shares["metric"] == "dice")]
+    wide = shares.pivot(index="condition", columns="model", values="best_share")
+    order = [c for c in [*dict.fromkeys(result.conditions["condition"]), ALL_CONDITIONS] if c in wide.index]
+    wide = wide.reindex(index=order, columns=result.models)
+    n_cases = shares.groupby("condition")["n_cases"].first()
+    share_rows = [[condition, *(fmt(100 * v) + " %" if finite(v) else None for v in wide.loc[condition]),
+                   n_cases.get(condition)] for condition in order]
+    tests = result.pairwise_tests
+    tests = tests[(tests["label"] == FOREGROUND_MEAN) & (tests["metric"] == "dice")]
+    test_rows = [[r["condition"], f"{r['model_a']} vs {r['model_b']}", r["n"], r["mean_difference"], r["p_value"],
+                  r["p_holm"]] for _, r in tests.iterrows()]
+    return ("<h3>Share of cases on which each model has the best Dice</h3>"
+            + note("Ties share the case equally. '(all conditions)' pools every case x condition.")
+            + table(["condition", *result.models, "cases"], share_rows, text_columns=(0,))
+            + "<h3>Paired Wilcoxon signed-rank tests (Dice), Holm-corrected per condition</h3>"
+            + table(["condition", "models", "n", "mean difference (a - b)", "p", "p (Holm)"], test_rows,
+                     text_columns=(0, 1)))
+
+
+def _worst_cases(result: EvaluationResult, count: int) -> str:
+    worst = result.per_case.sort_values(["dice", "hd95_mm"], ascending=[True, False], kind="stable").head(count)
+    rows = [[r["model"], r["condition"], r["case"], r["label"], r["dice"], r["nsd"], r["hd95_mm"],
+             r["empty_mask"], r["prediction_file"], r["reference_file"]] for _, r in worst.iterrows()]
+    return table(["model", "condition", "case", "label", "Dice", "NSD", "HD95 (mm)", "empty mask", "prediction file",
+                   "reference file"], rows, text_columns=(0, 1, 2, 3, 7, 8, 9))
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+def _model_conditions(result: EvaluationResult) -> list[tuple[str, str]]:
+    return list(zip(result.conditions["model"], result.conditions["condition"]))
+
+
+# --- context vs FBR --------------------------------------------------------------------------------------------
+
+def _has_fbr_study(result: EvaluationResult) -> bool:
+    """A context condition was run, or a model has a training FBR log."""
+    return (result.conditions["family"].eq("context").any()
+            or any(result.settings.get("training_fbr_ranges", {}).values()))
+
+
+def _fbr_section(result: EvaluationResult) -> str:
+    """HTML: metric vs test FBR per model, the training range shaded, and counts of flagged cases."""
+    per_case = result.per_case
+    if "test_fbr" not in per_case or not per_case["test_fbr"].notna().any():
+        return note("No test FBR (no reference foreground).")
+    import matplotlib.pyplot as plt
+
+    cases = (per_case.groupby(["model", "condition", "case"], sort=False)
+             .agg(dice=("dice", "mean"), test_fbr=("test_fbr", "first"), low=("training_fbr_low", "first"),
+                  high=("training_fbr_high", "first"), outside=("fbr_outside_training", "first"))
+             .reset_index())
+    figure, axis = plt.subplots(figsize=(6.5, 4.2))
+    for index, model in enumerate(result.models):
+        colour = f"C{index % 10}"
+        rows = cases[cases["model"] == model]
+        if rows["low"].notna().any():
+            low, high = rows["low"].iloc[0], rows["high"].iloc[0]
+            axis.axvspan(max(low, 1e-4), high, color=colour, alpha=0.12, linewidth=0,
+                         label=f"{model}: training FBR {low:.2f}-{high:.2f}")
+        axis.scatter(rows["test_fbr"].clip(lower=1e-4), rows["dice"], s=14, alpha=0.5, color=colour)
+        means = rows.groupby("condition", sort=False)[["test_fbr", "dice"]].mean().sort_values("test_fbr")
+        axis.plot(means["test_fbr"].clip(lower=1e-4), means["dice"], marker="o", color=colour, label=model)
+    axis.set_xscale("log")
+    axis.set_xlabel("test FBR (foreground fraction of the evaluated image)")
+    axis.set_ylabel("Dice (per case, mean over labels)")
+    axis.set_ylim(-0.02, 1.02)
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    image = png(figure)
+    plt.close(figure)
+    counts = (cases.groupby(["model", "condition"], sort=False)
+              .agg(n=("case", "size"), fbr=("test_fbr", "mean"), dice=("dice", "mean"),
+                   outside=("outside", lambda s: int(s.fillna(False).sum()) if s.notna().any() else None))
+              .reset_index())
+    rows = [[r["model"], r["condition"], r["n"], r["fbr"], r["dice"], r["outside"]] for _, r in counts.iterrows()]
+    return (note("One point per case and condition; lines join the per-condition means. Shaded: the range of "
+                 "foreground fractions of the training patches (fbr_train.json of the model's folds).")
+            + image + table(["model", "condition", "cases", "mean test FBR", "mean Dice",
+                             "cases outside training FBR"], rows, text_columns=(0, 1)))

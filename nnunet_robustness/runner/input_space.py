@@ -1,0 +1,110 @@
+"""What the model saw: how much a condition changed the image *after* the model's own normalisation.
+
+nnU-Net normalises every channel before the network (``configuration_manager.normalization_schemes``:
+z-score for MR and most modalities, a fixed clip-and-scale for CT, ...). A corruption that this
+normalisation removes is not a robustness test: under z-scoring, ``a * x + b`` (a > 0) comes out
+identical, so a "contrast" or "brightness" condition scores exactly like clean. The runner therefore
+measures every item in the model's input space:
+
+- the clean and the corrupted image are normalised as nnU-Net's preprocessor does (the nonzero mask
+  as in ``crop_to_nonzero``, then each channel's normalisation class from the plans, with its
+  ``use_mask_for_norm`` and the dataset's foreground intensity properties). Cropping and resampling
+  are left out: they move voxels, they do not change what the intensities say;
+- the change is the SSIM (Wang et al., "Image quality assessment: from error visibility to structural
+  similarity", IEEE TIP 13:600, 2004), computed by ``skimage.metrics.structural_similarity`` (7-voxel
+  uniform window, data range of the clean normalised channel)
+  and the relative L2 distance ``||n(corrupted) - n(clean)|| / ||n(clean)||``, averaged over channels.
+
+A condition whose relative L2 change stays below ``CANCELLED_BELOW`` on every case is *cancelled by
+the model's normalisation*: ``eval`` names it and leaves it out of robustness summaries and rankings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import read_json
+
+INPUT_CHANGE_SUFFIX = ".input.json"
+# Relative L2 change in the model's input space below which a condition is "cancelled": float32
+# round-off of a z-scored affine map is ~1e-7; a visible corruption is above 1e-2.
+CANCELLED_BELOW = 1e-4
+SSIM_WINDOW = 7
+
+
+@dataclass(frozen=True)
+class InputChange:
+    """The change of one (case, condition) item in the model's input space."""
+
+    ssim: float
+    relative_l2: float
+
+    @property
+    def cancelled(self) -> bool:
+        return self.relative_l2 < CANCELLED_BELOW
+
+    def to_json(self) -> dict[str, float]:
+        return {"input_ssim": self.ssim, "input_rel_l2": self.relative_l2}
+
+    @classmethod
+    def read(cls, path: Any) -> "InputChange":
+        data = read_json(path, "input-change record")
+        try:
+            return cls(float(data["input_ssim"]), float(data["input_rel_l2"]))
+        except (KeyError, TypeError, ValueError):
+            raise UserInputError(f"{path}: input-change record without numeric input_ssim/input_rel_l2; re-run "
+                                 "`nnunet-robust run --overwrite` for this condition") from None
+
+
+class ModelInputSpace:
+    """The per-channel normalisation of a trained model, applied as nnU-Net's preprocessor applies it.
+
+    ``plans_manager``/``configuration_manager`` are nnU-Net's (the predictor has both after
+    ``initialize_from_trained_model_folder``).
+    """
+
+    def __init__(self, plans_manager: Any, configuration_manager: Any) -> None:
+        from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+
+        self.plans_manager = plans_manager
+        self.configuration_manager = configuration_manager
+        self.schemes: list[str] = list(configuration_manager.normalization_schemes)
+        self._preprocessor = DefaultPreprocessor(verbose=False)
+
+    def normalise(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (C, *spatial) as raw intensities -> float32 in the network's intensity space."""
+        from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
+
+        if len(self.schemes) != image.shape[0]:
+            raise UserInputError(f"the model normalises {len(self.schemes)} channel(s), the image has "
+                                 f"{image.shape[0]}")
+        data = np.array(image, dtype=np.float32)  # a copy: nnU-Net's normalisers work in place
+        seg = np.where(create_nonzero_mask(data), np.int8(0), np.int8(-1))[None]
+        return self._preprocessor._normalize(data, seg, self.configuration_manager,
+                                             self.plans_manager.foreground_intensity_properties_per_channel)
+
+    def change(self, clean_normalised: np.ndarray, corrupted: np.ndarray) -> InputChange:
+        """How much ``corrupted`` (raw) differs from the clean image (already normalised) for the model."""
+        return input_change(clean_normalised, self.normalise(corrupted))
+
+
+def input_change(clean: np.ndarray, corrupted: np.ndarray) -> InputChange:
+    """SSIM and relative L2 of two normalised images (C, *spatial), averaged over channels."""
+    ssims, distances = [], []
+    for a, b in zip(clean, corrupted):
+        a, b = np.squeeze(a), np.squeeze(b)  # nnU-Net's 2D images are (1, X, Y)
+        data_range = float(a.max() - a.min()) or 1.0
+        # skimage needs a window of at most the smallest side; 7 (its default) otherwise
+        window = min(SSIM_WINDOW, min(a.shape) - (1 - min(a.shape) % 2))
+        ssims.append(float(structural_similarity(a, b, data_range=data_range, win_size=window))
+                     if window >= 3 else float(np.array_equal(a, b)))
+        norm = float(np.linalg.norm(a.astype(np.float64)))
+        difference = float(np.linalg.norm(b.astype(np.float64) - a))
+        distances.append(difference / norm if norm > 0 else (0.0 if difference == 0 else math.inf))
+    return InputChange(float(np.mean(ssims)), float(np.mean(distances)))

@@ -1,0 +1,106 @@
+"""``run.json``: the record of a ``run`` output folder, and the only code that reads or writes it.
+
+``run`` writes it before predicting (identical for every shard, so shards merge by construction);
+``eval``, ``rate`` and the context study read it to know each folder's condition, the promised cases
+and the model behind the predictions. Torch-free, so readers do not load the inference stack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from nnunet_robustness.conditions import Condition, merge_conditions
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_write_json, package_versions, read_json
+
+MANIFEST_NAME = "run.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What a ``run`` folder holds: ``<folder>/<condition>/<case><file_ending>`` for every condition
+    and case listed, predicted by ``model`` (model folder, folds, checkpoint, step size, TTA)."""
+
+    model: dict[str, Any]
+    seed: int
+    save_probabilities: bool
+    file_ending: str
+    conditions: tuple[Condition, ...]
+    cases: tuple[str, ...]
+    versions: dict[str, str] = field(default_factory=package_versions)
+    format: int = MANIFEST_FORMAT
+
+    # Keys whose change means another run: the folder cannot hold both.
+    IDENTITY = ("format", "model", "seed", "file_ending")
+
+    @property
+    def model_folder(self) -> Path:
+        return Path(self.model["model_folder"])
+
+    @property
+    def folds_used(self) -> list[Any] | None:
+        return self.model.get("folds_used")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": self.format, "model": self.model, "seed": self.seed,
+                "save_probabilities": self.save_probabilities, "file_ending": self.file_ending,
+                "conditions": [c.to_json() for c in self.conditions], "cases": list(self.cases),
+                "versions": self.versions}
+
+    @classmethod
+    def from_json(cls, data: Any, path: Path) -> "RunManifest":
+        try:
+            return cls(model=dict(data["model"]), seed=int(data["seed"]),
+                       save_probabilities=bool(data.get("save_probabilities", False)),
+                       file_ending=str(data["file_ending"]),
+                       conditions=tuple(Condition.from_json(c) for c in data["conditions"]),
+                       cases=tuple(str(c) for c in data["cases"]), versions=dict(data.get("versions", {})),
+                       format=int(data.get("format", MANIFEST_FORMAT)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserInputError(f"{path}: not a valid run manifest ({type(e).__name__}: {e}); it needs model, seed, "
+                                 "file_ending, conditions (with names) and cases") from None
+
+    @staticmethod
+    def path(folder: str | Path) -> Path:
+        return Path(folder) / MANIFEST_NAME
+
+    @classmethod
+    def read(cls, folder: str | Path) -> "RunManifest":
+        path = cls.path(folder)
+        return cls.from_json(read_json(path, "run manifest"), path)
+
+    @classmethod
+    def read_if_present(cls, folder: str | Path) -> "RunManifest | None":
+        return cls.read(folder) if cls.path(folder).is_file() else None
+
+    def write(self, folder: str | Path) -> None:
+        atomic_write_json(self.path(folder), self.to_json())
+
+    def merged_into(self, folder: str | Path, overwrite: bool = False) -> "RunManifest":
+        """This run merged with the manifest already in ``folder``: the same model, settings and seed are
+        required (unless ``overwrite``); conditions and cases are unions, so adding conditions to a
+        finished run works."""
+        old = None if overwrite else self.read_if_present(folder)
+        if old is None:
+            return self
+        mine, theirs = self.to_json(), old.to_json()
+        for key in self.IDENTITY:
+            if theirs[key] != mine[key]:
+                raise UserInputError(
+                    f"{self.path(folder)}: this folder holds a different run ({key}: {json.dumps(theirs[key])} "
+                    f"here, {json.dumps(mine[key])} requested); use another output folder or pass --overwrite")
+        return replace(self, conditions=tuple(merge_conditions(old.conditions, self.conditions)),
+                       cases=tuple(dict.fromkeys([*old.cases, *self.cases])),
+                       save_probabilities=old.save_probabilities or self.save_probabilities,
+                       versions=old.versions or self.versions)
+
+    def is_complete(self, folder: str | Path, conditions: Any = None) -> bool:
+        """Whether every listed case has its prediction for every condition (or for ``conditions``)."""
+        names = [c.name for c in (self.conditions if conditions is None else conditions)]
+        listed = {c.name for c in self.conditions}
+        return set(names) <= listed and all((Path(folder) / name / f"{case}{self.file_ending}").is_file()
+                                            for name in names for case in self.cases)

@@ -1,0 +1,261 @@
+"""``nnunet-robust run``: a trained nnU-Net model on corrupted copies of the test images.
+
+Where corruptions act: each case is read once with the model's own image reader (the
+``image_reader_writer`` of its plans, i.e. exactly what ``nnUNetv2_predict`` reads), and every
+corruption is applied **in memory to that raw image, in its original intensity space and
+geometry** — what a scanner would have changed. The corrupted array then goes through nnU-Net's
+complete inference path, ``nnUNetPredictor.predict_single_npy_array``: cropping to the non-zero
+region, resampling, normalisation, sliding-window prediction (with the model loaded once), and
+resampling back to the input geometry. Preprocessing is therefore re-run per condition: every
+preprocessing step depends on the intensities (the crop box on which voxels are non-zero, the
+normalisation on the image statistics), so reusing it across conditions would not be equivalent.
+Only the file reading is shared.
+
+Outputs follow ``nnUNetv2_predict``: ``<out>/<condition>/<case><file_ending>`` with the input
+geometry, and with ``save_probabilities`` also ``<case>.npz`` (key ``probabilities``) and
+``<case>.pkl`` (properties). ``<out>/run.json`` records the model, folds, checkpoint, conditions,
+seed, cases and package versions; it is identical for every shard, so shards merge by construction.
+
+Work is the list of (case, condition) items in a fixed order; ``num_parts``/``part_id`` take every
+``num_parts``-th item from ``part_id``. Every file is written to a temporary name and renamed, and
+the segmentation is written last, so a finished item is one whose segmentation exists: a re-run
+skips those, and an interrupted run loses at most the item in flight.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections import defaultdict
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnunet_robustness.conditions import Condition
+from nnunet_robustness.corruptions import derive_seed
+from nnunet_robustness.corruptions.specs import corruption_for, requires_label
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_path
+from nnunet_robustness.runner.manifest import RunManifest
+
+
+@dataclass(frozen=True)
+class PredictionSettings:
+    """What ``nnUNetv2_predict`` would be told: model folder, folds, checkpoint, step size, TTA."""
+
+    model_folder: Path
+    folds: tuple[int | str, ...] | None = None  # None: every fold with the checkpoint, as nnU-Net does
+    checkpoint: str = "checkpoint_final.pth"
+    step_size: float = 0.5
+    use_mirroring: bool = True
+    device: str = "cuda"
+
+    def manifest(self) -> dict:
+        return {
+            "model_folder": str(Path(self.model_folder).resolve()),
+            "folds": None if self.folds is None else list(self.folds),
+            "checkpoint": self.checkpoint,
+            "step_size": self.step_size,
+            "tta": self.use_mirroring,
+        }
+
+
+@dataclass
+class RunStats:
+    items: int = 0
+    predicted: int = 0
+    skipped: int = 0
+    seconds_total: float = 0.0
+    seconds_predictor: float = 0.0
+
+
+def work_items(cases: Sequence[str], conditions: Sequence[Condition], num_parts: int = 1,
+               part_id: int = 0) -> list[tuple[str, Condition]]:
+    """This shard's (case, condition) items, case-major so each case is read once per shard."""
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise UserInputError(f"--part-id {part_id} must be in [0, --num-parts {num_parts})")
+    items = [(case, condition) for case in cases for condition in conditions]
+    return items[part_id::num_parts]
+
+
+class RobustnessRunner:
+    """Loads a trained model once and predicts cases under conditions, writing nnU-Net-style outputs."""
+
+    def __init__(self, settings: PredictionSettings, verbose: bool = False) -> None:
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+        model_folder = Path(settings.model_folder)
+        if not (model_folder / "plans.json").is_file() or not (model_folder / "dataset.json").is_file():
+            raise UserInputError(f"{model_folder}: not a trained nnU-Net model folder (needs plans.json, "
+                                 "dataset.json and fold_X/ checkpoints)")
+        self.settings = settings
+        device = torch.device(settings.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserInputError("-device cuda requested but torch sees no CUDA device; use -device cpu")
+        self.predictor = nnUNetPredictor(tile_step_size=settings.step_size, use_gaussian=True,
+                                         use_mirroring=settings.use_mirroring,
+                                         perform_everything_on_device=device.type == "cuda", device=device,
+                                         verbose=verbose, verbose_preprocessing=verbose, allow_tqdm=False)
+        folds = settings.folds
+        if folds is not None:
+            missing = [f for f in folds if not (model_folder / f"fold_{f}" / settings.checkpoint).is_file()]
+            if missing:
+                raise UserInputError(f"{model_folder}: no {settings.checkpoint} for fold(s) "
+                                     f"{', '.join(map(str, missing))}")
+        try:
+            self.predictor.initialize_from_trained_model_folder(str(model_folder), folds, settings.checkpoint)
+        except FileNotFoundError as e:
+            raise UserInputError(f"{model_folder}: cannot load the model ({e})") from None
+        self.used_folds = list(folds if folds is not None else
+                               nnUNetPredictor.auto_detect_available_folds(str(model_folder), settings.checkpoint))
+        self.dataset_json = self.predictor.dataset_json
+        self.file_ending = self.dataset_json["file_ending"]
+        self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
+        self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
+
+    # ---------------------------------------------------------------- manifest
+
+    def manifest(self, conditions: Sequence[Condition], cases: Sequence[str], seed: int,
+                 save_probabilities: bool) -> RunManifest:
+        model_folder = Path(self.settings.model_folder).resolve()
+        model = {
+            **self.settings.manifest(),
+            "folds_used": self.used_folds,
+            "dataset": self.dataset_json.get("name", model_folder.parent.name),
+            "results_subfolder": model_folder.name,  # TRAINER__PLANS__CONFIGURATION
+        }
+        return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
+                           conditions=tuple(conditions), cases=tuple(cases))
+
+    # ---------------------------------------------------------------- work
+
+    def output_paths(self, output: Path, case: str, condition: Condition) -> dict[str, Path]:
+        folder = output / condition.name
+        return {"seg": folder / f"{case}{self.file_ending}", "npz": folder / f"{case}.npz",
+                "pkl": folder / f"{case}.pkl"}
+
+    def is_done(self, output: Path, case: str, condition: Condition, save_probabilities: bool) -> bool:
+        paths = self.output_paths(output, case, condition)
+        return paths["seg"].is_file() and (not save_probabilities or paths["npz"].is_file())
+
+    def _read_case(self, case: str, files: list[Path]):
+        try:
+            image, properties = self.reader_writer.read_images([str(f) for f in files])
+        except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
+            raise UserInputError(f"case {case}: cannot read {files[0]} ({type(e).__name__}: {e})") from None
+        if not np.isfinite(image).all():
+            raise UserInputError(f"case {case}: {files[0]} contains NaN or Inf values")
+        return image, properties
+
+    def _read_reference(self, reference_folder: Path | None, case: str, image_shape) -> np.ndarray:
+        if reference_folder is None:
+            raise UserInputError("a condition needs the reference labels (e.g. background blur); pass "
+                                 "--reference labelsTs")
+        path = Path(reference_folder) / f"{case}{self.file_ending}"
+        if not path.is_file():
+            raise UserInputError(f"case {case}: no reference {path}")
+        label, _ = self.reader_writer.read_seg(str(path))
+        if label.shape[1:] != image_shape[1:]:
+            raise UserInputError(f"{path}: shape {label.shape[1:]} differs from the image's {image_shape[1:]}")
+        return label
+
+    def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
+            save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
+            reference_folder: Path | None = None, progress: bool = True) -> RunStats:
+        output = Path(output)
+        if any(requires_label(c) for c in conditions) and reference_folder is None:
+            names = ", ".join(c.name for c in conditions if requires_label(c))
+            raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
+        output.mkdir(parents=True, exist_ok=True)
+        manifest = self.manifest(conditions, list(cases), seed, save_probabilities).merged_into(output, overwrite)
+        manifest.write(output)
+
+        items = work_items(list(cases), conditions, num_parts, part_id)
+        stats = RunStats(items=len(items))
+        start = time.perf_counter()
+        by_case: dict[str, list[Condition]] = defaultdict(list)
+        for case, condition in items:
+            by_case[case].append(condition)
+        with tqdm(total=len(items), desc=f"run part {part_id + 1}/{num_parts}", unit="item",
+                  disable=not progress) as bar:
+            for case, case_conditions in by_case.items():
+                todo = [c for c in case_conditions
+                        if overwrite or not self.is_done(output, case, c, save_probabilities)]
+                stats.skipped += len(case_conditions) - len(todo)
+                bar.update(len(case_conditions) - len(todo))
+                if not todo:
+                    continue
+                image, properties = self._read_case(case, cases[case])
+                label = (self._read_reference(reference_folder, case, image.shape)
+                         if any(requires_label(c) for c in todo) else None)
+                for condition in todo:
+                    bar.set_postfix_str(f"{case} / {condition.name}")
+                    self._predict_item(image, properties, label, case, condition, output, seed,
+                                       save_probabilities, stats)
+                    stats.predicted += 1
+                    bar.update(1)
+        stats.seconds_total = time.perf_counter() - start
+        return stats
+
+    def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None, case: str,
+                      condition: Condition, output: Path, seed: int, save_probabilities: bool,
+                      stats: RunStats) -> None:
+        if condition.is_context:
+            return self._predict_context_item(image, properties, label, case, condition, output,
+                                              save_probabilities, stats)
+        corruption = corruption_for(condition)
+        if corruption is None:
+            corrupted = image
+        else:
+            item_seed = derive_seed(seed, case, condition.name)
+            corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed, label=label)
+
+        t = time.perf_counter()
+        # preprocessing mutates the properties it is given
+        result = self.predictor.predict_single_npy_array(corrupted, deepcopy(properties), None, None,
+                                                         save_probabilities)
+        stats.seconds_predictor += time.perf_counter() - t
+        segmentation, probabilities = result if save_probabilities else (result, None)
+        self._write_item(segmentation, probabilities, properties, case, condition, output)
+
+    def _predict_context_item(self, image: np.ndarray, properties: dict, label: np.ndarray, case: str,
+                              condition: Condition, output: Path, save_probabilities: bool,
+                              stats: RunStats) -> None:
+        """Test-time context shift: predict a crop around the reference foreground, paste it back into a
+        background canvas of the full image (see :mod:`nnunet_robustness.fbr`)."""
+        from nnunet_robustness.fbr import context_box, paste_into_background, write_context_record
+
+        ignore = self.predictor.label_manager.ignore_label
+        box = context_box(label[0], properties["spacing"], condition.context_fbr, ignore)
+        cropped = np.ascontiguousarray(image[(slice(None), *box.slices)])
+        t = time.perf_counter()
+        result = self.predictor.predict_single_npy_array(cropped, deepcopy(properties), None, None,
+                                                         save_probabilities)
+        stats.seconds_predictor += time.perf_counter() - t
+        segmentation, probabilities = result if save_probabilities else (result, None)
+        segmentation, probabilities = paste_into_background(segmentation, image.shape[1:], box, probabilities)
+        write_context_record(output / condition.name, case, box)
+        self._write_item(segmentation, probabilities, properties, case, condition, output)
+
+    def _write_item(self, segmentation: np.ndarray, probabilities: np.ndarray | None, properties: dict, case: str,
+                    condition: Condition, output: Path) -> None:
+        """Probabilities (when given) first, the segmentation last: its presence marks the item done."""
+        paths = self.output_paths(output, case, condition)
+        if probabilities is not None:
+            with atomic_path(paths["npz"]) as tmp:
+                np.savez_compressed(tmp, probabilities=probabilities)
+            with atomic_path(paths["pkl"]) as tmp:
+                tmp.write_bytes(pickle.dumps(properties))
+        with atomic_path(paths["seg"]) as tmp:
+            self.reader_writer.write_seg(segmentation, str(tmp), properties)
+
+
+def resolve_folds(folds: Iterable[str] | None) -> tuple[int | str, ...] | None:
+    if folds is None:
+        return None
+    return tuple(int(f) if f.isdigit() else f for f in folds)

@@ -1,1 +1,0 @@
-"""Context vs foreground ratio: plan-context, fg trainers, FBR logging, the test-time context condition."""

@@ -1,0 +1,55 @@
+"""The HTML report: one self-contained file with embedded plots, readable values, worst cases."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+
+from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
+from nnunet_robustness.evaluation import write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(document: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", document)]
+
+
+def test_report_is_self_contained_with_plots(study_result, tmp_path: Path) -> None:
+    result, _ = study_result
+    path = write_report(result, tmp_path / "report.html")
+    document = path.read_text()
+    images = _images(document)
+    # curves (one family), degradation heatmap, per-case scatter
+    assert len(images) == 3 and all(image.startswith(PNG_SIGNATURE) for image in images)
+    assert not re.search(r"(src|href)=['\"](?!data:)", document)  # nothing fetched from elsewhere
+    assert "<script" not in document
+    for section in ("Metric vs severity", "Degradation vs clean", "Model comparison", "Worst 15 structures"):
+        assert section in document
+    worst = result.per_case.sort_values("dice").iloc[0]
+    assert worst["prediction_file"] in document and worst["reference_file"] in document
+
+
+def test_undefined_values_are_shown_as_na(study_result, tmp_path: Path) -> None:
+    result, _ = study_result
+    statistics = result.statistics.copy()
+    hit = (statistics["label"] == FOREGROUND_MEAN) & (statistics["metric"] == "hd95_mm")
+    statistics.loc[hit, ["mean", "mean_ci_low"]] = np.nan
+    document = write_report(dataclasses.replace(result, statistics=statistics), tmp_path / "r.html").read_text()
+    text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", document)
+    assert "n/a [n/a," in text
+    assert not re.search(r"[>\s\[(](nan|NaN|inf|-inf|None)[<\s,\])]", text)
+
+
+def test_single_model_without_clean_condition(study, tmp_path: Path) -> None:
+    from nnunet_robustness.evaluation import evaluate
+
+    result = evaluate({"A": study["A"] / "noise_sev1"}, study["reference"], study["dataset_json"], progress=False,
+                      n_bootstrap=20)
+    document = write_report(result, tmp_path / "report.html").read_text()
+    assert "degradation not computed" in document and "Model comparison" not in document
+    assert _images(document) == []

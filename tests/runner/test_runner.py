@@ -1,0 +1,234 @@
+"""``nnunet-robust run``: conditions, sharding, resume, and equality with nnUNetv2_predict on a real model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunet_robustness.conditions import CLEAN, Condition, read_conditions_file
+from nnunet_robustness.corruptions.specs import (
+    corruption_for,
+    parse_condition_spec,
+    requires_label,
+    resolve_conditions,
+)
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.runner.cases import list_cases
+from nnunet_robustness.runner.manifest import MANIFEST_NAME
+from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, work_items
+from tests.helpers.nnunet_cli import run_cli
+from tests.helpers.synthetic import write_nnunet_dataset
+
+# ------------------------------------------------------------------ conditions and work split (fast)
+
+
+def test_condition_specs():
+    assert [c.name for c in parse_condition_spec("gaussian_noise:1,3")] == ["gaussian_noise_sev1",
+                                                                           "gaussian_noise_sev3"]
+    assert [c.severity for c in parse_condition_spec("motion:2-4")] == [2, 3, 4]
+    assert [c.severity for c in parse_condition_spec("spike")] == [1, 2, 3, 4, 5]
+    assert parse_condition_spec("gamma:2.5")[0].name == "gamma_sev2.5"
+    harder = parse_condition_spec("seed-study:harder")
+    assert harder == [Condition("seed-study_harder", "speckle_noise", None, "seed-study:harder")]
+    assert len(parse_condition_spec("seed-study")) == 4
+    assert requires_label(parse_condition_spec("seed-study:easier")[0])
+    for bad, message in (("gausian_noise", "unknown condition"), ("spike:7", "out of range"),
+                         ("spike:a", "cannot read severities")):
+        with pytest.raises(UserInputError, match=message):
+            parse_condition_spec(bad)
+
+
+def test_resolve_conditions_puts_clean_first_and_dedups():
+    conditions = resolve_conditions(["spike:1", "clean", "spike:1"], ["seed-study"])
+    assert conditions[0] == CLEAN
+    assert [c.name for c in conditions].count("spike_sev1") == 1
+    assert len(conditions) == 1 + 4 + 1
+    with pytest.raises(UserInputError, match="unknown condition set"):
+        resolve_conditions([], ["mri"])
+    for condition in resolve_conditions([], ["all"]):  # every condition can build its corruption
+        assert condition.is_clean or corruption_for(condition) is not None
+
+
+def test_conditions_file(tmp_path):
+    path = tmp_path / "conditions.yaml"
+    path.write_text("conditions: [gaussian_noise:1, clean]\nsets: [seed-study]\n")
+    assert read_conditions_file(path) == (["gaussian_noise:1", "clean"], ["seed-study"])
+    path.write_text("conditions: gaussian_noise: [\n")
+    with pytest.raises(UserInputError, match="conditions.yaml: not valid YAML"):
+        read_conditions_file(path)
+    (tmp_path / "c.json").write_text('{"severities": [1]}')
+    with pytest.raises(UserInputError, match="c.json: expected a mapping"):
+        read_conditions_file(tmp_path / "c.json")
+
+
+def test_shards_partition_the_work():
+    cases, conditions = [f"case{i}" for i in range(5)], resolve_conditions(["spike:1,2"])
+    everything = work_items(cases, conditions)
+    parts = [work_items(cases, conditions, 3, i) for i in range(3)]
+    assert sorted(map(str, sum(parts, []))) == sorted(map(str, everything))
+    assert not set(map(str, parts[0])) & set(map(str, parts[1]))
+    with pytest.raises(UserInputError, match="--part-id 3"):
+        work_items(cases, conditions, 3, 3)
+
+
+# ------------------------------------------------------------------ on a trained model (end to end)
+
+DATASET_ID, CONFIGURATION, TRAINER = 904, "2d", "nnUNetTrainerNoSkip_short"
+CONDITION_ARGS = ["--conditions", "gaussian_noise:5", "salt_pepper_noise:5", "--preset", "seed-study"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A No-Skip U-Net trained for 2 short epochs on an easy 2D task (Dice > 0.8 expected)."""
+    root = tmp_path_factory.mktemp("runner")
+    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
+           **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+    raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), DATASET_ID, 2, n_train=8, n_test=4, seed=4)
+    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-np", "2", "-npfp", "2"],
+            env)
+    run_cli(["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, "0", "-tr", TRAINER, "-device", "cpu"], env)
+    model = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
+    return {"env": env, "raw": raw, "model": model, "root": root}
+
+
+@pytest.fixture(scope="module")
+def runner(trained) -> RobustnessRunner:
+    return RobustnessRunner(PredictionSettings(trained["model"], folds=(0,), use_mirroring=False, device="cpu"))
+
+
+def _arrays(folder: Path) -> dict[str, np.ndarray]:
+    return {str(p.relative_to(folder)): sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
+            for p in sorted(folder.rglob("*.nii.gz"))}
+
+
+def _mean_dice(reference: Path, predictions: Path) -> float:
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    summary = compute_metrics_on_folder(str(reference), str(predictions), str(predictions / "summary.json"),
+                                        SimpleITKIO(), ".nii.gz", [1], num_processes=1)
+    return summary["foreground_mean"]["Dice"]
+
+
+@pytest.mark.e2e
+def test_run_cli_equals_nnunet_predict_on_clean_and_noise_lowers_dice(trained, tmp_path):
+    raw, env = trained["raw"], trained["env"]
+    out = tmp_path / "robust"
+    run_cli(["nnunet-robust", "run", "-i", str(raw / "imagesTs"), "-o", str(out), "-d", str(DATASET_ID),
+             "-c", CONFIGURATION, "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta",
+             "--reference", str(raw / "labelsTs"), "--no-progress", *CONDITION_ARGS], env)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    names = [c["name"] for c in manifest["conditions"]]
+    assert names == ["clean", "seed-study_easiest", "seed-study_easier", "seed-study_harder", "seed-study_hardest",
+                     "gaussian_noise_sev5", "salt_pepper_noise_sev5"]
+    cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
+    for name in names:
+        assert sorted(p.name for p in (out / name).glob("*.nii.gz")) == cases
+
+    reference_predictions = tmp_path / "nnunet_predict"
+    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(reference_predictions), "-d",
+             str(DATASET_ID), "-c", CONFIGURATION, "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta",
+             "-npp", "1", "-nps", "1"], env)
+    ours, theirs = _arrays(out / "clean"), _arrays(reference_predictions)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name])
+    clean_dice = _mean_dice(raw / "labelsTs", out / "clean")
+    assert clean_dice == _mean_dice(raw / "labelsTs", reference_predictions)
+    assert clean_dice > 0.8, "the model should be known-good before we read anything into degradation"
+    # Single mild conditions can flip between trainings (nnU-Net training is not bit-reproducible) on
+    # this easy task, so: every noise condition really changes the input, noise lowers Dice on
+    # average, and the strongest (speckle, variance 0.3) lowers it on its own.
+    noisy = ["gaussian_noise_sev5", "salt_pepper_noise_sev5", "seed-study_harder", "seed-study_hardest"]
+    clean_predictions = _arrays(out / "clean")
+    for name in noisy:
+        predictions = _arrays(out / name)
+        assert any(not np.array_equal(predictions[c], clean_predictions[c]) for c in clean_predictions), name
+    noisy_dice = {name: _mean_dice(raw / "labelsTs", out / name) for name in noisy}
+    assert np.mean(list(noisy_dice.values())) < clean_dice, noisy_dice
+    assert noisy_dice["seed-study_hardest"] < clean_dice, noisy_dice
+
+
+@pytest.mark.e2e
+def test_interrupted_run_resumes_to_the_same_outputs_and_shards_merge(trained, runner, tmp_path, monkeypatch):
+    raw = trained["raw"]
+    cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
+    conditions = resolve_conditions(["gaussian_noise:3", "seed-study:easier", "spike:2"])
+    common = dict(seed=7, reference_folder=raw / "labelsTs", progress=False)
+
+    full = tmp_path / "full"
+    stats = runner.run(cases, conditions, full, **common)
+    assert stats.predicted == stats.items == len(cases) * len(conditions)
+
+    interrupted, k = tmp_path / "interrupted", 5
+    original = runner.predictor.predict_single_npy_array
+    calls = {"n": 0}
+
+    def dies_after_k(*args, **kwargs):
+        if calls["n"] == k:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner.predictor, "predict_single_npy_array", dies_after_k)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(cases, conditions, interrupted, **common)
+    monkeypatch.setattr(runner.predictor, "predict_single_npy_array", original)
+    assert len(_arrays(interrupted)) == k
+    assert not list(interrupted.rglob("*.tmp*")), "no temporary files left behind"
+    resumed = runner.run(cases, conditions, interrupted, **common)
+    assert (resumed.skipped, resumed.predicted) == (k, stats.items - k)
+
+    sharded = tmp_path / "sharded"
+    for part in (0, 1):
+        runner.run(cases, conditions, sharded, num_parts=2, part_id=part, **common)
+
+    expected = _arrays(full)
+    from nnunet_robustness.evaluation import evaluate
+
+    def table(folder):
+        result = evaluate({"model": folder}, raw / "labelsTs", raw / "dataset.json", n_bootstrap=50, progress=False)
+        return result.per_case.drop(columns=["prediction_file"])
+
+    expected_table = table(full)
+    for folder in (interrupted, sharded):
+        assert table(folder).equals(expected_table)
+        got = _arrays(folder)
+        assert got.keys() == expected.keys()
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name])
+        assert json.loads((folder / MANIFEST_NAME).read_text()) == json.loads((full / MANIFEST_NAME).read_text())
+
+
+@pytest.mark.e2e
+def test_run_refuses_to_mix_runs_and_adds_conditions(trained, runner, tmp_path):
+    cases = list_cases(trained["raw"] / "imagesTs", ".nii.gz", 1)
+    out = tmp_path / "robust"
+    runner.run(cases, resolve_conditions(["brightness:1"]), out, seed=0, progress=False)
+    with pytest.raises(UserInputError, match="holds a different run \\(seed: 0 here, 1 requested\\)"):
+        runner.run(cases, resolve_conditions(["brightness:1"]), out, seed=1, progress=False)
+    stats = runner.run(cases, resolve_conditions(["brightness:2"]), out, seed=0, progress=False)
+    assert stats.skipped == len(cases)  # clean was done already
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert [c["name"] for c in manifest["conditions"]] == ["clean", "brightness_sev1", "brightness_sev2"]
+    with pytest.raises(UserInputError, match="need the reference labels"):
+        runner.run(cases, resolve_conditions(["seed-study:easier"]), out, seed=0, progress=False)
+
+
+@pytest.mark.e2e
+def test_save_probabilities_like_nnunet(trained, runner, tmp_path):
+    cases = dict(list(list_cases(trained["raw"] / "imagesTs", ".nii.gz", 1).items())[:1])
+    out = tmp_path / "robust"
+    runner.run(cases, [CLEAN], out, save_probabilities=True, progress=False)
+    (case,) = cases
+    probabilities = np.load(out / "clean" / f"{case}.npz")["probabilities"]
+    segmentation = _arrays(out)[f"clean/{case}.nii.gz"]
+    assert probabilities.shape[0] == 2 and probabilities.shape[1:] == (1, *segmentation.shape)
+    np.testing.assert_allclose(probabilities.sum(0), 1, atol=1e-3)
+    assert (probabilities.argmax(0)[0] == segmentation).mean() > 0.999
+    assert (out / "clean" / f"{case}.pkl").is_file()
