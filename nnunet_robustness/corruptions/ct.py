@@ -272,8 +272,10 @@ class CTMetal(_CTCorruption):
     at a random point inside the body (HU > -300) and painted into the image at ``metal_hu`` (as on
     scanners' extended HU scale; clip it yourself to emulate a 12-bit scale). Its rays carry two errors that FBP turns into streaks along lines
     through the insert: beam hardening, the polychromatic line integral falling short of the
-    monochromatic one, ``-beam_hardening * p_metal^2``, which gives dark streaks tangent to and between
-    dense objects; and photon starvation, the extra Poisson noise of the few photons that pass
+    monochromatic one, ``-beam_hardening * p_metal * (p_metal + p_body)`` (the metal's quadratic term
+    and the cross term of a two-material polynomial: the hardened beam is attenuated less by the
+    tissue behind the metal), which gives dark streaks along the longest body paths through the
+    insert; and photon starvation, the extra Poisson noise of the few photons that pass
     (variance ``exp(p)/I0`` with the metal minus without it), which gives bright/dark streaks.
     Severity raises the insert's attenuation (dense bone to steel); its position, size and noise are
     drawn once per seed.
@@ -352,7 +354,10 @@ class CTMetal(_CTCorruption):
             starvation = (torch.exp(body + metal_integrals) - torch.exp(body)) / photons
             std = starvation.sqrt().clamp(max=_MAX_LOG_STD)
             noise = torch.randn(body.shape, generator=generator, device=image.device, dtype=image.dtype)
-            error = noise * std - params["beam_hardening"] * metal_integrals**2
+            # Beam hardening: the metal's own line integral falls short (quadratic term), and the beam
+            # it hardens is attenuated less by the tissue behind it (cross term). The cross term
+            # varies with the body path, so it is inconsistent between views: streaks.
+            error = noise * std - params["beam_hardening"] * metal_integrals * (metal_integrals + body)
             streaks = stack.reconstruct_hu(error, self.settings["kernel"])
             # The insert itself, with a one-pixel soft edge (partial volume).
             x, y = stack.recon_coordinates_mm()
@@ -388,11 +393,11 @@ class CTBeamHardening(_CTCorruption):
         identity={"beam_hardening": 0.0},
         levels=tuple({"beam_hardening": v} for v in (0.002, 0.005, 0.01, 0.02, 0.035)),
         meanings=(
-            "residual hardening: a 30 cm water cylinder's centre ~10 HU below its rim",
-            "~25 HU cupping: visible with a narrow window",
-            "~50 HU cupping, dark bands between bones: uncorrected soft-tissue scan",
-            "~100 HU cupping: liver/spleen contrast shifts with position",
-            "~175 HU cupping: severe, the centre of the abdomen looks like fat",
+            "residual hardening: a 30 cm water cylinder's centre ~7 HU below its rim",
+            "~17 HU cupping: visible with a narrow window",
+            "~35 HU cupping, dark bands between bones: uncorrected soft-tissue scan",
+            "~70 HU cupping: liver/spleen contrast shifts with position",
+            "~120 HU cupping: severe, the centre of the abdomen looks like fat",
         ),
     )
 
@@ -429,7 +434,8 @@ class CTRings(_CTCorruption):
     micro-CT reconstructions", Phys. Med. Biol. 49(14), 2004, https://doi.org/10.1088/0031-9155/49/14/N06).
 
     The gains are one draw per seed: every channel gets a small Gaussian error and 3% of them are
-    faulty with 4x larger errors; severity scales all errors (``gain_error`` is the std of ``g`` of a
+    faulty with about 3x larger errors; as in a 360-degree scan, a channel's error shows at both
+    +t and -t (full rings); severity scales all errors (``gain_error`` is the std of ``g`` of a
     normal channel). Because the sinogram error does not depend on the object, one ring image is
     reconstructed and added to every slice (rings sit at the same place in every slice of a detector
     row). The rotation centre is the centre of the (square-padded) slice.
@@ -478,7 +484,12 @@ class CTRings(_CTCorruption):
                                     dtype=torch.float64) < 0.03
                 pattern = draws[0] + 3.0 * faulty * draws[1]
                 gains = (1.0 + error * pattern).clamp(min=0.5)
-                offsets = (-torch.log(gains)).to(image.dtype).view(1, 1, -1).expand(1, geometry.views, -1)
+                # A 360-degree scan sees each channel at t and, half a turn later, at -t: rebinned to
+                # 180 degrees of parallel views, the offset is the mean of both, so rings are full
+                # circles (a 180-degree scan would give half rings).
+                offsets = -torch.log(gains)
+                offsets = 0.5 * (offsets + offsets.flip(0))
+                offsets = offsets.to(image.dtype).view(1, 1, -1).expand(1, geometry.views, -1)
                 rings = stack.reconstruct_hu(offsets.contiguous(), self.settings["kernel"])
             channels.append(stack.restore(stack.slices + rings))
         return torch.stack(channels)
