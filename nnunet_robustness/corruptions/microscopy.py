@@ -76,7 +76,8 @@ class StainVariation(_Microscopy):
     "Quantification of histochemical staining by color deconvolution", Anal. Quant. Cytol. Histol.
     23(4), 2001; scikit-image's ``rgb2hed``), each density is scaled and shifted, ``d' = a d + b`` with
     ``a = 1 + sigma * u`` and ``b = sigma * v * q99(d)`` (``u, v`` uniform in [-1, 1] per stain, drawn once
-    per seed; ``q99`` the stain's 99th percentile density), and the densities are mixed back to RGB.
+    per seed; ``q99`` the stain's 99th percentile density), floored at zero density (a stain cannot be
+    negative), and mixed back to RGB.
     This is the HED augmentation of Tellez et al., "Quantifying the effects of data augmentation and
     stain color normalization in convolutional neural networks for computational pathology", Med.
     Image Anal. 58, 2019, https://doi.org/10.1016/j.media.2019.101544. Stain maps keep their structure
@@ -125,7 +126,9 @@ class StainVariation(_Microscopy):
         gain = 1.0 + sigma * torch.tensor(params["u"], dtype=torch.float64).view(view)
         bias = sigma * (torch.tensor(params["v"], dtype=torch.float64) * torch.tensor(params["q99"],
                                                                                       dtype=torch.float64)).view(view)
-        changed = hed_to_rgb(hed * gain + bias)
+        # A stain cannot have a negative density: shifted densities stop at 0 (or at the input's own
+        # value where unmixing gave a negative one). Stain vectors are positive, so RGB stays <= 1.
+        changed = hed_to_rgb(torch.maximum(hed * gain + bias, hed.clamp(max=0.0)))
         # Add the change rather than replacing: pixels the stain model cannot represent (pure black,
         # saturated) keep their value, and zero change gives the input exactly.
         return image + ((changed - hed_to_rgb(hed)) * scale).to(image.dtype)

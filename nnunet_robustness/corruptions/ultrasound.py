@@ -1,9 +1,10 @@
 """Ultrasound (B-mode) families: Rayleigh speckle, acoustic shadowing, depth-dependent gain (TGC)
 error, and haze/reverberation clutter.
 
-B-mode images are log-compressed echo amplitudes; these families act on the amplitude above the
-image's robust low end (``IntensityReference.low``), in units of its robust range, so a level means
-the same on 0-255 PNGs and on float exports, and all four are affine-equivariant. The beam runs
+B-mode images are log-compressed echo amplitudes; these families act on the amplitude above each
+channel's minimum (the echo-free level: black on the display), with strengths in units of the robust
+range, so a level means the same on 0-255 PNGs and on float exports, and all four are
+affine-equivariant. The beam runs
 along ``beam_axis`` (default 0: image rows, the transducer at the top, as nnU-Net reads a B-mode PNG
 with ``NaturalImage2DIO``), from index 0 (near field) to the end (far field). In 3D volumes the
 other two axes are lateral/elevational.
@@ -54,7 +55,7 @@ class UltrasoundSpeckle(_Ultrasound):
 
     Two white Gaussian fields are smoothed to the resolution cell (``cell_voxels`` std along the beam,
     twice that laterally, as pulse length is shorter than beam width), and their magnitude gives a
-    spatially correlated Rayleigh field ``R`` of mean 1. The amplitude above the robust low end is
+    spatially correlated Rayleigh field ``R`` of mean 1. The amplitude above the echo-free level is
     multiplied by ``1 + strength * (R - 1)``: ``strength`` 1 is fully developed speckle (SNR 1.91),
     lower levels blend toward the clean image. One field per seed, scaled by every level.
     Unlike ``speckle_noise`` (skimage's Gaussian multiplicative noise, voxel-wise), this speckle has
@@ -87,7 +88,7 @@ class UltrasoundSpeckle(_Ultrasound):
     def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
                           generator: torch.Generator) -> Params:
         reference = intensity_reference(image)
-        return {"strength": self.values["strength"], "low": reference.low, "beam_axis": self._beam_axis(spacing),
+        return {"strength": self.values["strength"], "low": reference.minimum, "beam_axis": self._beam_axis(spacing),
                 "cell_voxels": float(self.settings["cell_voxels"]), "noise_seed": draw_seed(generator)}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
@@ -119,8 +120,9 @@ class AcousticShadowing(_Ultrasound):
     Each voxel brighter than ``threshold`` (fraction of the robust range above its low end) counts as a
     reflector with strength equal to its excess brightness; the transmitted energy falls as
     ``exp(-attenuation * sum of the strengths crossed so far, in mm)`` along the beam, and every voxel
-    *beyond* a reflector (not the reflector itself) has its amplitude above the low end multiplied by
-    it. Deterministic: shadows are where the bright structures are. Voxels proximal to every bright
+    *beyond* a reflector voxel has its amplitude above the echo-free level multiplied by it (so a thick
+    reflector's deeper part lies in the shadow of its leading surface, as behind the bright rim of a
+    stone). Deterministic: shadows are where the bright structures are. Voxels proximal to every bright
     structure, and beams that meet none, are unchanged.
     """
 
@@ -149,8 +151,8 @@ class AcousticShadowing(_Ultrasound):
     def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
                           generator: torch.Generator) -> Params:
         reference = intensity_reference(image)
-        return {"attenuation": self.values["attenuation"], "low": reference.low, "span": reference.span,
-                "threshold": float(self.settings["threshold"]), "beam_axis": self._beam_axis(spacing)}
+        return {"attenuation": self.values["attenuation"], "floor": reference.minimum, "low": reference.low,
+                "span": reference.span, "threshold": float(self.settings["threshold"]), "beam_axis": self._beam_axis(spacing)}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
               label: torch.Tensor | None = None) -> torch.Tensor:
@@ -164,7 +166,8 @@ class AcousticShadowing(_Ultrasound):
         # Exclusive cumulative sum: a reflector shadows what lies beyond it, not itself.
         crossed = torch.cumsum(reflectivity, dim=dim) - reflectivity
         transmission = torch.exp(-attenuation * crossed)
-        return low + (image - low) * transmission
+        floor = channel_view(params["floor"], image)
+        return floor + (image - floor) * transmission
 
 
 @register
@@ -177,7 +180,7 @@ class TimeGainError(_Ultrasound):
     The error in dB along the beam is the mean of a linear ramp (wrong attenuation coefficient) and a
     piecewise-linear curve through 8 equally spaced slider errors; the ramp's sign and the slider
     values (uniform in [-1, 1]) are drawn once per seed and ``max_db`` scales them. The amplitude above
-    the robust low end is multiplied by ``10 ** (error_db / 20)``. Since B-mode PNGs are log-compressed,
+    the echo-free level is multiplied by ``10 ** (error_db / 20)``. Since B-mode PNGs are log-compressed,
     this is an approximation of the gain error on display intensities.
     """
 
@@ -204,7 +207,7 @@ class TimeGainError(_Ultrasound):
                           generator: torch.Generator) -> Params:
         reference = intensity_reference(image)
         draws = uniform(generator, self._SLIDERS + 1)  # the ramp's direction, then the sliders
-        return {"max_db": self.values["max_db"], "low": reference.low, "beam_axis": self._beam_axis(spacing),
+        return {"max_db": self.values["max_db"], "low": reference.minimum, "beam_axis": self._beam_axis(spacing),
                 "ramp": 1.0 if float(draws[0]) >= 0 else -1.0, "sliders": draws[1:].tolist()}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
@@ -231,9 +234,9 @@ class UltrasoundHaze(_Ultrasound):
     "Quantitative assessment of the magnitude, impact and spatial extent of ultrasonic clutter",
     Ultrason. Imaging 30(3), 2008, https://doi.org/10.1177/016173460803000303).
 
-    Added to the image: ``level * span * haze(depth)`` with ``haze = exp(-depth / decay)`` and the
-    amplitude above the low end shifted by 1, 2 and 3 bounce depths with weights 1, 1/2, 1/4, times
-    ``level``. The decay (15-35% of the depth range) and the bounce depth (8-20%) are drawn once per
+    Added to the image: ``level * span * haze(depth)`` with ``haze = exp(-depth / decay)``, and the
+    near-field amplitude (above the echo-free level, weighted by ``haze``) shifted deeper by 1, 2 and 3
+    bounce depths with weights 1, 1/2, 1/4, times ``level``. The decay (15-35% of the depth range) and the bounce depth (8-20%) are drawn once per
     seed; ``level`` scales both terms. Clutter lowers contrast most in dark (cystic, vessel) regions.
     """
 
@@ -259,7 +262,7 @@ class UltrasoundHaze(_Ultrasound):
                           generator: torch.Generator) -> Params:
         reference = intensity_reference(image)
         decay, bounce = uniform(generator, 2, low=0.0, high=1.0).tolist()
-        return {"level": self.values["level"], "low": reference.low, "span": reference.span,
+        return {"level": self.values["level"], "low": reference.minimum, "span": reference.span,
                 "beam_axis": self._beam_axis(spacing), "decay": 0.15 + 0.2 * decay, "bounce": 0.08 + 0.12 * bounce}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
@@ -273,7 +276,8 @@ class UltrasoundHaze(_Ultrasound):
         haze = broadcast_along(torch.exp(-fraction / params["decay"]).to(device=image.device, dtype=image.dtype),
                                dim, image.ndim)
         low = channel_view(params["low"], image)
-        amplitude = (image - low).clamp(min=0.0)
+        # Only shallow echoes reverberate: the replicated amplitude is weighted by the near-field profile.
+        amplitude = (image - low).clamp(min=0.0) * haze
         clutter = haze * channel_view(params["span"], image)
         bounce = max(1, round(params["bounce"] * depth))
         for repeat, weight in ((1, 1.0), (2, 0.5), (3, 0.25)):
