@@ -140,9 +140,10 @@ def _cached_pixel_indices(geometry: Geometry) -> torch.Tensor:
     return _pixel_indices(geometry, 0, geometry.views).to(torch.int32)
 
 
-def _pixel_indices(geometry: Geometry, start: int, stop: int) -> torch.Tensor:
+def _pixel_indices(geometry: Geometry, start: int, stop: int, relative: bool = False) -> torch.Tensor:
     """For every pixel, the row of the upsampled-sinogram table it reads at each view in
-    ``[start, stop)`` (the zero row when it falls beyond the detector): int64 (size**2, stop - start)."""
+    ``[start, stop)`` (the zero row when it falls beyond the detector): int64 (size**2, stop - start).
+    Rows count from view 0, or from view ``start`` if ``relative`` (a table of those views only)."""
     size, views, detectors = geometry.size, geometry.views, geometry.detectors
     fine = (detectors - 1) * _UPSAMPLE + 1
     centre = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
@@ -150,9 +151,21 @@ def _pixel_indices(geometry: Geometry, start: int, stop: int) -> torch.Tensor:
     angle = geometry.theta[start:stop].to(torch.float32).view(-1, 1, 1)
     position = torch.round((x * torch.cos(angle) + y * torch.sin(angle) + (detectors - 1) / 2) * _UPSAMPLE)
     inside = (position >= 0) & (position < fine)
-    offset = (torch.arange(start, stop, dtype=torch.float32) * fine).view(-1, 1, 1)
-    index = torch.where(inside, position + offset, torch.full_like(position, views * fine)).long()
+    first = start if relative else 0
+    offset = (torch.arange(start - first, stop - first, dtype=torch.float32) * fine).view(-1, 1, 1)
+    zero_row = (stop - start if relative else views) * fine
+    index = torch.where(inside, position + offset, torch.full_like(position, zero_row)).long()
     return index.view(stop - start, -1).T.contiguous()
+
+
+def _upsampled_table(filtered: torch.Tensor) -> torch.Tensor:
+    """(views * fine + 1, B): the filtered projections linearly upsampled along the detector, one row
+    per (view, fine position) with the slices as columns, and a final zero row."""
+    batch, views, detectors = filtered.shape
+    fine = (detectors - 1) * _UPSAMPLE + 1
+    upsampled = F.interpolate(filtered.reshape(batch * views, 1, detectors), size=fine, mode="linear",
+                              align_corners=True)
+    return torch.cat((upsampled.view(batch, views * fine).T, filtered.new_zeros(1, batch)))
 
 
 def backproject(filtered: torch.Tensor, geometry: Geometry) -> torch.Tensor:
@@ -163,19 +176,17 @@ def backproject(filtered: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         raise ValueError(f"backproject: sinogram {(views, detectors)} does not match the geometry "
                          f"{(geometry.views, geometry.detectors)}")
     size, device = geometry.size, filtered.device
-    fine = (detectors - 1) * _UPSAMPLE + 1
-    upsampled = F.interpolate(filtered.reshape(batch * views, 1, detectors), size=fine, mode="linear",
-                              align_corners=True)
-    # Table: one row per (view, fine detector position) with the slices as columns, plus a zero row.
-    table = torch.cat((upsampled.view(batch, views * fine).T, filtered.new_zeros(1, batch)))
     if size * size * views <= _CACHED_BACKPROJECTION:
-        image = F.embedding_bag(_cached_pixel_indices(geometry).to(device), table, mode="sum")
+        image = F.embedding_bag(_cached_pixel_indices(geometry).to(device), _upsampled_table(filtered), mode="sum")
     else:
+        # Large slices: a chunk of views at a time, each with its own small table, so that memory
+        # stays bounded (the full upsampled table of 100 slices of 512^2 would be ~0.4 GB).
         image = torch.zeros((size * size, batch), dtype=filtered.dtype, device=device)
         chunk = max(1, _INDEX_BUDGET // (size * size))
         for start in range(0, views, chunk):
-            index = _pixel_indices(geometry, start, min(views, start + chunk)).to(device)
-            image += F.embedding_bag(index, table, mode="sum")
+            stop = min(views, start + chunk)
+            index = _pixel_indices(geometry, start, stop, relative=True).to(device)
+            image += F.embedding_bag(index, _upsampled_table(filtered[:, start:stop].contiguous()), mode="sum")
     return (image * (math.pi / views)).T.reshape(batch, size, size)
 
 

@@ -198,7 +198,9 @@ class CTLowDose(_CTCorruption):
     https://doi.org/10.1109/TNS.2015.2467219).
 
     Each slice is forward-projected, the expected photon counts ``N = I0 exp(-p)`` follow from the
-    incident flux ``photons`` (I0 per detector bin and view at full dose), and the sinogram receives
+    incident flux ``photons`` (full-dose photons per mm^2 of detector at the isocentre per view of a
+    1000-view rotation, spread over our views and detector bins; default 1e6, which gives ~16 HU of
+    full-dose noise in a 30 cm water phantom at 0.7 mm pixels and 2.5 mm slices), and the sinogram receives
     zero-mean noise with the variance that turns full-dose statistics (Poisson counts plus electronic
     noise of ``electronic_noise`` counts) into those of ``dose_fraction`` of the dose; its FBP is
     added to the image. The Poisson and electronic noise are drawn in their Gaussian (delta-method)

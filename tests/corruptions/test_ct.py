@@ -193,3 +193,12 @@ def test_invalid_ct_settings_are_user_errors():
         get_corruption("ct_rings", severity=2, kernel="sharp")
     with pytest.raises(UserInputError, match="gain_error must be in \\[0, 0.1\\)"):
         get_corruption("ct_rings", gain_error=0.5)
+
+
+def test_chunked_back_projection_of_large_slices_equals_the_cached_one(monkeypatch):
+    geometry = _radon.Geometry.for_size(40, 60)
+    filtered = torch.randn(3, geometry.views, geometry.detectors, generator=torch.Generator().manual_seed(0))
+    cached = _radon.backproject(filtered, geometry)
+    monkeypatch.setattr(_radon, "_CACHED_BACKPROJECTION", 0)  # the path 512^2 slices take
+    monkeypatch.setattr(_radon, "_INDEX_BUDGET", 40 * 40 * 7)  # 7 views per chunk, a partial last chunk
+    torch.testing.assert_close(_radon.backproject(filtered, geometry), cached, atol=1e-5, rtol=0)

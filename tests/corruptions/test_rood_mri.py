@@ -12,6 +12,7 @@ from nnunet_robustness.corruptions.modality_sets import (
     MODALITY_SETS, ROOD_MRI_MAPPING, modality_from_channel_names,
 )
 
+
 def per_case_table() -> pd.DataFrame:
     rows = []
     # Model A, label 1: clean Dice 0.9 / 0.8 (mean 0.85), HD95 2 / 4 (mean 3).
@@ -27,6 +28,7 @@ def per_case_table() -> pd.DataFrame:
         rows.append({"model": "A", "family": "gaussian_blur", "severity": 2, "case": case, "label": 1,
                      "dice": dice, "hd95": hd95})
     return pd.DataFrame(rows)
+
 
 def test_weighted_degradation_and_overall_match_a_hand_computation():
     result = rood_mri_summary(per_case_table())
@@ -45,6 +47,7 @@ def test_weighted_degradation_and_overall_match_a_hand_computation():
     assert list(result.columns[:3]) == ["model", "family", "label"]
     assert ROOD_MRI_ALPHA == pytest.approx(2 / 3)
 
+
 def test_labels_are_averaged_per_case_without_by_label():
     table = per_case_table()
     other = table.assign(label=2, dice=table["dice"] - 0.1)
@@ -55,6 +58,7 @@ def test_labels_are_averaged_per_case_without_by_label():
     w1, w3 = 2 / 3, (2 / 3) ** 3
     assert noise["degradation"] == pytest.approx((w1 * 0.05 + w3 * 0.35) / (w1 + w3))  # a common shift cancels
 
+
 def test_missing_clean_rows_and_unknown_metrics_are_errors():
     table = per_case_table()
     with pytest.raises(ValueError, match="no clean rows"):
@@ -62,6 +66,7 @@ def test_missing_clean_rows_and_unknown_metrics_are_errors():
     with pytest.raises(ValueError, match="higher is better for surface_dice"):
         rood_mri_summary(table.assign(surface_dice=1.0), metrics=("surface_dice",))
     assert not rood_mri_summary(table, metrics=("hd95",), higher_is_better={"hd95": False}).empty
+
 
 @pytest.mark.parametrize("names,expected", [
     ({"0": "CT"}, "ct"), ({"0": "ct", "1": "CT"}, "ct"), ({"0": "US"}, "ultrasound"),
@@ -72,6 +77,7 @@ def test_missing_clean_rows_and_unknown_metrics_are_errors():
 ])
 def test_modality_from_channel_names(names, expected):
     assert modality_from_channel_names(names) == expected
+
 
 def test_modality_sets_name_real_families_and_severities():
     from nnunet_robustness.corruptions.conditions import parse_condition_spec
