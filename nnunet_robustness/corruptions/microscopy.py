@@ -83,6 +83,9 @@ class StainVariation(_Microscopy):
     Image Anal. 58, 2019, https://doi.org/10.1016/j.media.2019.101544. Stain maps keep their structure
     (an affine change per stain); only their strength and the colour balance change.
     Needs 3 channels (RGB, 0-255 or [0, 1]).
+
+    Normalisation: a per-channel ZScore absorbs a global brightness/contrast change per RGB channel,
+    not the non-linear stain remixing; ``RGBTo01Normalization`` cancels nothing.
     """
 
     family = "he_stain"
@@ -146,6 +149,8 @@ class JPEGCompression(_Microscopy):
     encoded as colour, other channel counts per channel as greyscale; 3D stacks slice by slice.
     Images within [0, 255] are encoded as they are (rounded); others are mapped from their min-max
     range to 0-255 and back.
+
+    Normalisation: not cancelled (blocking, ringing, chroma loss) by ZScore or ``RGBTo01Normalization``.
     """
 
     family = "jpeg_compression"
@@ -223,6 +228,8 @@ class DefocusBlur(_Microscopy):
     Convolution with an anti-aliased pillbox of ``radius`` pixels (reflected borders) in the image
     plane. Unlike a Gaussian blur, a disk's spectrum has zeros, so some frequencies are lost and
     edges show faint ringing. Deterministic.
+
+    Normalisation: not cancelled (lost high frequencies) by ZScore or ``RGBTo01Normalization``.
     """
 
     family = "defocus_blur"
@@ -273,6 +280,8 @@ class Vignetting(_Microscopy):
     optical axis, drawn once per seed within 20% of the image size from its centre, and ``R`` the
     distance from the image centre to a corner. Light intensity is multiplied, so 0 stays 0 (dark
     fluorescence background) and a white bright-field background darkens.
+
+    Normalisation: ZScore absorbs only the mean gain, not the spatial fall-off.
     """
 
     family = "vignetting"
@@ -325,6 +334,8 @@ class DustBubbles(_Microscopy):
     product of their transmissions, each ``1 - opacity * profile``. Severity sets how many of the
     sixteen are present (the first ``count``, fractional counts fade the last one in) and their
     opacity, so a higher level adds occluders and darkens the existing ones.
+
+    Normalisation: not cancelled (local occlusions).
     """
 
     family = "dust_bubbles"

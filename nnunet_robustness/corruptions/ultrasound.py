@@ -60,6 +60,8 @@ class UltrasoundSpeckle(_Ultrasound):
     lower levels blend toward the clean image. One field per seed, scaled by every level.
     Unlike ``speckle_noise`` (skimage's Gaussian multiplicative noise, voxel-wise), this speckle has
     the Rayleigh envelope and the grain size of an ultrasound resolution cell.
+
+    Normalisation: not cancelled by ZScore (random multiplicative texture); CT normalisation n/a.
     """
 
     family = "us_speckle"
@@ -124,6 +126,8 @@ class AcousticShadowing(_Ultrasound):
     reflector's deeper part lies in the shadow of its leading surface, as behind the bright rim of a
     stone). Deterministic: shadows are where the bright structures are. Voxels proximal to every bright
     structure, and beams that meet none, are unchanged.
+
+    Normalisation: not cancelled by ZScore (a local loss of signal); CT normalisation n/a.
     """
 
     family = "us_shadowing"
@@ -175,13 +179,15 @@ class TimeGainError(_Ultrasound):
     """Depth-dependent gain error: tissue attenuates ultrasound by ~0.5 dB/cm/MHz each way, and the
     scanner's time-gain compensation (TGC) undoes it with a gain that rises with depth, set by about 8
     sliders (Szabo, "Diagnostic Ultrasound Imaging: Inside Out", 2nd ed., Academic Press 2014, ch. 4
-    and 10). A mismatch between the two leaves bands that are too bright or too dark at some depths.
+    and 10, ISBN 978-0-12-396542-4). A mismatch between the two leaves bands that are too bright or too dark at some depths.
 
     The error in dB along the beam is the mean of a linear ramp (wrong attenuation coefficient) and a
     piecewise-linear curve through 8 equally spaced slider errors; the ramp's sign and the slider
     values (uniform in [-1, 1]) are drawn once per seed and ``max_db`` scales them. The amplitude above
     the echo-free level is multiplied by ``10 ** (error_db / 20)``. Since B-mode PNGs are log-compressed,
     this is an approximation of the gain error on display intensities.
+
+    Normalisation: ZScore absorbs only the mean gain, not its variation with depth; CT normalisation n/a.
     """
 
     family = "us_tgc"
@@ -238,6 +244,8 @@ class UltrasoundHaze(_Ultrasound):
     near-field amplitude (above the echo-free level, weighted by ``haze``) shifted deeper by 1, 2 and 3
     bounce depths with weights 1, 1/2, 1/4, times ``level``. The decay (15-35% of the depth range) and the bounce depth (8-20%) are drawn once per
     seed; ``level`` scales both terms. Clutter lowers contrast most in dark (cystic, vessel) regions.
+
+    Normalisation: ZScore absorbs only the mean added level, not its depth profile; CT normalisation n/a.
     """
 
     family = "us_haze"

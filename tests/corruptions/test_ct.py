@@ -202,3 +202,11 @@ def test_chunked_back_projection_of_large_slices_equals_the_cached_one(monkeypat
     monkeypatch.setattr(_radon, "_CACHED_BACKPROJECTION", 0)  # the path 512^2 slices take
     monkeypatch.setattr(_radon, "_INDEX_BUDGET", 40 * 40 * 7)  # 7 views per chunk, a partial last chunk
     torch.testing.assert_close(_radon.backproject(filtered, geometry), cached, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", [name for name, cls in CORRUPTIONS.items()
+                                    if cls.group in ("ct", "ultrasound", "microscopy")])
+def test_modality_families_cite_their_physics_and_state_normalisation(family):
+    doc = CORRUPTIONS[family].__doc__
+    assert "doi.org/" in doc or "https://" in doc or "ISBN" in doc, family
+    assert "Normalisation:" in doc, family
