@@ -350,7 +350,8 @@ class CTMetal(_CTCorruption):
                     * stack.recon_pixel_mm).view(1, -1)
             offset = t_mm - (x0 * torch.cos(theta) + y0 * torch.sin(theta))
             chord_mm = 2.0 * (radius**2 - offset**2).clamp(min=0.0).sqrt()
-            metal_integrals = (float(hu_to_mu(torch.tensor(metal_hu))) * chord_mm).to(image.dtype)
+            metal_integrals = (float(hu_to_mu(torch.tensor(metal_hu))) * chord_mm).to(device=image.device,
+                                                                                    dtype=image.dtype)
             body = stack.body_line_integrals(index)
             photons = stack.photons_per_ray(params["photons"])
             starvation = (torch.exp(body + metal_integrals) - torch.exp(body)) / photons
@@ -364,7 +365,8 @@ class CTMetal(_CTCorruption):
             # The insert itself, with a one-pixel soft edge (partial volume).
             x, y = stack.recon_coordinates_mm()
             distance = ((x - x0) ** 2 + (y - y0) ** 2).sqrt()
-            coverage = ((radius - distance) / stack.pixel_mm + 0.5).clamp(0.0, 1.0).to(image.dtype)
+            coverage = ((radius - distance) / stack.pixel_mm + 0.5).clamp(0.0, 1.0).to(device=image.device,
+                                                                                      dtype=image.dtype)
             slices = stack.slices.clone()
             inserted = slices[index]
             inserted = inserted + coverage * (metal_hu - inserted).clamp(min=0.0) + streaks

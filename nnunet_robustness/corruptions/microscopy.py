@@ -46,13 +46,14 @@ def rgb_to_hed(rgb01: torch.Tensor) -> torch.Tensor:
     without its clipping of negative densities, so that ``hed_to_rgb`` inverts it exactly."""
     hed_from_rgb, _ = _stain_matrices()
     density = torch.log(rgb01.double().clamp(min=1e-6)) / _LOG_ADJUST
-    return torch.einsum("c...,cd->d...", density, hed_from_rgb)
+    return torch.einsum("c...,cd->d...", density, hed_from_rgb.to(density.device))
 
 
 def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
     """RGB in [0, 1] from stain densities (scikit-image's ``hed2rgb``)."""
     _, rgb_from_hed = _stain_matrices()
-    return torch.exp(torch.einsum("d...,dc->c...", hed.double(), rgb_from_hed) * _LOG_ADJUST).clamp(0.0, 1.0)
+    return torch.exp(torch.einsum("d...,dc->c...", hed.double(), rgb_from_hed.to(hed.device))
+                     * _LOG_ADJUST).clamp(0.0, 1.0)
 
 
 def _eight_bit_scale(image: torch.Tensor) -> float:
@@ -126,9 +127,11 @@ class StainVariation(_Microscopy):
         scale = float(params["scale"])
         hed = rgb_to_hed(image / scale)
         view = (3, *([1] * (image.ndim - 1)))
-        gain = 1.0 + sigma * torch.tensor(params["u"], dtype=torch.float64).view(view)
-        bias = sigma * (torch.tensor(params["v"], dtype=torch.float64) * torch.tensor(params["q99"],
-                                                                                      dtype=torch.float64)).view(view)
+        def per_stain(values: list[float]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float64, device=image.device).view(view)
+
+        gain = 1.0 + sigma * per_stain(params["u"])
+        bias = sigma * per_stain(params["v"]) * per_stain(params["q99"])
         # A stain cannot have a negative density: shifted densities stop at 0 (or at the input's own
         # value where unmixing gave a negative one). Stain vectors are positive, so RGB stays <= 1.
         changed = hed_to_rgb(torch.maximum(hed * gain + bias, hed.clamp(max=0.0)))
