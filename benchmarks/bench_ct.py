@@ -1,7 +1,8 @@
 """Time of each CT corruption family on one 512 x 512 x 100 HU volume on CPU, next to what the same
 sinogram round trip costs with scikit-image's ``radon`` / ``iradon``.
 
-Run: ``.venv/bin/python benchmarks/bench_ct.py [--slices 100] [--reference-slices 2] [--output benchmarks/results/ct.md]``
+Run: ``.venv/bin/python benchmarks/bench_ct.py [--slices 100] [--reference-slices 2]
+[--output benchmarks/results/ct.md]``
 
 "Ours" is the full public call (validation, parameters, projection, FBP of the difference, cast
 back) at severity 3 with the default settings (360 views, 512^2 reconstruction; beam hardening
@@ -111,7 +112,10 @@ def main() -> None:
         "over every slice at once (multi-threaded), body line integrals are computed on a 128^2 grid "
         "(they only set photon statistics and the beam-hardening error), rings are one reconstruction "
         "shared by all slices, metal only reconstructs the slices that hold the insert, and cupping is "
-        "reconstructed on 128^2. scikit-image works one slice and one angle at a time (a `warp` per angle in `radon`, a numpy interpolation per angle in `iradon`), on one thread. The work differs: the reference is a bare round trip at full resolution, ours is the complete corruption; `ct_low_dose` is the closest to a full-resolution FBP of every slice.",
+        "reconstructed on 128^2. scikit-image works one slice and one angle at a time (a `warp` per "
+        "angle in `radon`, a numpy interpolation per angle in `iradon`), on one thread. The work "
+        "differs: the reference is a bare round trip at full resolution, ours is the complete "
+        "corruption; `ct_low_dose` is the closest to a full-resolution FBP of every slice.",
     ]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")

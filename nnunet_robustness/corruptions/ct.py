@@ -272,13 +272,13 @@ class CTMetal(_CTCorruption):
 
     A cylinder of radius 2-5 mm (a disk in 2D; in 3D it spans a random 20-60% of the slices) is placed
     at a random point inside the body (HU > -300) and painted into the image at ``metal_hu`` (as on
-    scanners' extended HU scale; clip it yourself to emulate a 12-bit scale). Its rays carry two errors that FBP turns into streaks along lines
-    through the insert: beam hardening, the polychromatic line integral falling short of the
-    monochromatic one, ``-beam_hardening * p_metal * (p_metal + p_body)`` (the metal's quadratic term
-    and the cross term of a two-material polynomial: the hardened beam is attenuated less by the
-    tissue behind the metal), which gives dark streaks along the longest body paths through the
-    insert; and photon starvation, the extra Poisson noise of the few photons that pass
-    (variance ``exp(p)/I0`` with the metal minus without it), which gives bright/dark streaks.
+    scanners' extended HU scale; clip it yourself to emulate a 12-bit scale). Its rays carry two errors
+    that FBP turns into streaks along lines through the insert: beam hardening, the polychromatic line
+    integral falling short of the monochromatic one, ``-beam_hardening * p_metal * (p_metal + p_body)``
+    (the metal's quadratic term and the cross term of a two-material polynomial: the hardened beam is
+    attenuated less by the tissue behind the metal), which gives dark streaks along the longest body
+    paths through the insert; and photon starvation, the extra Poisson noise of the few photons that
+    pass (variance ``exp(p)/I0`` with the metal minus without it), which gives bright/dark streaks.
     Severity raises the insert's attenuation (dense bone to steel); its position, size and noise are
     drawn once per seed.
 

@@ -156,7 +156,8 @@ class AcousticShadowing(_Ultrasound):
                           generator: torch.Generator) -> Params:
         reference = intensity_reference(image)
         return {"attenuation": self.values["attenuation"], "floor": reference.minimum, "low": reference.low,
-                "span": reference.span, "threshold": float(self.settings["threshold"]), "beam_axis": self._beam_axis(spacing)}
+                "span": reference.span, "threshold": float(self.settings["threshold"]),
+                "beam_axis": self._beam_axis(spacing)}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
               label: torch.Tensor | None = None) -> torch.Tensor:
@@ -179,7 +180,8 @@ class TimeGainError(_Ultrasound):
     """Depth-dependent gain error: tissue attenuates ultrasound by ~0.5 dB/cm/MHz each way, and the
     scanner's time-gain compensation (TGC) undoes it with a gain that rises with depth, set by about 8
     sliders (Szabo, "Diagnostic Ultrasound Imaging: Inside Out", 2nd ed., Academic Press 2014, ch. 4
-    and 10, ISBN 978-0-12-396542-4). A mismatch between the two leaves bands that are too bright or too dark at some depths.
+    and 10, ISBN 978-0-12-396542-4). A mismatch between the two leaves bands that are too bright or
+    too dark at some depths.
 
     The error in dB along the beam is the mean of a linear ramp (wrong attenuation coefficient) and a
     piecewise-linear curve through 8 equally spaced slider errors; the ramp's sign and the slider
@@ -242,8 +244,9 @@ class UltrasoundHaze(_Ultrasound):
 
     Added to the image: ``level * span * haze(depth)`` with ``haze = exp(-depth / decay)``, and the
     near-field amplitude (above the echo-free level, weighted by ``haze``) shifted deeper by 1, 2 and 3
-    bounce depths with weights 1, 1/2, 1/4, times ``level``. The decay (15-35% of the depth range) and the bounce depth (8-20%) are drawn once per
-    seed; ``level`` scales both terms. Clutter lowers contrast most in dark (cystic, vessel) regions.
+    bounce depths with weights 1, 1/2, 1/4, times ``level``. The decay (15-35% of the depth range) and
+    the bounce depth (8-20%) are drawn once per seed; ``level`` scales both terms. Clutter lowers
+    contrast most in dark (cystic, vessel) regions.
 
     Normalisation: ZScore absorbs only the mean added level, not its depth profile; CT normalisation n/a.
     """

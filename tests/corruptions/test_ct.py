@@ -44,7 +44,8 @@ def test_torch_radon_and_fbp_match_scikit_image():
 
     size = 63  # odd: scikit-image rotates about pixel size // 2, which is the centre only for odd sizes
     rows, cols = np.mgrid[:size, :size].astype(np.float64)
-    image = (np.exp(-((cols - 40) ** 2 + (rows - 20) ** 2) / 20) + 0.5 * np.exp(-((cols - 25) ** 2 + (rows - 35) ** 2) / 40))
+    image = (np.exp(-((cols - 40) ** 2 + (rows - 20) ** 2) / 20)
+             + 0.5 * np.exp(-((cols - 25) ** 2 + (rows - 35) ** 2) / 40))
     geometry = _radon.Geometry.for_size(size, 100)
     degrees = np.rad2deg(geometry.theta.numpy())
     ours = _radon.radon(torch.from_numpy(image).float()[None], geometry)[0].numpy().T

@@ -119,7 +119,8 @@ def test_vignetting_darkens_the_border_multiplicatively():
         float(out[:, 28:36, 28:36].mean()) > float(out[:, :4, -4:].mean()) + 20
     assert bool((out <= flat + 1e-4).all()) and float(out[:, :2, :2].abs().max()) == 0.0  # 0 (no light) stays 0
     ratio = out / flat.clamp(min=1)
-    assert torch.allclose(ratio[0, 2:], ratio[1, 2:]) and torch.allclose(ratio[0, 2:], ratio[2, 2:])  # same gain per channel
+    # The same gain on every channel.
+    assert torch.allclose(ratio[0, 2:], ratio[1, 2:]) and torch.allclose(ratio[0, 2:], ratio[2, 2:])
 
 
 def test_dust_and_bubbles_only_darken_and_accumulate_with_severity():

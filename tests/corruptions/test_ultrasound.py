@@ -69,7 +69,8 @@ def test_speckle_has_a_rayleigh_envelope_correlated_over_a_resolution_cell():
     centred = factor - factor.mean()
 
     def correlation(shift: int, dim: int) -> float:
-        a, b = centred.narrow(dim, 0, centred.shape[dim] - shift), centred.narrow(dim, shift, centred.shape[dim] - shift)
+        length = centred.shape[dim] - shift
+        a, b = centred.narrow(dim, 0, length), centred.narrow(dim, shift, length)
         return float((a * b).mean() / centred.pow(2).mean())
 
     assert correlation(1, 0) > 0.3 and correlation(2, 1) > correlation(2, 0)
