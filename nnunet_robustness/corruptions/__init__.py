@@ -25,7 +25,8 @@ from nnunet_robustness.corruptions._core import (
     intensity_reference, list_families, unknown_name_error,
 )
 # Importing the family modules registers them; this order is the catalogue order.
-from nnunet_robustness.corruptions import noise, blur, resolution, intensity, kspace, ct, ultrasound, microscopy  # noqa: F401,I001
+from nnunet_robustness.corruptions import noise, blur, resolution, intensity, kspace  # noqa: F401,I001
+from nnunet_robustness.corruptions import ct, ultrasound, microscopy  # noqa: F401,I001  (modality-specific)
 from nnunet_robustness.corruptions.presets import PRESETS, Preset
 from nnunet_robustness.errors import UserInputError
 
