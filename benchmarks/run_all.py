@@ -44,6 +44,7 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("architectures", "bench_architectures.py", "training iteration time vs nnU-Net's U-Nets",
               takes_device=True),
     Benchmark("runner", "bench_runner.py", "`nnunet-robust run` vs a naive nnUNetv2_predict loop", takes_device=True),
+    Benchmark("ct", "bench_ct.py", "CT family time per 512x512x100 volume vs skimage radon/iradon", takes_device=False),
 )}
 
 

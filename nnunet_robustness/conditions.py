@@ -22,6 +22,7 @@ from typing import Sequence
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import read_json
+from nnunet_robustness.modalities import MODALITY_SETS
 
 MAX_SEVERITY = 5
 CLEAN_NAME = "clean"
@@ -109,7 +110,8 @@ def family_condition(family: str, severity: float) -> Condition:
 ALL_FAMILIES = "all"
 
 # Named condition sets (``run --preset NAME``). ``clean`` is always added by resolve_conditions;
-# ``all`` is every family of the catalogue at severities 1..5.
+# ``all`` is every family of the general groups (noise, blur, resolution, intensity, k-space) at
+# severities 1..5; modality-specific families (CT, ultrasound, microscopy) come with their modality's set.
 CONDITION_SETS: dict[str, list[str]] = {
     "seed-study": ["seed-study"],
     "mri-artefacts": [f"{f}:1,3,5" for f in ("rician_noise", "bias_field", "motion", "ghosting", "spike")],
@@ -117,7 +119,10 @@ CONDITION_SETS: dict[str, list[str]] = {
                                      "poisson_noise")],
     ALL_FAMILIES: [],
     "context": [CONTEXT_FAMILY],
+    **MODALITY_SETS,
 }
+# ``run --preset auto``: the modality set that dataset.json's channel names point to
+AUTO_SET = "auto"
 
 
 def read_conditions_file(path: Path) -> tuple[list[str], list[str]]:

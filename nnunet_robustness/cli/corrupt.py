@@ -102,8 +102,15 @@ def catalogue_text() -> str:
 
     width = max(len(name) for name in [*CORRUPTIONS, *PRESETS])
     lines = [f"{len(CORRUPTIONS)} families (severity 1..5, or a float in [0, 5]):"]
+    # By modality: families of any modality first, then the CT, ultrasound and microscopy groups.
+    modality_groups = {"ct": "CT (HU)", "ultrasound": "ultrasound (B-mode)", "microscopy": "microscopy / histology"}
+    by_modality: dict[str, list[str]] = {}
     for name, cls in CORRUPTIONS.items():
-        lines.append(f"  {name:<{width}}  [{cls.group}] {cls.summary}")
+        by_modality.setdefault(modality_groups.get(cls.group, "MR and any modality"), []).append(name)
+    for modality, names in by_modality.items():
+        lines.append(f" {modality}:")
+        for name in names:
+            lines.append(f"  {name:<{width}}  [{CORRUPTIONS[name].group}] {CORRUPTIONS[name].summary}")
     lines.append("presets (fixed parameters):")
     for name, preset in PRESETS.items():
         lines.append(f"  {name:<{width}}  {preset.description}")

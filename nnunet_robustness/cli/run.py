@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  nnunet-robust run -i imagesTs -o robust/ -m $nnUNet_results/Dataset501_X/"
                "nnUNetTrainer__nnUNetPlans__3d_fullres \\\n"
                "      --conditions gaussian_noise:1-5 motion:3 bias_field --num-parts 4 --part-id 0\n"
-               f"Condition sets (--preset): {', '.join(CONDITION_SETS)}. Condition specs: FAMILY, FAMILY:3, "
+               f"Condition sets (--preset): {', '.join(CONDITION_SETS)}, or auto (the modality's set, from "
+               "the model's dataset.json channel names). Condition specs: FAMILY, FAMILY:3, "
                "FAMILY:1,3,5, FAMILY:1-5, a corruption preset such as seed-study:harder; "
                "`nnunet-robust corrupt --list` lists the families.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,8 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_robustness.conditions import read_conditions_file
+    from nnunet_robustness.conditions import AUTO_SET, read_conditions_file
     from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.io import read_json
     from nnunet_robustness.nnunet_paths import model_folder_from_ids
     from nnunet_robustness.runner.cases import list_cases
     from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
@@ -83,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         file_specs, file_sets = read_conditions_file(args.config)
         specs, sets = [*file_specs, *specs], [*file_sets, *sets]
-    conditions = resolve_conditions(specs, sets)
+    # read before the model is loaded, so that a bad spec fails in a second, not after the model load
+    dataset_json = (read_json(Path(model_folder) / "dataset.json", "model's dataset.json")
+                    if AUTO_SET in sets else None)
+    conditions = resolve_conditions(specs, sets, dataset_json)
 
     settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
                                   checkpoint=args.checkpoint, step_size=args.step_size,

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-# Importing the family modules registers them; this order is the catalogue order.
-from nnunet_robustness.corruptions import blur, intensity, kspace, noise, resolution  # noqa: F401
 from nnunet_robustness.corruptions._core import (
     CORRUPTIONS,
     MAX_SEVERITY,
@@ -34,6 +32,12 @@ from nnunet_robustness.corruptions._core import (
     list_families,
     unknown_name_error,
 )
+
+# isort: off
+# Importing the family modules registers them; this order is the catalogue order.
+from nnunet_robustness.corruptions import noise, blur, resolution, intensity, kspace  # noqa: F401
+from nnunet_robustness.corruptions import ct, ultrasound, microscopy  # noqa: F401  (modality-specific)
+# isort: on
 from nnunet_robustness.corruptions.presets import PRESETS, Preset
 from nnunet_robustness.errors import UserInputError
 

@@ -95,6 +95,9 @@ class Corruption:
     table: ClassVar[SeverityTable]
     options: ClassVar[Mapping[str, Any]] = {}
     requires_label: ClassVar[bool] = False
+    # What the graded values are relative to: "relative" (the image's robust intensity range, so a level
+    # means the same on any scale), or an absolute scale the family expects ("hu", "rgb", "8bit", "light").
+    intensity_scale: ClassVar[str] = "relative"
 
     def __init__(self, severity: float | None = None, **settings: Any) -> None:
         known = set(self.table.keys) | set(self.options)

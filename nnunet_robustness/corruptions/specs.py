@@ -22,6 +22,7 @@ from typing import Iterable
 
 from nnunet_robustness.conditions import (
     ALL_FAMILIES,
+    AUTO_SET,
     CLEAN,
     CLEAN_NAME,
     CONDITION_SETS,
@@ -35,6 +36,7 @@ from nnunet_robustness.conditions import (
 from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption
 from nnunet_robustness.corruptions.presets import PRESETS, preset_group
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.modalities import MODALITY_SETS, modality_from_channel_names
 
 
 def corruption_for(condition: Condition) -> Corruption | None:
@@ -79,8 +81,17 @@ def _parse_severities(text: str, spec: str) -> list[float]:
     return severities
 
 
+# The groups whose families apply to any image; the modality groups (ct, ultrasound, microscopy) read
+# absolute intensities (HU, RGB) and come with their modality's condition set instead.
+GENERAL_GROUPS = ("noise", "blur", "resolution", "intensity", "kspace")
+
+
 def _family_names() -> list[str]:
     return list(CORRUPTIONS)
+
+
+def _general_family_names() -> list[str]:
+    return [name for name, cls in CORRUPTIONS.items() if cls.group in GENERAL_GROUPS]
 
 
 def parse_condition_spec(spec: str) -> list[Condition]:
@@ -103,14 +114,28 @@ def parse_condition_spec(spec: str) -> list[Condition]:
 
 def condition_set(name: str) -> list[str]:
     """The condition specs of a named set."""
-    if name not in CONDITION_SETS:
+    if name not in CONDITION_SETS and name != AUTO_SET:
         raise UserInputError(f"unknown condition set {name!r}; available: {', '.join(CONDITION_SETS)}")
-    return _family_names() if name == ALL_FAMILIES else list(CONDITION_SETS[name])
+    if name == AUTO_SET:
+        raise UserInputError("the condition set 'auto' needs the model's dataset.json; use it with `run`")
+    return _general_family_names() if name == ALL_FAMILIES else list(CONDITION_SETS[name])
 
 
-def resolve_conditions(specs: Iterable[str] = (), sets: Iterable[str] = ()) -> list[Condition]:
+def modality_set(dataset_json: dict, source: str = "dataset.json") -> str:
+    """The condition set for the modality that ``channel_names`` names (``--preset auto``)."""
+    channel_names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
+    modality = modality_from_channel_names(channel_names)
+    if modality is None:
+        raise UserInputError(f"{source}: cannot tell the modality from channel_names {channel_names}; choose a "
+                             f"set: --preset {' | '.join(MODALITY_SETS)}")
+    return modality
+
+
+def resolve_conditions(specs: Iterable[str] = (), sets: Iterable[str] = (),
+                       dataset_json: dict | None = None) -> list[Condition]:
     """``clean`` first (every degradation is measured against it), then the requested conditions in
-    the order given, without duplicates."""
+    the order given, without duplicates. ``dataset_json`` (the model's) resolves the set ``auto``."""
+    sets = [modality_set(dataset_json or {}) if name == AUTO_SET else name for name in sets]
     expanded = [spec for name in sets for spec in condition_set(name)]
     conditions = [CLEAN]
     for spec in [*expanded, *specs]:

@@ -24,7 +24,7 @@ from tests.corruptions.phantoms import FAMILIES, phantom, spacing_for
 def test_catalogue_has_at_least_16_families_covering_every_group():
     assert len(list_families()) >= 16
     groups = {cls.group for cls in CORRUPTIONS.values()}
-    assert groups == {"noise", "blur", "resolution", "intensity", "kspace"}
+    assert groups == {"noise", "blur", "resolution", "intensity", "kspace", "ct", "ultrasound", "microscopy"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
