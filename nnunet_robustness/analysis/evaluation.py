@@ -19,6 +19,7 @@ from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_endi
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
 from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
+from nnunet_robustness.runner.input_space import CANCELLED_BELOW
 
 PER_CASE_CSV = "per_case.csv"
 PER_CASE_PARQUET = "per_case.parquet"
@@ -44,7 +45,9 @@ class EvaluationResult:
     severity_curves: pd.DataFrame
     best_model_shares: pd.DataFrame
     pairwise_tests: pd.DataFrame
-    conditions: pd.DataFrame  # model, condition, family, severity, preset, is_clean, folder
+    # model, condition, family, severity, preset, is_clean, folder; input_ssim, input_rel_l2 (medians of what
+    # the model saw) and cancelled (by the model's normalisation: left out of every robustness summary)
+    conditions: pd.DataFrame
     clean_condition: str | None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -110,17 +113,24 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
     per_case = annotate_training_range(per_case, fbr_ranges)[PER_CASE_COLUMNS]
     clean = _clean_condition(conditions)
+    conditions = _what_the_model_saw(conditions, per_case)
     model_names = [model.name for model in predictions]
     with_mean = stats.add_foreground_mean(per_case)
     statistics = stats.summary_statistics(with_mean, seed, n_bootstrap)
-    first_condition = conditions.drop_duplicates("condition")[["condition", "family", "severity"]]
+    # Robustness summaries leave out conditions the model's normalisation cancelled: their scores equal
+    # clean by construction and would read as robustness.
+    cancelled = set(conditions.loc[conditions["cancelled"], "condition"])
+    robust = with_mean[~with_mean["condition"].isin(cancelled)]
+    first_condition = conditions[~conditions["cancelled"]].drop_duplicates("condition")[
+        ["condition", "family", "severity"]]
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
-        degradation=stats.degradation(with_mean, clean, seed, n_bootstrap),
-        severity_curves=stats.severity_curves(statistics, first_condition, clean),
-        best_model_shares=stats.best_model_shares(with_mean, model_names),
-        pairwise_tests=stats.pairwise_tests(with_mean, model_names),
+        degradation=stats.degradation(robust, clean, seed, n_bootstrap),
+        severity_curves=stats.severity_curves(statistics[~statistics["condition"].isin(cancelled)], first_condition,
+                                              clean),
+        best_model_shares=stats.best_model_shares(robust, model_names),
+        pairwise_tests=stats.pairwise_tests(robust, model_names),
         conditions=conditions,
         clean_condition=clean,
         settings={
@@ -147,6 +157,22 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     with atomic_path(output / PER_CASE_CSV) as tmp:
         result.per_case.to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
+
+
+def _what_the_model_saw(conditions: pd.DataFrame, per_case: pd.DataFrame) -> pd.DataFrame:
+    """Per model and condition: the median change of the model's input (SSIM, relative L2; NA without
+    ``run``'s records) and whether the model's normalisation cancelled the condition (every case's
+    relative L2 change below ``CANCELLED_BELOW``)."""
+    per_item = per_case.drop_duplicates(["model", "condition", "case"])
+    seen = (per_item.groupby(["model", "condition"], sort=False)
+            .agg(input_ssim=("input_ssim", "median"), input_rel_l2=("input_rel_l2", "median"),
+                 input_rel_l2_max=("input_rel_l2", "max"), measured=("input_rel_l2", "count"),
+                 items=("case", "size"))
+            .reset_index())
+    table = conditions.merge(seen, on=["model", "condition"], how="left")
+    table["cancelled"] = ((table["measured"] == table["items"]) & (table["measured"] > 0)
+                          & (table["input_rel_l2_max"] < CANCELLED_BELOW) & ~table["is_clean"])
+    return table.drop(columns=["measured", "items", "input_rel_l2_max"])
 
 
 def _clean_condition(conditions: pd.DataFrame) -> str | None:

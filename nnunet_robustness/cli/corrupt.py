@@ -4,7 +4,8 @@ Each case's files (``CASE_0000<ending>``, ``CASE_0001<ending>``, ...) are read t
 nnU-Net's own reader (so the model later sees exactly these arrays), corrupted as one multi-channel
 image, and written under ``OUT/<family>/<severity>/`` (presets: ``OUT/<group>/<name>/``) with the
 same file names, pixel type and geometry (origin, spacing, direction) as each input file. The seed of
-a case is ``derive_seed(--seed, case, condition)``, so re-runs and other tools reproduce it.
+a case is ``item_seed(--seed, case, condition)`` (``nnunet_robustness.corruptions.specs``), the rule ``run``
+uses, so both produce the same arrays; it depends on the family, not the severity.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json
+from nnunet_robustness.io import atomic_path, atomic_write_json, read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,14 +66,21 @@ def run(args: argparse.Namespace) -> int | None:
 
     from tqdm import tqdm
 
-    from nnunet_robustness.corruptions import derive_seed
+    from nnunet_robustness.corruptions.specs import item_seed
 
+    for condition in conditions:  # refuse before writing anything: a folder holds one seed's images
+        record = args.output / condition.folder / "corruption.json"
+        if record.is_file() and not args.overwrite:
+            earlier = read_json(record, "corruption record").get("base_seed")
+            if earlier != args.seed:
+                raise UserInputError(f"{record}: these images were made with --seed {earlier}, not {args.seed}; use "
+                                     "another output folder or pass --overwrite")
     for condition in conditions:
         atomic_write_json(args.output / condition.folder / "corruption.json", {
             "name": condition.name, "family": condition.corruption.family,
             "severity": condition.corruption.severity, "values": condition.corruption.values,
             "settings": condition.corruption.settings, "base_seed": args.seed,
-            "case_seed": "nnunet_robustness.corruptions.derive_seed(base_seed, case, name)",
+            "case_seed": "nnunet_robustness.corruptions.specs.item_seed(base_seed, case, condition)",
         })
     written = skipped = 0
     with tqdm(total=len(cases) * len(conditions), desc="corrupt", unit="image") as progress:
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace) -> int | None:
                     loaded = _load_case(reader_writer, files, args.labels, case, ending)
                 label = loaded.label if condition.corruption.requires_label else None
                 corrupted = condition.corruption(loaded.data, loaded.spacing,
-                                                 seed=derive_seed(args.seed, case, condition.name), label=label)
+                                                 seed=item_seed(args.seed, case, condition.condition), label=label)
                 _write_case(reader_writer, corrupted, loaded, targets)
                 written += 1
                 progress.update()
@@ -123,7 +131,7 @@ def catalogue_text() -> str:
 
 @dataclass
 class _Condition:
-    condition: Condition  # shared with `run`: same names, so the same derive_seed(seed, case, name)
+    condition: Condition  # shared with `run`: the same item_seed(seed, case, condition)
     folder: Path  # OUT/<family>/<severity> or OUT/<preset group>/<preset>
     corruption: Any
 

@@ -98,6 +98,9 @@ class Corruption:
     # What the graded values are relative to: "relative" (the image's robust intensity range, so a level
     # means the same on any scale), or an absolute scale the family expects ("hu", "rgb", "8bit", "light").
     intensity_scale: ClassVar[str] = "relative"
+    # nnU-Net normalisation schemes (class names in the plans) that remove this family's change exactly,
+    # so that the model never sees it (e.g. z-scoring removes a * x + b); `run` warns, `eval` excludes.
+    cancelled_by: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, severity: float | None = None, **settings: Any) -> None:
         known = set(self.table.keys) | set(self.options)
@@ -319,8 +322,9 @@ _MAX_SAMPLES = 1 << 16
 class IntensityReference:
     """Per-channel robust statistics that graded intensities are defined against.
 
-    ``low``/``high`` are the 0.5th and 99.5th percentiles of the foreground (voxels brighter than
-    the channel's minimum, i.e. not the padding/air/background value), ``span = high - low``
+    ``low``/``high`` are the 0.5th and 99.5th percentiles of the foreground (every voxel except a
+    constant padding/background value at the channel minimum that fills at least 1% of the image, so
+    that the reference does not depend on how much padding surrounds the field of view), ``span = high - low``
     (never zero), ``median`` the foreground median and ``minimum`` the channel minimum.
     Because all of them move with the image under ``a * x + b`` (a > 0), a corruption defined
     as a fraction of ``span`` means the same on HU, MR arbitrary units and 0-255 images.
@@ -348,9 +352,16 @@ def intensity_reference(image: torch.Tensor) -> IntensityReference:
     low, high, span, median = [], [], [], []
     for channel in range(flat.shape[0]):
         values = sample[channel]
-        foreground = values[values > minimum[channel]]
-        if foreground.numel() < max(16, values.numel() // 100):
-            foreground = values
+        # The padding / air / background value: the channel minimum when it is a constant that fills at
+        # least 1% of the image (zero background of MR, -3024 HU outside a CT's field of view). Left
+        # out, the reference is the same with and without padding; a noisy minimum (CT air inside the
+        # field of view) is image content and stays in.
+        at_minimum = values == minimum[channel]
+        foreground = values
+        if int(at_minimum.sum()) >= max(1, values.numel() // 100):
+            foreground = values[~at_minimum]
+            if foreground.numel() < max(16, values.numel() // 100):
+                foreground = values
         q_low, q_median, q_high = _percentiles(foreground, (0.005, 0.5, 0.995))
         channel_span = q_high - q_low
         if not channel_span > 0:

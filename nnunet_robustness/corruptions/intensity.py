@@ -23,6 +23,11 @@ from nnunet_robustness.corruptions._core import (
     uniform,
 )
 
+# nnU-Net's z-score and min-max normalisations map a * x + b (a > 0) back onto x: a global affine
+# intensity change never reaches the network under them (CTNormalization uses fixed HU statistics
+# and does not cancel it).
+AFFINE_INVARIANT_NORMALISATIONS = frozenset({"ZScoreNormalization", "RescaleTo01Normalization"})
+
 
 @register
 class Contrast(Corruption):
@@ -35,6 +40,7 @@ class Contrast(Corruption):
 
     family = "contrast"
     group = "intensity"
+    cancelled_by = AFFINE_INVARIANT_NORMALISATIONS
     summary = "contrast reduction about the foreground median (flatter tissue contrast)"
     table = SeverityTable(
         identity={"factor": 1.0},
@@ -59,6 +65,52 @@ class Contrast(Corruption):
               label: torch.Tensor | None = None) -> torch.Tensor:
         center = channel_view(params["center"], image)
         return center + (image - center) * params["factor"]
+
+
+@register
+class WindowSaturation(Corruption):
+    """Intensities saturated outside a display window around the foreground median: the image was
+    exported (or reconstructed) with a window narrower than its tissue range, so everything brighter or
+    darker than the window is clipped to its edge, as in DICOMs burnt in with a soft-tissue window or
+    8-bit exports of MR. The window is ``width_fraction`` of the robust range, centred on the
+    foreground median.
+
+    Unlike ``contrast`` (a global affine map, which nnU-Net's z-score normalisation removes exactly),
+    clipping is not affine: the structure lost in the saturated tissue stays lost after
+    normalisation, so this is the intensity-range change that reaches the network under every
+    normalisation scheme. Reference: Bushberg et al., The Essential Physics of Medical Imaging, 3rd
+    ed., 2012, section 5.6 (window and level).
+    """
+
+    family = "window_saturation"
+    group = "intensity"
+    summary = "intensities clipped to a narrowed display window (saturated export); survives z-scoring"
+    table = SeverityTable(
+        identity={"width_fraction": 2.0},
+        levels=tuple({"width_fraction": v} for v in (0.9, 0.75, 0.6, 0.45, 0.3)),
+        meanings=(
+            "window 90% of the robust range: the brightest and darkest tissue just saturate",
+            "75%: bright structures (fat, contrast) clip",
+            "60%: both tissue extremes lose their texture",
+            "45%: a narrow soft-tissue window",
+            "30%: only the median tissue keeps its contrast",
+        ),
+    )
+
+    def validate(self) -> None:
+        self._require(self.values["width_fraction"] > 0,
+                      f"width_fraction must be > 0, got {self.values['width_fraction']}")
+
+    def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
+                          generator: torch.Generator) -> Params:
+        reference = intensity_reference(image)
+        half = [self.values["width_fraction"] * span / 2 for span in reference.span]
+        return {"low": [m - h for m, h in zip(reference.median, half)],
+                "high": [m + h for m, h in zip(reference.median, half)]}
+
+    def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
+              label: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.minimum(torch.maximum(image, channel_view(params["low"], image)), channel_view(params["high"], image))
 
 
 @register
@@ -114,6 +166,7 @@ class Brightness(Corruption):
 
     family = "brightness"
     group = "intensity"
+    cancelled_by = AFFINE_INVARIANT_NORMALISATIONS
     summary = "global intensity offset as a fraction of the robust range (calibration drift)"
     table = SeverityTable(
         identity={"shift_fraction": 0.0},

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any, Mapping
 
 import torch
 
 from nnunet_robustness.corruptions._core import Corruption, Params, SeverityTable, register
 from nnunet_robustness.corruptions._ops import box_average_matrix, linear_interpolation_matrix, map_along
+from nnunet_robustness.errors import UserInputError
 
 
 @register
 class Anisotropy(Corruption):
-    """Thick slices: the image is re-acquired with slices ``slice_thickness_mm`` thick and spaced
-    along one axis, then linearly interpolated back to the original grid, as when a model trained on
-    thin-slice data meets a 5 mm clinical series. The grid keeps its shape and spacing.
+    """Thick slices: the image is re-acquired with thicker slices along one axis, then linearly
+    interpolated back to the original grid, as when a model trained on thin-slice data meets a 5 mm
+    clinical series. The grid keeps its shape and spacing.
 
-    The downsampling factor is ``slice_thickness_mm / spacing[axis]`` (no change if the image is
-    already that coarse, with a warning). Coarse slices are centred in the field of view, as in
+    The slice thickness is ``thickness_factor`` times the image's coarsest native spacing, so a level
+    means the same on 0.8 mm and on 3 mm data and is never a no-op (an absolute thickness in mm
+    would leave a 3 mm series unchanged at 2 and 3 mm). ``slice_thickness_mm`` (an option) asks for
+    an absolute thickness instead and is refused when it is not thicker than the image's spacing.
+    The downsampling factor is the thickness over ``spacing[axis]``. Coarse slices are centred in the field of view, as in
     TorchIO's ``RandomAnisotropy`` and Billot et al., "Partial volume segmentation of brain MRI scans
     of any resolution and contrast", MICCAI 2020 (https://doi.org/10.1007/978-3-030-59728-3_18).
 
@@ -33,23 +36,32 @@ class Anisotropy(Corruption):
 
     family = "anisotropy"
     group = "resolution"
-    summary = "thick slices: down/up-sampling along one axis to a slice thickness in mm (partial volume)"
+    summary = "thick slices: down/up-sampling along one axis to a multiple of the native spacing (partial volume)"
     table = SeverityTable(
-        identity={"slice_thickness_mm": 0.0},
-        levels=tuple({"slice_thickness_mm": v} for v in (2.0, 3.0, 4.0, 6.0, 8.0)),
+        identity={"thickness_factor": 1.0},
+        levels=tuple({"thickness_factor": v} for v in (1.5, 2.0, 3.0, 4.0, 6.0)),
         meanings=(
-            "2 mm slices: thin-slice clinical protocol",
-            "3 mm slices: standard brain/abdomen MR",
-            "4 mm slices: small structures partially volumed",
-            "6 mm slices: thick clinical series, through-plane detail lost",
-            "8 mm slices: very thick, lesions under 1 cm can vanish between slices",
+            "slices 1.5x the coarsest native spacing (e.g. 1.5 mm on 1 mm data)",
+            "2x: a thin-slice protocol read as a standard one",
+            "3x: small structures partially volumed (e.g. 3 mm on 1 mm data)",
+            "4x: thick clinical series, through-plane detail lost",
+            "6x: very thick, lesions of a few voxels can vanish between slices",
         ),
     )
-    options = {"axis": None, "slice_profile": "box"}
+    options = {"axis": None, "slice_profile": "box", "slice_thickness_mm": None}
+
+    def __init__(self, severity: float | None = None, **settings: Any) -> None:
+        if severity is None and settings.get("slice_thickness_mm") is not None:
+            settings.setdefault("thickness_factor", 1.0)  # an absolute thickness replaces the graded one
+        super().__init__(severity, **settings)
 
     def validate(self) -> None:
-        self._require(self.values["slice_thickness_mm"] >= 0,
-                      f"slice_thickness_mm must be >= 0, got {self.values['slice_thickness_mm']}")
+        self._require(self.values["thickness_factor"] >= 1,
+                      f"thickness_factor must be >= 1, got {self.values['thickness_factor']}")
+        thickness = self.settings["slice_thickness_mm"]
+        self._require(thickness is None or (isinstance(thickness, (int, float)) and not isinstance(thickness, bool)
+                                            and thickness > 0),
+                      f"slice_thickness_mm must be a positive number of mm, got {thickness!r}")
         axis = self.settings["axis"]
         self._require(axis is None or (isinstance(axis, int) and not isinstance(axis, bool) and axis >= 0),
                       f"axis must be None or a spatial axis index >= 0, got {axis!r}")
@@ -63,12 +75,14 @@ class Anisotropy(Corruption):
             axis = max(range(len(spacing)), key=lambda a: (spacing[a], -a))
         elif axis >= len(spacing):
             raise ValueError(f"{self.family}: axis {axis} does not exist in an image with {len(spacing)} spatial axes")
-        thickness = self.values["slice_thickness_mm"]
+        thickness = self.settings["slice_thickness_mm"]
+        if thickness is None:
+            thickness = self.values["thickness_factor"] * max(spacing)
+        elif thickness <= spacing[axis]:
+            raise UserInputError(f"{self.family}: slices of {thickness:g} mm are not thicker than the image's "
+                                 f"{spacing[axis]:g} mm spacing along axis {axis}; use thickness_factor (relative "
+                                 "to the native spacing) or a larger slice_thickness_mm")
         factor = thickness / spacing[axis]
-        if thickness > 0 and factor <= 1:
-            warnings.warn(f"{self.family}: slices of {thickness:g} mm are not thicker than the image's "
-                          f"{spacing[axis]:g} mm spacing along axis {axis}; the image is left unchanged",
-                          RuntimeWarning, stacklevel=3)
         return {"axis": int(axis), "factor": max(factor, 1.0), "slice_profile": self.settings["slice_profile"]}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],

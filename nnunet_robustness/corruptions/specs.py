@@ -33,7 +33,7 @@ from nnunet_robustness.conditions import (
     context_condition,
     family_condition,
 )
-from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption
+from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption, derive_seed
 from nnunet_robustness.corruptions.presets import PRESETS, preset_group
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.modalities import MODALITY_SETS, modality_from_channel_names
@@ -50,6 +50,18 @@ def corruption_for(condition: Condition) -> Corruption | None:
     if condition.preset is not None:
         return get_corruption(condition.preset)
     return get_corruption(condition.family, severity=condition.severity)
+
+
+def item_seed(base_seed: int, case: str, condition: Condition) -> int:
+    """The corruption seed of one (case, condition) item, shared by ``run`` and ``corrupt``.
+
+    It depends on the family, never on the severity: severities 1..5 of a case share one random draw
+    (the same noise field, bias-field shape, motion path, ghost axis, spike position), so only the
+    magnitude grows with the severity and a case's degradation curve is not redrawn at every level.
+    Presets have fixed parameters of their own and keep a seed per preset.
+    """
+    key = condition.name if condition.preset is not None or condition.family is None else condition.family
+    return derive_seed(base_seed, case, key)
 
 
 def requires_label(condition: Condition) -> bool:

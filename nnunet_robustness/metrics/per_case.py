@@ -6,6 +6,7 @@ Each case's reference is read once for all its predictions; cases are spread ove
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,18 @@ from nnunet_robustness.metrics.inputs import (
     reader_writer_for,
 )
 from nnunet_robustness.metrics.masks import METRICS, compare_masks
+from nnunet_robustness.runner.input_space import InputChange
 
 IDENTITY_COLUMNS = ["model", "condition", "family", "severity", "preset", "case", "label", "label_value"]
 COUNT_COLUMNS = ["tp", "fp", "fn", "ref_voxels", "pred_voxels", "ref_volume", "pred_volume"]
 # test FBR: foreground fraction of the evaluated image (the crop's for context conditions); training
 # range and flag from the model's fbr_train.json logs (nnunet_robustness.analysis.fbr), NA without them
 FBR_COLUMNS = ["test_fbr", "training_fbr_low", "training_fbr_high", "fbr_outside_training"]
-PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, "prediction_file",
+# what the model saw: the change of its input after its own normalisation (run's .input.json records;
+# NA for clean and for folders not made by run), nnunet_robustness.runner.input_space
+INPUT_COLUMNS = ["input_ssim", "input_rel_l2"]
+PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, *INPUT_COLUMNS,
+                    "prediction_file",
                     "reference_file"]
 
 
@@ -78,11 +84,13 @@ def _evaluate_case(job: _CaseJob) -> list[dict[str, Any]]:
         check_same_geometry(reference, prediction)
         context_fbr = read_context_fbr(path.parent, job.case)  # context conditions: the crop's fraction
         test_fbr = image_fbr if context_fbr is None else context_fbr
+        change = InputChange.read_if_present(path.parent, job.case)
+        seen = {"input_ssim": math.nan, "input_rel_l2": math.nan} if change is None else change.to_json()
         for target, reference_mask in zip(job.dataset.targets, reference_masks):
             metrics = compare_masks(reference_mask, target.mask(prediction.array), reference.spacing,
                                     job.nsd_tolerance_mm, ignore)
             rows.append({"model": model, "condition": condition, "case": job.case, "label": target.name,
-                         "label_value": target.key, **metrics, "test_fbr": test_fbr, "prediction_file": str(path),
+                         "label_value": target.key, **metrics, "test_fbr": test_fbr, **seen, "prediction_file": str(path),
                          "reference_file": str(job.reference)})
     return rows
 

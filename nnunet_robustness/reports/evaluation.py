@@ -79,9 +79,17 @@ def _overview(result: EvaluationResult) -> str:
 def _summary_table(result: EvaluationResult) -> str:
     stats = result.statistics[(result.statistics["label"] == FOREGROUND_MEAN)
                               & result.statistics["metric"].isin(TABLE_METRICS)].set_index(["model", "condition", "metric"])
+    seen = result.conditions.set_index(["model", "condition"])
     rows = []
     for model, condition in _model_conditions(result):
-        cells = [model, condition]
+        info = seen.loc[(model, condition)]
+        if bool(info.get("cancelled", False)):
+            saw = "cancelled by the model's normalisation"
+        elif finite(info.get("input_ssim")):
+            saw = f"SSIM {fmt(info['input_ssim'])}, rel. L2 {fmt(info['input_rel_l2'])}"
+        else:
+            saw = "clean" if bool(info["is_clean"]) else None
+        cells = [model, condition, saw]
         for metric in TABLE_METRICS:
             key = (model, condition, metric)
             if key in stats.index:
@@ -90,7 +98,12 @@ def _summary_table(result: EvaluationResult) -> str:
             else:
                 cells.append(None)
         rows.append(cells)
-    return table(["model", "condition", *(METRIC_TITLES[m] for m in TABLE_METRICS)], rows, text_columns=(0, 1))
+    explanation = note("What the model saw: the median change of its input after its own normalisation (the plans' "
+                       "per-channel scheme, e.g. z-score), SSIM and relative L2 distance to the clean input. A "
+                       "condition whose change the normalisation removes (e.g. a global contrast or brightness "
+                       "change under z-scoring) is marked cancelled and left out of every robustness summary.")
+    return explanation + table(["model", "condition", "what the model saw", *(METRIC_TITLES[m] for m in TABLE_METRICS)],
+                               rows, text_columns=(0, 1, 2))
 
 
 def _curves(result: EvaluationResult) -> str:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from skimage.metrics import structural_similarity
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import read_json
+from nnunet_robustness.io import atomic_write_json, read_json
 
 INPUT_CHANGE_SUFFIX = ".input.json"
 # Relative L2 change in the model's input space below which a condition is "cancelled": float32
@@ -51,6 +52,19 @@ class InputChange:
 
     def to_json(self) -> dict[str, float]:
         return {"input_ssim": self.ssim, "input_rel_l2": self.relative_l2}
+
+    @staticmethod
+    def path(condition_folder: Path, case: str) -> Path:
+        return Path(condition_folder) / f"{case}{INPUT_CHANGE_SUFFIX}"
+
+    def write(self, condition_folder: Path, case: str) -> None:
+        atomic_write_json(self.path(condition_folder, case), self.to_json())
+
+    @classmethod
+    def read_if_present(cls, condition_folder: Path, case: str) -> "InputChange | None":
+        """The record ``run`` wrote for this item; None for clean items and folders not made by ``run``."""
+        path = cls.path(condition_folder, case)
+        return cls.read(path) if path.is_file() else None
 
     @classmethod
     def read(cls, path: Any) -> "InputChange":
@@ -88,6 +102,14 @@ class ModelInputSpace:
         seg = np.where(create_nonzero_mask(data), np.int8(0), np.int8(-1))[None]
         return self._preprocessor._normalize(data, seg, self.configuration_manager,
                                              self.plans_manager.foreground_intensity_properties_per_channel)
+
+    def cancelled_families(self, families: Any) -> list[str]:
+        """The families whose change this model's normalisation removes by construction (each family
+        says which normalisation schemes cancel it, ``Corruption.cancelled_by``)."""
+        from nnunet_robustness.corruptions import CORRUPTIONS
+
+        return [f for f in dict.fromkeys(families) if f in CORRUPTIONS
+                and set(self.schemes) <= CORRUPTIONS[f].cancelled_by]
 
     def change(self, clean_normalised: np.ndarray, corrupted: np.ndarray) -> InputChange:
         """How much ``corrupted`` (raw) differs from the clean image (already normalised) for the model."""

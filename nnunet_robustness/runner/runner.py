@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import pickle
 import time
+import warnings
 from collections import defaultdict
 from copy import deepcopy
 from dataclasses import dataclass
@@ -37,10 +38,10 @@ import torch
 from tqdm import tqdm
 
 from nnunet_robustness.conditions import Condition
-from nnunet_robustness.corruptions import derive_seed
-from nnunet_robustness.corruptions.specs import corruption_for, requires_label
+from nnunet_robustness.corruptions.specs import corruption_for, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path
+from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest
 
 
@@ -117,6 +118,7 @@ class RobustnessRunner:
         self.file_ending = self.dataset_json["file_ending"]
         self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
         self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
+        self.input_space = ModelInputSpace(self.predictor.plans_manager, self.predictor.configuration_manager)
 
     # ---------------------------------------------------------------- manifest
 
@@ -174,6 +176,12 @@ class RobustnessRunner:
         output.mkdir(parents=True, exist_ok=True)
         manifest = self.manifest(conditions, list(cases), seed, save_probabilities).merged_into(output, overwrite)
         manifest.write(output)
+        cancelled = self.input_space.cancelled_families(c.family for c in conditions if c.family and not c.is_context)
+        if cancelled:
+            warnings.warn(f"{', '.join(cancelled)}: this model's normalisation ({', '.join(self.input_space.schemes)}) "
+                          "removes the change, so the network sees the clean image; `eval` reports these conditions "
+                          "as cancelled and leaves them out of robustness summaries (window_saturation is an "
+                          "intensity change that survives it)", UserWarning, stacklevel=2)
 
         items = work_items(list(cases), conditions, num_parts, part_id)
         stats = RunStats(items=len(items))
@@ -193,18 +201,21 @@ class RobustnessRunner:
                 image, properties = self._read_case(case, cases[case])
                 label = (self._read_reference(reference_folder, case, image.shape)
                          if any(requires_label(c) for c in todo) else None)
+                # what the model sees of the clean image, once per case for all its conditions
+                clean_input = (self.input_space.normalise(image)
+                               if any(not (c.is_clean or c.is_context) for c in todo) else None)
                 for condition in todo:
                     bar.set_postfix_str(f"{case} / {condition.name}")
-                    self._predict_item(image, properties, label, case, condition, output, seed,
+                    self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
                                        save_probabilities, stats)
                     stats.predicted += 1
                     bar.update(1)
         stats.seconds_total = time.perf_counter() - start
         return stats
 
-    def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None, case: str,
-                      condition: Condition, output: Path, seed: int, save_probabilities: bool,
-                      stats: RunStats) -> None:
+    def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None,
+                      clean_input: np.ndarray | None, case: str, condition: Condition, output: Path, seed: int,
+                      save_probabilities: bool, stats: RunStats) -> None:
         if condition.is_context:
             return self._predict_context_item(image, properties, label, case, condition, output,
                                               save_probabilities, stats)
@@ -212,8 +223,10 @@ class RobustnessRunner:
         if corruption is None:
             corrupted = image
         else:
-            item_seed = derive_seed(seed, case, condition.name)
-            corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed, label=label)
+            corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed(seed, case, condition),
+                                   label=label)
+            # written before the segmentation, whose presence marks the item done
+            self.input_space.change(clean_input, corrupted).write(output / condition.name, case)
 
         t = time.perf_counter()
         # preprocessing mutates the properties it is given

@@ -10,7 +10,7 @@ from nnunet_robustness.corruptions import CORRUPTIONS
 RGB_ONLY = {"he_stain"}
 FAMILIES = [family for family in CORRUPTIONS if family not in RGB_ONLY]
 # Families whose output does not depend on the seed (no random parameters, no noise field).
-SEED_FREE = {"gaussian_blur", "background_blur", "anisotropy", "contrast", "gibbs_ringing",
+SEED_FREE = {"gaussian_blur", "background_blur", "anisotropy", "contrast", "window_saturation", "gibbs_ringing",
              "ct_cupping", "us_shadowing", "jpeg_compression", "defocus_blur"}
 # Families that read intensities in absolute units (HU, 8-bit, light intensity with 0 = dark), so a
 # level is not the same after a * x + b; they declare it with the ``intensity_scale`` class attribute.

@@ -150,11 +150,17 @@ def test_anisotropy_uses_the_coarsest_axis_and_box_averages_slabs():
     torch.testing.assert_close(out[:, 2:30], ramp[:, 2:30])
 
 
-def test_thicker_slices_than_requested_leave_the_image_unchanged_with_a_warning():
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 0.8, 0.8), (5.0, 1.0, 1.0)])
+def test_slice_thickness_is_relative_to_the_native_spacing_and_never_a_no_op(spacing):
+    """Severity 1 thickens the coarsest axis by the same factor on 1 mm, 3 mm and 5 mm data (an absolute
+    2 mm thickness would have left 3 mm and 5 mm series unchanged)."""
     image, _ = phantom(3)
-    with pytest.warns(RuntimeWarning, match="not thicker"):
-        out = get_corruption("anisotropy", severity=1)(image, (5.0, 1.0, 1.0))
-    assert torch.equal(out, image)
+    corruption = get_corruption("anisotropy", severity=1)
+    params = corruption.sample_parameters(image, spacing, torch.Generator().manual_seed(0))
+    assert params["axis"] == int(np.argmax(spacing)) and params["factor"] == pytest.approx(1.5)
+    assert not torch.equal(corruption(image, spacing), image)
+    with pytest.raises(UserInputError, match="not thicker"):  # an absolute thickness is checked, not ignored
+        get_corruption("anisotropy", slice_thickness_mm=max(spacing))(image, spacing)
 
 
 # --- errors ------------------------------------------------------------------------------------------
@@ -192,3 +198,17 @@ def test_bad_label_dtype_and_type_are_rejected():
         get_corruption("gaussian_noise", severity=1)(image.tolist(), spacing_for(2))
     with pytest.raises(UserInputError, match="seed must be an int"):
         get_corruption("gaussian_noise", severity=1)(image, spacing_for(2), seed=1.5)
+
+
+def test_intensity_levels_do_not_depend_on_field_of_view_padding():
+    """The issue's CT case: Gaussian noise at severity 3 was 50 HU without padding and 100 HU with -3024
+    padding around the field of view. The padding value is now left out of the intensity reference."""
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 40)] * 3, indexing="ij"))
+    body = np.sqrt((grid ** 2).sum(0)) < 0.8
+    ct = np.where(body, 40 + rng.normal(0, 20, body.shape), -1000 + rng.normal(0, 20, body.shape)).astype(np.float32)
+    padded = np.full((64, 64, 64), -3024.0, np.float32)
+    padded[12:52, 12:52, 12:52] = ct
+    noise = get_corruption("gaussian_noise", severity=3)
+    sigma = [float((noise(image[None], (1.0,) * 3, seed=0) - image[None]).std()) for image in (ct, padded)]
+    assert sigma[1] == pytest.approx(sigma[0], rel=0.02)
