@@ -15,20 +15,23 @@ from nnunet_robustness.architectures import (
     SkipSelectiveUNetDecoder,
 )
 from nnunet_robustness.trainers import SCHEDULES, TRAINERS, make_variant
-from nnunet_robustness.trainers.variants import CPU_SCHEDULES, FG_BASES, FOREGROUND_OVERSAMPLING
+from nnunet_robustness.trainers.variants import ARCHITECTURE_TRAINERS, CPU_SCHEDULES, FG_BASES, FOREGROUND_OVERSAMPLING
 from tests.plans_fixtures import DATASET_JSON, default_plans, resenc_plans
 
 
 def test_trainer_names_follow_nnunet_convention():
     assert {"nnUNetTrainerNoSkip", "nnUNetTrainerAttentionGate", "nnUNetTrainerNoSkip_5epochs",
-            "nnUNetTrainerAttentionGate_tiny", "nnUNetTrainer_tiny"} <= set(TRAINERS)
+            "nnUNetTrainerAttentionGate_tiny", "nnUNetTrainer_tiny", "nnUNetTrainerLearnedSkip",
+            "nnUNetTrainerLearnedSkip_tiny", "nnUNetTrainerLearnedSkip_short", "nnUNetTrainerLearnedSkip_50epochs",
+            "nnUNetTrainerLearnedSkip_fg100_tiny"} <= set(TRAINERS)
     # nnU-Net's own nnUNetTrainer_<N>epochs must not be shadowed (our shim is found first)
     assert not any(re.fullmatch(r"nnUNetTrainer_\d+epochs?", name) for name in TRAINERS)
     for name, cls in TRAINERS.items():
         assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
         assert cls.__module__ == "nnunet_robustness.trainers.variants"
     fg_variants = len(FG_BASES) * len(FOREGROUND_OVERSAMPLING) * (1 + len(CPU_SCHEDULES))
-    assert len(TRAINERS) == 2 * (1 + len(SCHEDULES)) + len(CPU_SCHEDULES) + fg_variants
+    assert len(ARCHITECTURE_TRAINERS) == 3  # NoSkip, AttentionGate, LearnedSkip
+    assert len(TRAINERS) == len(ARCHITECTURE_TRAINERS) * (1 + len(SCHEDULES)) + len(CPU_SCHEDULES) + fg_variants
 
 
 @pytest.mark.parametrize("name,expected", [
