@@ -5,7 +5,7 @@
 # Usage: scripts/learned_gates_experiment.sh WORKDIR [TRAINER]   (CPU, 2 cores: see the doc for times)
 set -euo pipefail
 WORK=${1:?usage: $0 WORKDIR [TRAINER]}
-TRAINER=${2:-nnUNetTrainerLearnedSkip_5epochs}
+TRAINER=${2:-nnUNetTrainerLearnedSkip_1epoch}
 DOCS=$(cd "$(dirname "$0")/.." && pwd)/docs/learned_gates
 export nnUNet_raw=$WORK/raw nnUNet_preprocessed=$WORK/preprocessed nnUNet_results=$WORK/results
 export nnUNet_n_proc_DA=2 nnUNet_def_n_proc=2 nnUNet_compile=false OMP_NUM_THREADS=2

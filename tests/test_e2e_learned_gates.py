@@ -29,12 +29,14 @@ def test_learned_skip_train_log_predict(nnunet_env, tmp_path):
     assert log["trainer"] == TRAINER and log["gate_mode"] == "scalar"
     assert log["gate_sparsity_weight"] == 0.01  # the environment variable reached the subprocess's trainer
     levels = sorted(log["skip_channels"], key=int)
-    assert sorted(log["initial"], key=int) == levels and len(levels) >= 2
-    assert all(math.isclose(v, 0.95, rel_tol=1e-6) for vs in log["initial"].values() for v in vs)
+    initial = log["initial"]["gates"]
+    assert sorted(initial, key=int) == levels and len(levels) >= 2
+    assert all(math.isclose(v, 0.95, rel_tol=1e-6) for vs in initial.values() for v in vs)
     assert [e["epoch"] for e in log["epochs"]] == [0]  # _tiny: one epoch
     final = log["epochs"][-1]["gates"]
     assert all(0.0 < vs[0] < 1.0 for vs in final.values())
-    assert any(vs[0] != log["initial"][level][0] for level, vs in final.items())  # trained, not frozen
+    assert any(vs[0] != initial[level][0] for level, vs in final.items())  # trained, not frozen
+    assert all(0.0 < share < 1.0 for share in log["epochs"][-1]["skip_weight_share"].values())
     assert (fold / "learned_gates.png").stat().st_size > 1000
 
     # the checkpoint's gates are the logged ones, and nnUNetv2_predict rebuilds the gated network

@@ -11,7 +11,7 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from nnunet_robustness.architectures import LearnedSkipGate, gate_sparsity_penalty, gate_values
+from nnunet_robustness.architectures import LearnedSkipGate, gate_sparsity_penalty, gate_values, skip_weight_share
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.plans import ArchChoice, make_arch_plans
 from nnunet_robustness.trainers import TRAINERS
@@ -89,6 +89,29 @@ def test_gates_are_trained_parameters_with_nnunet_names_elsewhere():
     gated.train()
     gated(x).sum().backward()
     assert all(ours[name].grad is not None and ours[name].grad.abs().sum() > 0 for name in extra)
+
+
+@pytest.mark.parametrize("mode", ["scalar", "channel"])
+def test_skip_weight_share_is_invariant_to_trading_gate_for_weight_and_zero_when_closed(mode):
+    net = build("plain", 2, mode)
+    decoder = net.decoder
+    before = skip_weight_share(decoder)
+    assert all(0 < v < 1 for v in before.values())
+    level, stage = "1", decoder.num_skip_levels - 1 - 1
+    skip_channels = decoder.encoder.output_channels[1]
+    x = torch.rand(1, 2, 32, 32)
+    out = decode(net, x)
+    with torch.no_grad():
+        gate = decoder.learned_gates[level]
+        old = gate.gate().clone()
+        gate.logit.fill_(0.0)  # gate 0.5, compensated by larger skip weights
+        decoder.stages[stage].convs[0].conv.weight[:, -skip_channels:] *= (old / 0.5).reshape(1, -1, 1, 1)
+    torch.testing.assert_close(decode(net, x), out, rtol=1e-4, atol=1e-5)  # same function...
+    after = skip_weight_share(decoder)
+    assert math.isclose(after[level], before[level], rel_tol=1e-5)  # ...same share, other gate value
+    with torch.no_grad():
+        gate.logit.fill_(-math.inf)
+    assert skip_weight_share(decoder)[level] == 0.0
 
 
 def test_invalid_modes_and_initial_values():

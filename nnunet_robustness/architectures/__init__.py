@@ -2,7 +2,9 @@
 
 from nnunet_robustness.architectures.attention import AdditiveAttentionGate
 from nnunet_robustness.architectures.decoder import SkipSelectiveUNetDecoder, resolve_skip_levels
-from nnunet_robustness.architectures.gates import LearnedSkipGate, gate_sparsity_penalty, gate_values
+from nnunet_robustness.architectures.gates import (
+    LearnedSkipGate, gate_sparsity_penalty, gate_values, skip_weight_share,
+)
 from nnunet_robustness.architectures.unets import (
     SkipSelectivePlainConvUNet,
     SkipSelectiveResidualEncoderUNet,
@@ -23,4 +25,5 @@ __all__ = [
     "gate_values",
     "resolve_skip_levels",
     "skip_selective_class_for",
+    "skip_weight_share",
 ]

@@ -14,6 +14,12 @@ Why a sigmoid of a free logit rather than a clamped weight: it keeps the gate in
 projection steps, so nnU-Net's optimiser, gradient clipping and checkpoints need nothing special.
 A gate is exactly 0 only for a logit of -inf (the tests use that to show a closed skip is ignored);
 trained gates are small but positive, so a closed-looking skip still passes a scaled-down signal.
+
+What a gate value does *not* say on its own: the decoder stage's first convolution is linear in the
+concatenated input, so ``gate * W_skip`` is what acts on the skip, and training can trade a smaller
+gate for larger skip weights (the L1 penalty even invites it). :func:`skip_weight_share` measures the
+skip's share of that convolution, ``|g * W_skip| / (|g * W_skip| + |W_up|)`` (Frobenius norms), which
+is invariant to that trade; the trainer logs both.
 """
 
 from __future__ import annotations
@@ -74,3 +80,22 @@ def gate_sparsity_penalty(gates: Sequence[LearnedSkipGate]) -> torch.Tensor:
     if not gates:
         raise ValueError("no learned gates: the network has no learned skip gate to penalise")
     return torch.stack([g.gate().mean() for g in gates]).sum()
+
+
+def skip_weight_share(decoder: nn.Module) -> dict[str, float]:
+    """Per gated skip level: ``|g * W_skip| / (|g * W_skip| + |W_up|)`` for the first convolution of
+    the decoder stage that receives the skip (``W_up``: its weights on the upsampled channels, which
+    come first in the concatenation; ``W_skip``: on the skip channels; per-channel gates scale their
+    input channels). A weight-based proxy of how much the stage listens to the skip: 0 = not at all;
+    not a measure on data (input magnitudes differ between the two parts)."""
+    shares = {}
+    with torch.no_grad():
+        for level, gate in decoder.learned_gates.items():
+            stage = decoder.num_skip_levels - 1 - int(level)
+            weight = decoder.stages[stage].convs[0].conv.weight  # (out, C_up + C_skip, *kernel)
+            skip_channels = gate.logit.shape[1] if gate.mode == "channel" else decoder.encoder.output_channels[int(level)]
+            up, skip = weight[:, :-skip_channels], weight[:, -skip_channels:]
+            g = gate.gate().reshape(1, -1, *(1,) * (weight.ndim - 2))
+            skip_norm, up_norm = float(torch.linalg.vector_norm(skip * g)), float(torch.linalg.vector_norm(up))
+            shares[level] = skip_norm / (skip_norm + up_norm) if skip_norm + up_norm > 0 else float("nan")
+    return shares

@@ -23,7 +23,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nnunet_robustness.architectures.gates import gate_sparsity_penalty, gate_values
+from nnunet_robustness.architectures.gates import gate_sparsity_penalty, gate_values, skip_weight_share
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, atomic_write_json
 
@@ -94,10 +94,14 @@ class LearnedSkipGatesMixin:
     def current_gate_values(self) -> dict[str, list[float]]:
         return gate_values(unwrapped_network(self.network).decoder.learned_gates)
 
+    def current_gate_state(self) -> dict[str, Any]:
+        decoder = unwrapped_network(self.network).decoder
+        return {"gates": gate_values(decoder.learned_gates), "skip_weight_share": skip_weight_share(decoder)}
+
     def on_train_start(self) -> None:
         super().on_train_start()
         if self.local_rank == 0 and self.current_epoch == 0:
-            self._write_gates_log([], initial=self.current_gate_values())
+            self._write_gates_log([], initial=self.current_gate_state())
 
     def on_epoch_end(self) -> None:
         # before nnU-Net's on_epoch_end, which increments current_epoch
@@ -109,10 +113,11 @@ class LearnedSkipGatesMixin:
                 previous = {}  # an unreadable log must not stop a training; it is rewritten below
             # continued training re-runs epochs from the checkpoint on: those entries are replaced
             epochs = [e for e in previous.get("epochs", []) if e["epoch"] < self.current_epoch]
-            epochs.append({"epoch": self.current_epoch, "gates": self.current_gate_values()})
+            epochs.append({"epoch": self.current_epoch, **self.current_gate_state()})
             self._write_gates_log(epochs, initial=previous.get("initial"))
-            values = ", ".join(f"{level}: {_summary(v):.3f}" for level, v in epochs[-1]["gates"].items())
-            self.print_to_log_file(f"learned skip gates (level: mean gate): {values}")
+            values = ", ".join(f"{level}: {_summary(v):.3f} / {epochs[-1]['skip_weight_share'][level]:.3f}"
+                               for level, v in epochs[-1]["gates"].items())
+            self.print_to_log_file(f"learned skip gates (level: mean gate / skip weight share): {values}")
         super().on_epoch_end()
 
     def on_train_end(self) -> None:
@@ -133,7 +138,9 @@ class LearnedSkipGatesMixin:
             "gate_sparsity_weight": self.gate_sparsity_weight,
             "definition": "gate = sigmoid(logit) multiplying the skip features of each level before "
                           "concatenation; level 0 = full resolution skip; one value per level (scalar gates) "
-                          "or per skip channel; logged after each epoch's training and validation",
+                          "or per skip channel; logged after each epoch's training and validation. "
+                          "skip_weight_share = |g * W_skip| / (|g * W_skip| + |W_up|) of the receiving decoder "
+                          "stage's first convolution (invariant to trading gate size for skip weight size)",
             "skip_channels": {str(level): int(decoder.encoder.output_channels[level]) for level in decoder.skip_levels},
             "initial": initial,
             "epochs": epochs,
@@ -161,24 +168,26 @@ def write_gates_plot(log: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = log["epochs"]
-    figure, axis = plt.subplots(figsize=(5.5, 3.5))
-    levels = sorted(epochs[-1]["gates"], key=int) if epochs else []
+    entries = ([{"epoch": -1, **log["initial"]}] if log.get("initial") else []) + list(log["epochs"])
+    figure, (gate_axis, share_axis) = plt.subplots(1, 2, figsize=(8, 3.2))
+    levels = sorted(entries[-1]["gates"], key=int) if entries else []
     for index, level in enumerate(levels):
-        x = [-1] if log.get("initial") else []
-        series = [log["initial"][level]] if log.get("initial") else []
-        x += [e["epoch"] for e in epochs]
-        series += [e["gates"][level] for e in epochs]
+        x = [e["epoch"] for e in entries]
+        series = [e["gates"][level] for e in entries]
         colour = f"C{index % 10}"
-        axis.plot(x, [_summary(v) for v in series], marker="o", markersize=3, color=colour, label=f"level {level}")
+        gate_axis.plot(x, [_summary(v) for v in series], marker="o", markersize=3, color=colour, label=f"level {level}")
         if any(len(v) > 1 for v in series):
-            axis.fill_between(x, [min(v) for v in series], [max(v) for v in series], color=colour, alpha=0.15)
-    axis.set_ylim(0, 1.02)
-    axis.set_xlabel("epoch (-1: initial)")
-    axis.set_ylabel("gate value")
-    axis.set_title(f"learned skip gates ({log['trainer']}, L1 weight {log['gate_sparsity_weight']:g})", fontsize=9)
-    axis.legend(fontsize="small", title="skip level (0 = full res.)", title_fontsize="small")
-    axis.grid(alpha=0.3)
+            gate_axis.fill_between(x, [min(v) for v in series], [max(v) for v in series], color=colour, alpha=0.15)
+        share_axis.plot(x, [e["skip_weight_share"][level] for e in entries], marker="o", markersize=3, color=colour)
+    gate_axis.set_ylim(0, 1.02)
+    gate_axis.set_ylabel("gate value")
+    share_axis.set_ylim(0, 1.02)
+    share_axis.set_ylabel("skip weight share")
+    for axis in (gate_axis, share_axis):
+        axis.set_xlabel("epoch (-1: initial)")
+        axis.grid(alpha=0.3)
+    gate_axis.legend(fontsize="small", title="skip level (0 = full res.)", title_fontsize="small")
+    figure.suptitle(f"learned skip gates ({log['trainer']}, L1 weight {log['gate_sparsity_weight']:g})", fontsize=9)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=90)
