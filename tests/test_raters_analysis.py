@@ -149,3 +149,13 @@ def test_rater_folders_and_consensus_folder(tmp_path):
     write(disk(), folders[0] / "extra.nii.gz")
     with pytest.raises(UserInputError, match="labelsTs_rater3/extra.nii.gz: size"):
         write_consensus_folder(folders, tmp_path / "c2")
+
+
+def test_performance_vs_disagreement_plot(tmp_path):
+    from nnunet_robustness.analysis.raters import plot_performance_vs_disagreement
+
+    rows = [{"model": m, "condition": c, "case": f"c{r}",
+             **rows_for(disk(radius=10 - (c == "noise")), [disk(radius=10), disk(radius=r)])}
+            for m in ("UNet", "NoSkip") for c in ("clean", "noise") for r in (6, 8, 10)]
+    path = plot_performance_vs_disagreement(pd.DataFrame(rows), tmp_path / "difficulty.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

@@ -270,3 +270,49 @@ def summarize_raters(table: pd.DataFrame) -> dict[str, Any]:
             "spearman_dice_vs_disagreement": float(correlation),
         }
     return summary
+
+
+def plot_performance_vs_disagreement(table: pd.DataFrame, path: str | Path, metric: str = "dice",
+                                     label: str | None = None) -> Path:
+    """PNG: the model's ``metric`` against the consensus (y) over the case's rater disagreement (x),
+    one panel per model (column ``model`` if present), one colour per condition (column
+    ``condition`` if present), with each condition's least-squares line. ``label``: the structure
+    to plot (default: the first in the table)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    label = table["label"].iloc[0] if label is None else label
+    data = table[table["label"] == label]
+    models = list(dict.fromkeys(data["model"])) if "model" in data else [None]
+    conditions = list(dict.fromkeys(data["condition"])) if "condition" in data else [None]
+    y_column = f"model_vs_consensus_{metric}"
+    figure, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.4), squeeze=False, sharey=True)
+    for axis, model in zip(axes[0], models):
+        for index, condition in enumerate(conditions):
+            rows = data
+            if model is not None:
+                rows = rows[rows["model"] == model]
+            if condition is not None:
+                rows = rows[rows["condition"] == condition]
+            if rows.empty:
+                continue
+            x, y = rows["disagreement"].to_numpy(float), rows[y_column].to_numpy(float)
+            colour = f"C{index % 10}"
+            axis.scatter(x, y, s=14, color=colour, alpha=0.7, label=condition or "model")
+            if len(x) >= 2 and np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                grid = np.linspace(x.min(), x.max(), 2)
+                axis.plot(grid, slope * grid + intercept, color=colour, linewidth=1)
+        axis.set_xlabel("rater disagreement (1 - mean pairwise Dice)")
+        axis.set_title(f"{model or 'model'}: {label}", fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"{metric} vs consensus")
+    axes[0][-1].legend(fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=90)
+    plt.close(figure)
+    return path

@@ -8,7 +8,7 @@ Each rater's label is the reference sampled through a smooth random displacement
 ``u`` is Gaussian white noise, one component per axis, smoothed with a Gaussian of standard deviation
 ``smoothness_mm`` and scaled so that its largest magnitude over the image is exactly
 ``max_displacement_mm``. Hence every boundary point of a rater's label lies within
-``max_displacement_mm`` of the reference boundary (plus the half-voxel of resampling), and the size
+``max_displacement_mm`` of the reference boundary (up to about a voxel more from resampling), and the size
 of the disagreement is set by one number per rater. Labels are resampled with linear interpolation
 of their one-hot form and an argmax (a threshold at 0.5 for binary masks), which keeps boundaries
 smooth and values within the reference's label set.

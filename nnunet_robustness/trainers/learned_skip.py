@@ -168,6 +168,12 @@ def write_gates_plot(log: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # nnU-Net's progress plot sets a large seaborn font scale globally in the training process
+    with plt.style.context("default"):
+        _draw_gates_plot(plt, log, path)
+
+
+def _draw_gates_plot(plt, log: dict, path: Path) -> None:
     entries = ([{"epoch": -1, **log["initial"]}] if log.get("initial") else []) + list(log["epochs"])
     figure, (gate_axis, share_axis) = plt.subplots(1, 2, figsize=(8, 3.2))
     levels = sorted(entries[-1]["gates"], key=int) if entries else []
@@ -179,11 +185,13 @@ def write_gates_plot(log: dict, path: Path) -> None:
         if any(len(v) > 1 for v in series):
             gate_axis.fill_between(x, [min(v) for v in series], [max(v) for v in series], color=colour, alpha=0.15)
         share_axis.plot(x, [e["skip_weight_share"][level] for e in entries], marker="o", markersize=3, color=colour)
-    gate_axis.set_ylim(0, 1.02)
+    # autoscaled: early in training the gates move by thousandths, which a 0..1 axis would hide
     gate_axis.set_ylabel("gate value")
-    share_axis.set_ylim(0, 1.02)
     share_axis.set_ylabel("skip weight share")
+    from matplotlib.ticker import MaxNLocator
+
     for axis in (gate_axis, share_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch (-1: initial)")
         axis.grid(alpha=0.3)
     gate_axis.legend(fontsize="small", title="skip level (0 = full res.)", title_fontsize="small")
