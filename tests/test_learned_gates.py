@@ -130,9 +130,9 @@ def test_sparsity_penalty_is_mean_gate_summed_over_levels_and_only_in_training()
     assert math.isclose(gate_sparsity_penalty(gates.values()).item(), expected, rel_tol=1e-6)
     loss = GateSparsityLoss(lambda output, target: torch.tensor(1.0), lambda: net, weight=0.1)
     net.train()
-    assert math.isclose(float(loss(None, None)), 1.0 + 0.1 * expected, rel_tol=1e-6)
+    assert math.isclose(loss(None, None).item(), 1.0 + 0.1 * expected, rel_tol=1e-6)
     net.eval()  # nnU-Net validates in eval mode: the validation loss stays the plain loss
-    assert float(loss(None, None)) == 1.0
+    assert loss(None, None).item() == 1.0
     # the penalty's gradient pushes every gate towards closed
     net.train()
     loss(None, None).backward()
