@@ -183,3 +183,24 @@ def test_plans_route(arch, mode, suffix):
     assert {g.mode for g in network.decoder.learned_gates.values()} == {mode}
     # the other presets' plans do not gain the key (plans written before stay byte-identical)
     assert "learned_gates" not in ArchChoice.from_cli("noskip", None).arch_kwargs()
+
+
+def test_plan_arch_cli_learned(nnunet_env, capsys):
+    from pathlib import Path
+
+    from nnunet_robustness.cli import main
+    from tests.test_arch_plans import _write_source
+
+    preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset903_Blobs3D"
+    _write_source(preprocessed)
+    (Path(nnunet_env["nnUNet_raw"]) / "Dataset903_Blobs3D").mkdir()
+    assert main(["plan-arch", "-d", "903", "--arch", "learned", "-c", "2d"]) == 0
+    assert "-p nnUNetPlansLearnedSkip" in capsys.readouterr().out
+    plans = json.loads((preprocessed / "nnUNetPlansLearnedSkip.json").read_text())
+    assert plans["configurations"]["2d"]["architecture"]["arch_kwargs"]["learned_gates"] == "scalar"
+    # the stock trainer's builder gets the gates from the plans, and they start open
+    cm = PlansManager(plans).get_configuration("2d")
+    network = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                     cm.network_arch_init_kwargs_req_import, 1, 2, allow_init=True,
+                                     deep_supervision=True)
+    assert all(math.isclose(v[0], 0.95, rel_tol=1e-6) for v in gate_values(network.decoder.learned_gates).values())
