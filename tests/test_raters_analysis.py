@@ -11,7 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_robustness.analysis.raters import (
-    RATER_COLUMNS, compare_with_raters, consensus, majority_vote, match_rater_folders, pairwise_agreement,
+    RATER_COLUMNS, compare_with_raters, consensus, inter_rater_agreement, majority_vote, match_rater_folders,
+    pairwise_agreement,
     rank_by_disagreement, staple, summarize_raters, write_consensus_folder,
 )
 from nnunet_robustness.errors import UserInputError
@@ -99,6 +100,16 @@ def test_consensus_is_the_reference_of_the_consensus_columns():
     # a precomputed consensus map is used as given
     given = rows_for(disk(radius=10), raters, consensus_map=disk(radius=12))
     assert given["model_vs_consensus_dice"] < 1.0
+
+
+def test_precomputed_inter_rater_agreement_gives_the_same_rows():
+    raters = [disk(radius=8), disk(radius=10), disk(radius=12)]
+    structures = {"lesion": 1}
+    pairs = inter_rater_agreement(raters, SPACING, structures)
+    assert len(pairs["lesion"]) == 3
+    prediction = disk(centre=(24, 27), radius=10)
+    assert (compare_with_raters(prediction, raters, SPACING, structures, inter_rater=pairs)
+            == compare_with_raters(prediction, raters, SPACING, structures))
 
 
 def test_regions_and_multiple_labels():

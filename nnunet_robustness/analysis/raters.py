@@ -116,6 +116,16 @@ def pairwise_agreement(rater_masks: Sequence[np.ndarray], spacing: Sequence[floa
             for a, b in itertools.combinations(range(len(rater_masks)), 2)]
 
 
+def inter_rater_agreement(raters: Sequence[np.ndarray], spacing: Sequence[float], structures: Mapping[str, Structure],
+                          nsd_tolerance_mm: float = 1.0, ignore: np.ndarray | None = None) -> dict[str, list[dict]]:
+    """:func:`pairwise_agreement` for every structure of one case: structure name -> rater pairs.
+    It depends on the raters only, so compute it once per case and pass it to
+    :func:`compare_with_raters` for every model and condition."""
+    raters = _check_raters(raters)
+    return {name: pairwise_agreement([structure_mask(r, structure) for r in raters], spacing, nsd_tolerance_mm, ignore)
+            for name, structure in structures.items()}
+
+
 def position_in_range(value: float, low: float, high: float) -> str:
     """``below``, ``within`` or ``above`` the closed interval [low, high] (higher is better)."""
     if value < low:
@@ -126,14 +136,17 @@ def position_in_range(value: float, low: float, high: float) -> str:
 def compare_with_raters(prediction: np.ndarray, raters: Sequence[np.ndarray], spacing: Sequence[float],
                         structures: Mapping[str, Structure], consensus_method: ConsensusMethod = "staple",
                         nsd_tolerance_mm: float = 1.0, consensus_map: np.ndarray | None = None,
-                        ignore: np.ndarray | None = None) -> list[dict[str, Any]]:
+                        ignore: np.ndarray | None = None,
+                        inter_rater: Mapping[str, list[dict]] | None = None) -> list[dict[str, Any]]:
     """One row per structure of one case (the columns are listed in :data:`RATER_COLUMNS` and
     ``model_vs_rater{k}_{dice,nsd}`` for k = 1..n).
 
     ``prediction`` and ``raters`` are label maps of one shape; ``structures`` maps a name to a label
     value or a region (tuple of values); ``consensus_map``: a precomputed consensus (e.g. the file
     written by :func:`write_consensus_folder`), else computed with ``consensus_method``;
-    ``ignore``: voxels excluded from every metric.
+    ``ignore``: voxels excluded from every metric; ``inter_rater``: the case's
+    :func:`inter_rater_agreement` (computed here when not given; it must be for the same raters,
+    spacing, tolerance and ignore mask).
     """
     raters = _check_raters(raters)
     prediction = np.asarray(prediction)
@@ -147,7 +160,8 @@ def compare_with_raters(prediction: np.ndarray, raters: Sequence[np.ndarray], sp
         predicted = structure_mask(prediction, structure)
         row: dict[str, Any] = {"label": name, "label_value": str(structure), "n_raters": len(raters),
                                "consensus_method": consensus_method}
-        pairs = pairwise_agreement(masks, spacing, nsd_tolerance_mm, ignore)
+        pairs = (inter_rater[name] if inter_rater is not None
+                 else pairwise_agreement(masks, spacing, nsd_tolerance_mm, ignore))
         versus_consensus = compare_masks(structure_mask(consensus_map, structure), predicted, spacing,
                                          nsd_tolerance_mm, ignore)
         versus_raters = [compare_masks(mask, predicted, spacing, nsd_tolerance_mm, ignore) for mask in masks]
