@@ -3,7 +3,7 @@
 Built on dynamic-network-architectures' ``UNetDecoder``: same transposed convolutions, same
 segmentation heads (so deep supervision outputs and checkpoints keep nnU-Net's layout); only the
 decoder stages that lose their skip are rebuilt with half the input channels, and optional
-attention gates are added.
+attention gates and learned skip gates (:mod:`nnunet_robustness.architectures.gates`) are added.
 
 Skip levels are numbered like the encoder stages whose features they carry: level 0 is the full
 resolution skip, level ``n_stages - 2`` the deepest one (the bottleneck, stage ``n_stages - 1``,
@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from nnunet_robustness.architectures.attention import AdditiveAttentionGate
+from nnunet_robustness.architectures.gates import GATE_MODES, GateMode, LearnedSkipGate
 
 SkipLevels = Union[str, Iterable[int]]
 
@@ -56,7 +57,9 @@ class SkipSelectiveUNetDecoder(UNetDecoder):
 
     ``skip_levels="all", attention_gates=False`` builds exactly nnU-Net's decoder (same modules,
     same parameter names); ``skip_levels="none"`` is the No-Skip decoder, which sees only the
-    bottleneck; ``attention_gates=True`` gates every kept skip (Oktay et al. 2018).
+    bottleneck; ``attention_gates=True`` gates every kept skip (Oktay et al. 2018);
+    ``learned_gates="scalar"`` / ``"channel"`` multiplies every kept skip by a learnable sigmoid gate
+    (after the attention gate, if both are on).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class SkipSelectiveUNetDecoder(UNetDecoder):
         conv_bias: bool = None,
         skip_levels: SkipLevels = "all",
         attention_gates: bool = False,
+        learned_gates: GateMode | None = None,
     ) -> None:
         super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, nonlin_first, norm_op,
                          norm_op_kwargs, dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, conv_bias)
@@ -115,6 +119,16 @@ class SkipSelectiveUNetDecoder(UNetDecoder):
                 for level in self.skip_levels
             })
 
+        self.learned_gates = None
+        if learned_gates is not None:
+            if learned_gates not in GATE_MODES:
+                raise ValueError(f"learned_gates must be None or one of {', '.join(GATE_MODES)}, got {learned_gates!r}")
+            num_spatial_dims = len(encoder.strides[0])
+            self.learned_gates = nn.ModuleDict({
+                str(level): LearnedSkipGate(encoder.output_channels[level], num_spatial_dims, learned_gates)
+                for level in self.skip_levels
+            })
+
     def level_of_stage(self, stage: int) -> int:
         """Encoder level of the skip that decoder stage ``stage`` (0 = deepest) would receive."""
         return self.num_skip_levels - 1 - stage
@@ -129,6 +143,8 @@ class SkipSelectiveUNetDecoder(UNetDecoder):
                 skip = skips[level]
                 if self.attention_gates is not None:
                     skip = self.attention_gates[str(level)](skip, lres_input)
+                if self.learned_gates is not None:
+                    skip = self.learned_gates[str(level)](skip)
                 x = torch.cat((x, skip), 1)
             x = self.stages[s](x)
             if self.deep_supervision:
@@ -144,12 +160,14 @@ class SkipSelectiveUNetDecoder(UNetDecoder):
         """nnU-Net's planner uses this to estimate memory. Stage outputs do not depend on whether a
         skip was concatenated, so the parent's count holds; gates add their own maps."""
         output = super().compute_conv_feature_map_size(input_size)
-        if self.attention_gates is None:
+        if self.attention_gates is None and self.learned_gates is None:
             return output
         size = list(input_size)
         for level in range(self.num_skip_levels):
             size = [i // j for i, j in zip(size, self.encoder.strides[level])]
-            if level in self.skip_levels:
+            if level in self.skip_levels and self.learned_gates is not None:
+                output += np.prod([self.encoder.output_channels[level], *size], dtype=np.int64)  # gated skip
+            if level in self.skip_levels and self.attention_gates is not None:
                 coarse = [i // j for i, j in zip(size, self.encoder.strides[level + 1])]
                 gate = self.attention_gates[str(level)]
                 output += np.prod([gate.psi.in_channels, *coarse], dtype=np.int64)  # theta + phi + relu

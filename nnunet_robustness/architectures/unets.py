@@ -2,11 +2,13 @@
 
 ``SkipSelectivePlainConvUNet`` and ``SkipSelectiveResidualEncoderUNet`` take exactly the arguments of
 dynamic-network-architectures' ``PlainConvUNet`` (nnU-Net's default) and ``ResidualEncoderUNet`` (the
-ResEnc presets) plus two keywords:
+ResEnc presets) plus three keywords:
 
 - ``skip_levels``: ``"all"`` (standard U-Net), ``"none"`` (No-Skip U-Net) or a list of levels
   (see :mod:`nnunet_robustness.architectures.decoder` for the numbering);
-- ``attention_gates``: gate every kept skip with an additive attention gate (Oktay et al. 2018).
+- ``attention_gates``: gate every kept skip with an additive attention gate (Oktay et al. 2018);
+- ``learned_gates``: ``None``, ``"scalar"`` or ``"channel"``: a learnable sigmoid gate on every kept
+  skip (:mod:`nnunet_robustness.architectures.gates`).
 
 Because the extra keywords are plain JSON values, a plans file can name these classes directly
 (``network_class_name`` + ``arch_kwargs``), and our trainers build them from any plans.
@@ -20,10 +22,11 @@ from dynamic_network_architectures.architectures.unet import PlainConvUNet, Resi
 from torch import nn
 
 from nnunet_robustness.architectures.decoder import SkipLevels, SkipSelectiveUNetDecoder
+from nnunet_robustness.architectures.gates import GateMode
 
 
 def _replace_decoder(network: nn.Module, base_init, args: tuple, kwargs: dict, skip_levels: SkipLevels,
-                     attention_gates: bool) -> None:
+                     attention_gates: bool, learned_gates: GateMode | None = None) -> None:
     bound = inspect.signature(base_init).bind(network, *args, **kwargs)
     bound.apply_defaults()
     a = bound.arguments
@@ -35,23 +38,26 @@ def _replace_decoder(network: nn.Module, base_init, args: tuple, kwargs: dict, s
         nonlin_first=a.get("nonlin_first", False),  # ResidualEncoderUNet has no such option
         skip_levels=skip_levels,
         attention_gates=attention_gates,
+        learned_gates=learned_gates,
     )
 
 
 class SkipSelectivePlainConvUNet(PlainConvUNet):
     """nnU-Net's default ``PlainConvUNet`` with a :class:`SkipSelectiveUNetDecoder`."""
 
-    def __init__(self, *args, skip_levels: SkipLevels = "all", attention_gates: bool = False, **kwargs) -> None:
+    def __init__(self, *args, skip_levels: SkipLevels = "all", attention_gates: bool = False,
+                 learned_gates: GateMode | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        _replace_decoder(self, PlainConvUNet.__init__, args, kwargs, skip_levels, attention_gates)
+        _replace_decoder(self, PlainConvUNet.__init__, args, kwargs, skip_levels, attention_gates, learned_gates)
 
 
 class SkipSelectiveResidualEncoderUNet(ResidualEncoderUNet):
     """nnU-Net's ``ResidualEncoderUNet`` (ResEnc presets) with a :class:`SkipSelectiveUNetDecoder`."""
 
-    def __init__(self, *args, skip_levels: SkipLevels = "all", attention_gates: bool = False, **kwargs) -> None:
+    def __init__(self, *args, skip_levels: SkipLevels = "all", attention_gates: bool = False,
+                 learned_gates: GateMode | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        _replace_decoder(self, ResidualEncoderUNet.__init__, args, kwargs, skip_levels, attention_gates)
+        _replace_decoder(self, ResidualEncoderUNet.__init__, args, kwargs, skip_levels, attention_gates, learned_gates)
 
 
 # nnU-Net network class (as named in plans) -> our counterpart. Both directions are accepted so that a

@@ -43,6 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     textures.add_argument("--blob-diameter", type=float, nargs=2, default=[0.3, 0.6], metavar=("MIN", "MAX"),
                           help="nominal blob diameter as a fraction of the shortest image side (default: 0.3 0.6)")
     textures.add_argument("--seed", type=int, default=0, help="random seed; same arguments, same files (default: %(default)s)")
+    textures.add_argument("--raters", type=int, default=0, metavar="N",
+                          help="also write N synthetic raters' labels of the test cases, labelsTs_rater1..N: "
+                               "each reference deformed by a smooth random displacement field (default: none)")
+    textures.add_argument("--rater-displacement", type=float, nargs="+", default=[2.0], metavar="MM",
+                          help="largest boundary displacement of the raters in mm (= pixels here): one value for "
+                               "all raters or one per rater (default: %(default)s)")
+    textures.add_argument("--rater-smoothness", type=float, default=None, metavar="MM",
+                          help="smoothness (Gaussian sigma) of the displacement fields in mm (default: 10%% of the "
+                               "shortest image side)")
     textures.add_argument("--list-textures", action="store_true", help="list the textures and exit")
     textures.set_defaults(func=run_textures)
 
@@ -89,6 +98,14 @@ def run_textures(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config.validate()  # before any folder is created, so a typo leaves nothing behind
+    raters = None
+    if args.raters:
+        from nnunet_robustness.datasets.raters import RatersConfig, write_rater_labels
+
+        raters = RatersConfig.from_cli(args.raters, args.rater_displacement, args.rater_smoothness, args.seed)
+        if not config.test_alphas or config.num_test_per_alpha < 1:
+            raise UserInputError(f"--raters {args.raters} annotates the test cases, but there are none "
+                                 "(give --num-test > 0 and test alphas)")
     reused = count_existing_cases(config, output_root)
     folder = generate_textures_dataset(config, output_root, show_progress=sys.stderr.isatty())
     num_train = config.num_train_per_alpha * len(config.train_alphas)
@@ -97,4 +114,12 @@ def run_textures(args: argparse.Namespace) -> int:
               f"wrote {num_train + num_test - reused} new case(s), reused {reused}, in" if reused else "wrote")
     print(f"{action} {folder} ({num_train} training, {num_test} test cases; "
           f"textures {config.texture_foreground} / {config.texture_background})")
+    if raters is not None:
+        from nnunet_robustness.datasets.textures_dataset import plan_cases
+
+        # a test case's number fixes its raters' fields, so case i has the same raters at every alpha
+        keys = {case.identifier: case.seed_index for case in plan_cases(config) if case.split == "test"}
+        rater_folders = write_rater_labels(folder, raters, case_keys=keys)
+        print(f"wrote {len(rater_folders)} raters' labels: {', '.join(f.name for f in rater_folders)} "
+              f"(largest displacement {' / '.join(f'{d:g}' for d in raters.max_displacement_mm)} mm)")
     return 0

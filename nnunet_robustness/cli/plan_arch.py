@@ -19,13 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  nnunet-robust plan-arch -d 501 --arch noskip                 # -> nnUNetPlansNoSkip\n"
                "  nnunet-robust plan-arch -d 501 --arch attention -c 2d        # -> nnUNetPlansAttentionGate\n"
                "  nnunet-robust plan-arch -d 501 --arch unet --skip-levels -1 -2   # only the 2 deepest skips\n"
+               "  nnunet-robust plan-arch -d 501 --arch learned -c 2d          # -> nnUNetPlansLearnedSkip\n"
                "  nnunet-robust plan-arch -d 501 --arch noskip -p nnUNetResEncUNetMPlans",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-d", dest="dataset", required=True, help="dataset name or ID, as for nnU-Net")
     parser.add_argument("--arch", required=True, choices=sorted(ARCH_PRESETS),
                         help="noskip: decoder sees only the bottleneck; attention: attention gate on every skip; "
-                             "unet: plain skips (use with --skip-levels)")
+                             "unet: plain skips (use with --skip-levels); learned / learned-channel: a learnable "
+                             "sigmoid gate per skip level / per skip channel, initialised open (see docs/learned_gates.md)")
     parser.add_argument("-c", dest="configurations", nargs="+", default=None,
                         help="configurations to change (default: every configuration with its own architecture)")
     parser.add_argument("--skip-levels", type=int, nargs="+", default=None,

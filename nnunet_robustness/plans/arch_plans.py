@@ -20,6 +20,10 @@ ARCH_PRESETS: dict[str, dict] = {
     "noskip": {"skip_levels": "none", "attention_gates": False},
     "attention": {"skip_levels": "all", "attention_gates": True},
     "unet": {"skip_levels": "all", "attention_gates": False},
+    # learnable sigmoid gate per skip level (scalar) or per skip channel; the stock trainer trains the
+    # gates like any weight, nnUNetTrainerLearnedSkip also logs them and can add an L1 penalty
+    "learned": {"skip_levels": "all", "attention_gates": False, "learned_gates": "scalar"},
+    "learned-channel": {"skip_levels": "all", "attention_gates": False, "learned_gates": "channel"},
 }
 
 
@@ -27,6 +31,7 @@ ARCH_PRESETS: dict[str, dict] = {
 class ArchChoice:
     skip_levels: str | tuple[int, ...]
     attention_gates: bool
+    learned_gates: str | None = None
 
     @classmethod
     def from_cli(cls, arch: str, skip_levels: Sequence[int] | None) -> "ArchChoice":
@@ -35,19 +40,24 @@ class ArchChoice:
             raise UserInputError("--skip-levels contradicts --arch noskip (which keeps no skip); use --arch unet "
                                  "or --arch attention with --skip-levels")
         levels = preset["skip_levels"] if skip_levels is None else tuple(sorted(set(skip_levels)))
-        return cls(levels, preset["attention_gates"])
+        return cls(levels, preset["attention_gates"], preset.get("learned_gates"))
 
     def plans_suffix(self) -> str:
         if self.skip_levels == "none":
             return "NoSkip"
         name = "AttentionGate" if self.attention_gates else ""
+        if self.learned_gates is not None:
+            name += "LearnedSkip" + ("Channel" if self.learned_gates == "channel" else "")
         if self.skip_levels != "all":
             name += "Skips" + "_".join(str(level).replace("-", "m") for level in self.skip_levels)
         return name or "UNet"
 
     def arch_kwargs(self) -> dict:
         levels = self.skip_levels if isinstance(self.skip_levels, str) else list(self.skip_levels)
-        return {"skip_levels": levels, "attention_gates": self.attention_gates}
+        kwargs = {"skip_levels": levels, "attention_gates": self.attention_gates}
+        if self.learned_gates is not None:  # absent otherwise: plans written before this option stay identical
+            kwargs["learned_gates"] = self.learned_gates
+        return kwargs
 
 
 def _read_plans(path: Path) -> dict:

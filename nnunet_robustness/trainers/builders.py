@@ -10,9 +10,11 @@ from torch import nn
 
 from nnunet_robustness.architectures import dotted_name, skip_selective_class_for
 from nnunet_robustness.architectures.decoder import SkipLevels
+from nnunet_robustness.architectures.gates import GateMode
 
 
-def skip_selective_builder(skip_levels: SkipLevels = "all", attention_gates: bool = False) -> Callable[..., nn.Module]:
+def skip_selective_builder(skip_levels: SkipLevels = "all", attention_gates: bool = False,
+                           learned_gates: GateMode | None = None) -> Callable[..., nn.Module]:
     """A ``build_network_architecture`` for a trainer: the plans' own network (PlainConvUNet or
     ResidualEncoderUNet, with all its plans-derived sizes) with our decoder settings.
 
@@ -28,6 +30,8 @@ def skip_selective_builder(skip_levels: SkipLevels = "all", attention_gates: boo
         network_class = skip_selective_class_for(configuration_manager.network_arch_class_name)
         arch_kwargs = dict(configuration_manager.network_arch_init_kwargs,
                            skip_levels=skip_levels, attention_gates=attention_gates)
+        if learned_gates is not None:
+            arch_kwargs["learned_gates"] = learned_gates
         return get_network_from_plans(
             dotted_name(network_class),
             arch_kwargs,

@@ -11,6 +11,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_robustness.trainers.builders import skip_selective_builder
 from nnunet_robustness.trainers.fbr import FBRLoggingMixin
+from nnunet_robustness.trainers.learned_skip import LearnedSkipGatesMixin
 
 
 class nnUNetTrainerNoSkip(nnUNetTrainer):
@@ -25,7 +26,14 @@ class nnUNetTrainerAttentionGate(nnUNetTrainer):
     build_network_architecture = staticmethod(skip_selective_builder(attention_gates=True))
 
 
-ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate)
+class nnUNetTrainerLearnedSkip(LearnedSkipGatesMixin, nnUNetTrainer):
+    """U-Net with a learnable scalar sigmoid gate on every skip connection (initialised open), an
+    optional L1 penalty on the gates, and the gate values logged per epoch (learned_gates.json/.png)."""
+
+    build_network_architecture = staticmethod(skip_selective_builder(learned_gates="scalar"))
+
+
+ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate, nnUNetTrainerLearnedSkip)
 
 # suffix -> hyper-parameters set after nnUNetTrainer.__init__ (where nnU-Net sets its defaults).
 # The epoch counts mirror nnU-Net's variants/training_length. Two CPU schedules are new: "tiny" is a

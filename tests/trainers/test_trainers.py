@@ -22,7 +22,9 @@ from tests.helpers.plans import DATASET_JSON, default_plans, resenc_plans
 
 def test_trainer_names_follow_nnunet_convention():
     assert {"nnUNetTrainerNoSkip", "nnUNetTrainerAttentionGate", "nnUNetTrainerNoSkip_5epochs",
-            "nnUNetTrainerAttentionGate_tiny", "nnUNetTrainer_tiny"} <= set(TRAINERS)
+            "nnUNetTrainerAttentionGate_tiny", "nnUNetTrainer_tiny", "nnUNetTrainerLearnedSkip",
+            "nnUNetTrainerLearnedSkip_tiny", "nnUNetTrainerLearnedSkip_short", "nnUNetTrainerLearnedSkip_50epochs",
+            "nnUNetTrainerLearnedSkip_fg100_tiny"} <= set(TRAINERS)
     # nnU-Net's own nnUNetTrainer_<N>epochs must not be shadowed (our shim is found first)
     assert not any(re.fullmatch(r"nnUNetTrainer_\d+epochs?", name) for name in TRAINERS)
     for name, cls in TRAINERS.items():
