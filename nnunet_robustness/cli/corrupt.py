@@ -118,7 +118,12 @@ def catalogue_text() -> str:
     for modality, names in by_modality.items():
         lines.append(f" {modality}:")
         for name in names:
-            lines.append(f"  {name:<{width}}  [{CORRUPTIONS[name].group}] {CORRUPTIONS[name].summary}")
+            cls = CORRUPTIONS[name]
+            cancelled = (f" (removed by {' and '.join(sorted(s.replace('Normalization', '') for s in cls.cancelled_by))}"
+                         " normalisation)" if cls.cancelled_by else "")
+            lines.append(f"  {name:<{width}}  [{cls.group}] {cls.summary}{cancelled}")
+    lines.append("Removed by ... normalisation: nnU-Net's normalisation cancels the change exactly, the model never "
+                 "sees it (docs/evaluation.md).")
     lines.append("presets (fixed parameters):")
     for name, preset in PRESETS.items():
         lines.append(f"  {name:<{width}}  {preset.description}")

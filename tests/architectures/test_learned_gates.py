@@ -16,8 +16,8 @@ from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.plans import ArchChoice, make_arch_plans
 from nnunet_robustness.trainers import TRAINERS
 from nnunet_robustness.trainers.learned_skip import GateSparsityLoss, sparsity_weight_from_environment
-from tests.helpers.plans import DATASET_JSON, default_plans
 from tests.architectures.test_architectures import CLASSES, arch_kwargs
+from tests.helpers.plans import DATASET_JSON, default_plans
 
 
 def build(family: str = "plain", dim: int = 2, mode: str = "scalar", deep_supervision: bool = False, **extra):
