@@ -32,7 +32,7 @@ from figures import Figure, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.synthetic import write_nnunet_dataset  # noqa: E402
+from tests.helpers.synthetic import write_nnunet_dataset  # noqa: E402
 
 BIN = Path(sys.executable).parent
 DATASET_ID, CONFIGURATION, TRAINER = 990, "3d_fullres", "nnUNetTrainer_tiny"
@@ -41,6 +41,7 @@ CORRUPTIONS = [("gaussian_noise", 3), ("rician_noise", 3), ("speckle_noise", 3),
                ("bias_field", 3), ("motion", 2), ("spike", 2)]
 SPEEDUP_GOAL = 3.0  # naive workflow time / run time
 OUTSIDE_SHARE_GOAL = 0.05  # share of the (case x condition) loop spent outside nnU-Net's predictor
+INPUT_SPACE_SHARE_GOAL = 0.05  # share of the loop spent normalising and comparing inputs (what the model saw)
 
 
 def sh(args: list, env: dict) -> tuple[float, str]:
@@ -81,13 +82,13 @@ def naive(env: dict, raw: Path, model: Path, out: Path, device: str) -> float:
     return time.perf_counter() - start
 
 
-def ours(env: dict, raw: Path, model: Path, out: Path, device: str) -> tuple[float, float, float]:
+def ours(env: dict, raw: Path, model: Path, out: Path, device: str) -> tuple[float, float, float, float]:
     specs = [f"{f}:{s}" for f, s in CORRUPTIONS]
     wall, stdout = sh([BIN / "nnunet-robust", "run", "-i", raw / "imagesTs", "-o", out, "-m", model, "-f", "0",
                        "-device", device, "--disable_tta", "--no-progress", "--conditions", *specs], env)
-    loop, predictor = (float(x) for x in re.search(r"; ([\d.]+) s, ([\d.]+) s in nnU-Net's predictor",
-                                                    stdout).groups())
-    return wall, loop, predictor
+    loop, predictor, input_space = (float(x) for x in re.search(
+        r"; ([\d.]+) s, ([\d.]+) s in nnU-Net's predictor, ([\d.]+) s measuring", stdout).groups())
+    return wall, loop, predictor, input_space
 
 
 def same_predictions(naive_root: Path, run_root: Path) -> int:
@@ -114,7 +115,7 @@ def main() -> None:
     shutil.rmtree(runs, ignore_errors=True)
 
     naive_seconds = naive(env, raw, model, runs / "naive", args.device)
-    run_wall, run_loop, run_predictor = ours(env, raw, model, runs / "run", args.device)
+    run_wall, run_loop, run_predictor, run_input_space = ours(env, raw, model, runs / "run", args.device)
     compared = same_predictions(runs / "naive" / "predictions", runs / "run")
     k = len(CORRUPTIONS) + 1
     device_name = "CPU" if args.device == "cpu" else torch.cuda.get_device_name(0)
@@ -127,6 +128,8 @@ def main() -> None:
         ("run: inside nnU-Net's predictor (s)", f"{run_predictor:.1f}"),
         (f"share of the loop outside the predictor (goal <= {100 * OUTSIDE_SHARE_GOAL:g}%)", f"{100 * outside_share:.1f}%"),
         ("share of the whole process outside the predictor", f"{100 * (1 - run_predictor / run_wall):.1f}%"),
+        (f"share of the loop measuring what the model saw (goal <= {100 * INPUT_SPACE_SHARE_GOAL:g}%)",
+         f"{100 * run_input_space / run_loop:.1f}%"),
         ("identical predictions compared", f"{compared} of {k * args.cases}"),
     ]
     text = "\n".join([
@@ -154,6 +157,9 @@ def main() -> None:
         Figure(figure="share of the run loop outside nnU-Net's predictor (%)", ours=100 * outside_share,
                reference=None, ratio=None, goal=f"<= {100 * OUTSIDE_SHARE_GOAL:g}%",
                met=outside_share <= OUTSIDE_SHARE_GOAL),
+        Figure(figure="share of the run loop measuring what the model saw (%)", ours=100 * run_input_space / run_loop,
+               reference=None, ratio=None, goal=f"<= {100 * INPUT_SPACE_SHARE_GOAL:g}%",
+               met=run_input_space / run_loop <= INPUT_SPACE_SHARE_GOAL),
         Figure(figure="identical predictions (run vs naive)", ours=compared, reference=k * args.cases, ratio=None,
                goal="all identical", met=compared == k * args.cases),
     ], device=device_name)

@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                        reference_folder=args.reference, progress=not args.no_progress)
     print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
           f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.1f} s, "
-          f"{stats.seconds_predictor:.1f} s in nnU-Net's predictor")
+          f"{stats.seconds_predictor:.1f} s in nnU-Net's predictor, {stats.seconds_input_space:.1f} s measuring what "
+          "the model saw")
     print(f"predictions: {args.output}/<condition>/, manifest: {args.output}/run.json")
     return 0

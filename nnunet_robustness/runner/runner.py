@@ -73,6 +73,7 @@ class RunStats:
     skipped: int = 0
     seconds_total: float = 0.0
     seconds_predictor: float = 0.0
+    seconds_input_space: float = 0.0  # normalising and comparing inputs: what the model saw
 
 
 def work_items(cases: Sequence[str], conditions: Sequence[Condition], num_parts: int = 1,
@@ -202,8 +203,10 @@ class RobustnessRunner:
                 label = (self._read_reference(reference_folder, case, image.shape)
                          if any(requires_label(c) for c in todo) else None)
                 # what the model sees of the clean image, once per case for all its conditions
+                t = time.perf_counter()
                 clean_input = (self.input_space.normalise(image)
                                if any(not (c.is_clean or c.is_context) for c in todo) else None)
+                stats.seconds_input_space += time.perf_counter() - t
                 for condition in todo:
                     bar.set_postfix_str(f"{case} / {condition.name}")
                     self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
@@ -226,7 +229,9 @@ class RobustnessRunner:
             corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed(seed, case, condition),
                                    label=label)
             # written before the segmentation, whose presence marks the item done
+            t = time.perf_counter()
             self.input_space.change(clean_input, corrupted).write(output / condition.name, case)
+            stats.seconds_input_space += time.perf_counter() - t
 
         t = time.perf_counter()
         # preprocessing mutates the properties it is given
