@@ -100,9 +100,10 @@ def memory_child(model: Path, size: int, mode: str) -> None:
                       "after_load_mib": after_load, "seconds": time.perf_counter() - start, "tiles": tiles}))
 
 
-def measure_memory(model: Path, size: int, mode: str) -> dict:
+def measure_memory(model: Path, size: int, mode: str, threads: int) -> dict:
     result = subprocess.run([sys.executable, __file__, "--memory-child", mode, "--memory-size", str(size),
-                             "--model", str(model)], capture_output=True, text=True, env={**os.environ})
+                             "--model", str(model), "--threads", str(threads)], capture_output=True, text=True,
+                            env={**os.environ})
     if result.returncode != 0:
         raise SystemExit(f"memory child ({mode}) failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -114,9 +115,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="edge of the timed 3D case")
     parser.add_argument("--memory-size", type=int, default=128, help="edge of the 3D case for peak memory")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "adversarial.md")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 is faster on a small shared CPU")
     parser.add_argument("--memory-child", choices=("clean", "attack"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory_child:
         return memory_child(args.model, args.memory_size, args.memory_child)
 
@@ -137,7 +142,8 @@ def main() -> None:
     attack = time.perf_counter() - start
     ratio = attack / clean
 
-    memory = {mode: measure_memory(model, args.memory_size, mode) for mode in ("clean", "attack")}
+    memory = {mode: measure_memory(model, args.memory_size, mode, torch.get_num_threads())
+              for mode in ("clean", "attack")}
     extra = memory["attack"]["peak_mib"] - memory["clean"]["peak_mib"]
     threads = torch.get_num_threads()
     rows = [

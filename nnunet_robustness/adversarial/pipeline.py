@@ -53,7 +53,7 @@ The gap, exactly:
    resampled grid and is mapped back by resampling, which is not the adjoint of nnU-Net's forward
    resampling: the mapped-back perturbation is a smoothed / interpolated version, and after the
    re-projection on the raw grid it is a weaker attack than the one optimised. Without resampling
-   (the common isotropic case and all tests here) steps 2 is the identity and the map is exact.
+   (the common isotropic case and all tests here) step 2 is the identity and the map is exact.
 3. *Voxels that are not perturbed.* Voxels that are zero in every channel (the background that
    nnU-Net crops away) are never changed, so the crop box and the non-zero mask are those of the
    clean image; a perturbed voxel that would land exactly on 0 is left unperturbed.
@@ -93,7 +93,8 @@ from nnunet_robustness.corruptions import intensity_reference
 from nnunet_robustness.errors import UserInputError
 
 # Finite-difference step of the normalisation derivative, as a fraction of the channel's robust range:
-# large enough for float32 (relative error ~1e-4), small enough to see CT clipping voxel by voxel.
+# large enough for float32 arithmetic (relative error ~1e-4 on the tests' images), small enough that
+# the central difference's O(h^2) error is ~1e-5 and CT clipping is resolved voxel by voxel.
 _SLOPE_STEP = 1e-3
 
 
@@ -121,9 +122,10 @@ def _target_spacing(configuration_manager, spacing_raw: Sequence[float], ndim: i
 
 
 def _neutral_signs(cropped: np.ndarray, perturbable: np.ndarray) -> np.ndarray:
-    """A +-1 field (C, *S) on the perturbable voxels that moves neither a channel's mean nor, to
-    first order, its standard deviation (the second-order growth cancels in the central difference): voxels are sorted by intensity and paired with their
-    neighbour in that order, one of each pair +1 and the other -1 (which one is random, fixed seed).
+    """A +-1 field (C, *S) on the perturbable voxels that moves neither a channel's mean nor, to first
+    order, its standard deviation (the second-order growth cancels in the central difference): voxels
+    are sorted by intensity and paired with their neighbour in that order, one of each pair +1 and
+    the other -1 (which one is random, fixed seed).
 
     A plain random-sign field would shift a z-score's mean and std by O(h / sqrt(n)), which is as
     large as the diagonal term being measured divided by sqrt(n): ~0.5 % per voxel on a 32^3 image.
@@ -157,6 +159,8 @@ def preprocess_case(predictor, image: np.ndarray, properties: dict, label: np.nd
     if label is not None:
         seg = np.asarray(label)
         seg = seg[None] if seg.ndim == image.ndim - 1 else seg
+        # a signed type: cropping marks the outside of the non-zero region with -1
+        seg = np.rint(seg).astype(np.int16) if seg.dtype.kind == "f" else seg.astype(np.int16)
         if seg.shape[1:] != image.shape[1:]:
             raise UserInputError(f"label shape {seg.shape[1:]} does not match the image's {image.shape[1:]}")
     data, seg_pre, props = preprocessor.run_case_npy(image, seg, deepcopy(properties), plans_manager,
