@@ -44,6 +44,8 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("architectures", "bench_architectures.py", "training iteration time vs nnU-Net's U-Nets",
               takes_device=True),
     Benchmark("runner", "bench_runner.py", "`nnunet-robust run` vs a naive nnUNetv2_predict loop", takes_device=True),
+    Benchmark("adversarial", "bench_adversarial.py", "PGD-10 through the sliding window vs a clean prediction",
+              takes_device=False),
 )}
 
 
