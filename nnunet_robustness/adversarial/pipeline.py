@@ -308,8 +308,9 @@ class SlidingWindow:
         gradient = torch.zeros_like(padded, dtype=torch.float32)
         for _ in self._folds():
             for slicer in self.slicers:
-                tile = self._tile(padded, slicer).requires_grad_(True)
-                with torch.enable_grad():
+                # inference_mode(False): gradients also when a caller runs us inside inference mode
+                with torch.inference_mode(False), torch.enable_grad():
+                    tile = self._tile(padded, slicer).clone().requires_grad_(True)
                     out = self._predict(tile)[0]
                     weight = (upstream[slicer] * self.gaussian).to(self.device)
                     (tile_gradient,) = torch.autograd.grad((out.float() * weight).sum(), tile)
@@ -423,6 +424,13 @@ def attack_case(predictor, image: np.ndarray, properties: dict, attack: str | At
         raise UserInputError(f"seed must be an int, got {seed!r}")
     if spec.family == "adv_random_sign":
         return random_sign_case(image, spec, seed)
+    # gradients are needed even if the caller predicts under torch.inference_mode
+    with torch.inference_mode(False):
+        return _attack(predictor, image, properties, spec, int(seed), label, verify)
+
+
+def _attack(predictor, image: np.ndarray, properties: dict, spec: AttackSpec, seed: int,
+            label: np.ndarray | None, verify: bool) -> AttackResult:
     image = _check_image(image)
     if not isinstance(properties, dict) or "spacing" not in properties:
         raise UserInputError("properties must be the reader's dict with at least 'spacing'")

@@ -229,6 +229,14 @@ def test_label_target_and_zero_background(predictors):
     assert result.loss_final > result.loss_clean
 
 
+def test_attack_inside_inference_mode(predictors):
+    """A caller that predicts under torch.inference_mode (as nnU-Net does) can still attack."""
+    image, properties, _ = blob_image(2)
+    with torch.inference_mode():
+        result = attack_case(predictors[2], image, properties, "adv_fgsm:5", seed=0)
+    assert result.loss_final > result.loss_clean
+
+
 def test_bad_arguments_are_user_errors(predictors):
     image, properties, label = blob_image(2)
     with pytest.raises(UserInputError, match="properties"):
