@@ -37,7 +37,7 @@ from figures import Figure, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.synthetic import _blob_case, write_nnunet_dataset  # noqa: E402
+from tests.synthetic import _blob_case, write_nnunet_dataset
 
 BIN = Path(sys.executable).parent
 DATASET_ID, CONFIGURATION, TRAINER = 991, "3d_fullres", "nnUNetTrainer_tiny"
@@ -152,7 +152,8 @@ def main() -> None:
         (f"PGD-10 / clean prediction (goal <= {RATIO_GOAL:g})", f"{ratio:.1f}x"),
         ("tiles per pass; network calls (forward or forward+backward) of the attack",
          f"{result.num_tiles}; {result.network_calls}"),
-        ("attack loss (mean CE vs clean prediction): clean -> final", f"{result.loss_clean:.4f} -> {result.loss_final:.4f}"),
+        ("attack loss (mean CE vs clean prediction): clean -> final",
+         f"{result.loss_clean:.4f} -> {result.loss_final:.4f}"),
         ("voxels flipped away from the clean prediction (preprocessed grid)", f"{100 * result.flipped_fraction:.2f}%"),
         (f"peak RSS, clean prediction of {args.memory_size}^3 (MiB)", f"{memory['clean']['peak_mib']:.0f}"),
         (f"peak RSS, PGD attack + prediction of {args.memory_size}^3 (MiB)", f"{memory['attack']['peak_mib']:.0f}"),

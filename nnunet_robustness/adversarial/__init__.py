@@ -11,10 +11,22 @@ the same norm. See ``docs/adversarial.md``. Example::
 """
 
 from nnunet_robustness.adversarial.attacks import (
-    ATTACKS, MAX_SEVERITY, AttackSpec, get_attack, is_attack_family, parse_attack_spec, severity_eps,
+    ATTACKS,
+    MAX_SEVERITY,
+    AttackSpec,
+    get_attack,
+    is_attack_family,
+    parse_attack_spec,
+    severity_eps,
 )
 from nnunet_robustness.adversarial.pipeline import (
-    AttackResult, SlidingWindow, attack_case, perturb_case, preprocess_case, random_sign_case, resolve_attack,
+    AttackResult,
+    SlidingWindow,
+    attack_case,
+    perturb_case,
+    preprocess_case,
+    random_sign_case,
+    resolve_attack,
 )
 
 __all__ = [

@@ -58,7 +58,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -182,7 +183,7 @@ class AttackSpec:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "AttackSpec":
+    def from_json(cls, data: Mapping[str, Any]) -> AttackSpec:
         return cls(**data)
 
 

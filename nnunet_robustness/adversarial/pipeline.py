@@ -70,8 +70,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from copy import deepcopy
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,9 +80,9 @@ import torch
 from nnunet_robustness.adversarial.attacks import (
     ATTACKS,
     AttackSpec,
+    as_class_logits,
     ascent_step,
     attack_objective,
-    as_class_logits,
     flipped_fraction,
     mean_cross_entropy,
     norms,

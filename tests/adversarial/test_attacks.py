@@ -86,7 +86,8 @@ def test_losses_on_logits():
     target = torch.tensor([0, 0, 1])
     valid = torch.ones(3, dtype=torch.bool)
     ce = voxel_cross_entropy(logits, target)
-    assert ce.tolist() == pytest.approx([math.log1p(math.exp(-2)), math.log1p(math.exp(1)), math.log1p(math.exp(-4))], rel=1e-5)
+    expected_ce = [math.log1p(math.exp(-2)), math.log1p(math.exp(1)), math.log1p(math.exp(-4))]
+    assert ce.tolist() == pytest.approx(expected_ce, rel=1e-5)
     assert float(attack_objective("ce", logits, target, valid, 0, 10)) == pytest.approx(float(ce.sum()))
     # SegPGD at t = 0 ignores the wrongly classified voxel 1; later it weighs it lam = t / 2T
     assert float(attack_objective("segpgd", logits, target, valid, 0, 10)) == pytest.approx(float(ce[0] + ce[2]))
@@ -109,6 +110,7 @@ def test_random_sign_control_has_the_exact_norm_and_skips_zero_voxels():
     assert result.image.dtype == np.float32 and result.image.shape == image.shape
     assert not delta[:, :, :3].any()
     assert np.abs(delta[:, :, 3:]) == pytest.approx(2.5, abs=1e-4)
-    assert result.linf_raw == pytest.approx([2.5, 2.5], abs=1e-4) and result.rms_raw == pytest.approx([2.5, 2.5], abs=1e-4)
+    assert result.linf_raw == pytest.approx([2.5, 2.5], abs=1e-4)
+    assert result.rms_raw == pytest.approx([2.5, 2.5], abs=1e-4)
     again = random_sign_case(image, get_attack("adv_random_sign", eps_raw=2.5), seed=3)
     np.testing.assert_array_equal(again.image, result.image)

@@ -43,7 +43,8 @@ def models(tmp_path_factory) -> dict[int, Path]:
     # two trainings side by side on a small shared CPU: one thread each (oversubscribed OpenMP threads
     # spin and run several times slower)
     env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
-           "OMP_NUM_THREADS": "1", **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
+           "OMP_NUM_THREADS": "1",
+           **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
     folders, errors = {}, []
 
     def prepare(dim: int) -> None:
