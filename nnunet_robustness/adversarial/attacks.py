@@ -14,7 +14,7 @@ family                    norm   loss         method
 ``adv_segpgd``            L-inf  SegPGD       PGD whose loss moves from correctly to wrongly classified
                                               voxels over the iterations (Gu et al. 2022)
 ``adv_cospgd``            L-inf  CosPGD       PGD whose per-voxel loss is weighted by the cosine similarity
-                                              of the prediction to the target (Agnihotri & Keuper 2023/24)
+                                              of the prediction to the target (Agnihotri et al. 2023)
 ``adv_random_sign``       L-inf  --           control: ``eps * random sign`` per voxel, no model involved
 ========================  =====  ===========  ==============================================================
 
@@ -85,7 +85,7 @@ ATTACKS: dict[str, AttackKind] = {
     "adv_pgd_linf": AttackKind("linf", "ce", 10, True, meaning="PGD, L-inf ball (Madry et al. 2018)"),
     "adv_pgd_l2": AttackKind("l2", "ce", 10, True, meaning="PGD, L2 ball of RMS eps (Madry et al. 2018)"),
     "adv_segpgd": AttackKind("linf", "segpgd", 10, True, meaning="SegPGD (Gu et al. 2022)"),
-    "adv_cospgd": AttackKind("linf", "cospgd", 10, True, meaning="CosPGD (Agnihotri & Keuper 2023)"),
+    "adv_cospgd": AttackKind("linf", "cospgd", 10, True, meaning="CosPGD (Agnihotri et al. 2023)"),
     "adv_random_sign": AttackKind("linf", None, 0, False, True, "random-sign control, same norm"),
 }
 
@@ -265,11 +265,12 @@ def attack_objective(loss: str, logits: torch.Tensor, target: torch.Tensor, vali
     the per-voxel logit gradients O(1); every step normalises the gradient, so the scale is moot).
 
     - ``ce``: cross entropy (FGSM, PGD).
-    - ``segpgd`` (Gu et al. 2022, eq. 4): ``(1 - lam) * CE(correct voxels) + lam * CE(wrong voxels)``
+    - ``segpgd`` (Gu et al., ECCV 2022): ``(1 - lam) * CE(correct voxels) + lam * CE(wrong voxels)``
       with ``lam = t / (2 T)`` at iteration ``t = 0..T-1``: the first steps push voxels that are still
       classified as the target, later ones keep pushing those already flipped, so a flipped voxel is
       neither abandoned nor allowed to dominate.
-    - ``cospgd`` (Agnihotri & Keuper 2023, CosPGD): ``sum_v cos(softmax(l_v), onehot(y_v)) * CE_v``
+    - ``cospgd`` (Agnihotri, Jung & Keuper, arXiv 2302.02213, 2023; ICML 2024):
+      ``sum_v cos(softmax(l_v), onehot(y_v)) * CE_v``
       with the cosine weight detached: voxels the network still predicts confidently as the target
       weigh most, voxels already pushed away weigh little.
     """
