@@ -45,6 +45,8 @@ BENCHMARKS = {b.name: b for b in (
               takes_device=True),
     Benchmark("runner", "bench_runner.py", "`nnunet-robust run` vs a naive nnUNetv2_predict loop", takes_device=True),
     Benchmark("ct", "bench_ct.py", "CT family time per 512x512x100 volume vs skimage radon/iradon", takes_device=False),
+    Benchmark("adversarial", "bench_adversarial.py", "PGD-10 through the sliding window vs a clean prediction",
+              takes_device=False),
 )}
 
 

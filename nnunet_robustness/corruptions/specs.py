@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from nnunet_robustness.adversarial.attacks import ALIASES as ATTACK_ALIASES
+from nnunet_robustness.adversarial.attacks import ATTACKS, is_attack_family
 from nnunet_robustness.conditions import (
     ALL_FAMILIES,
     AUTO_SET,
@@ -39,12 +41,17 @@ from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.modalities import MODALITY_SETS, modality_from_channel_names
 
 
+def is_attack(condition: Condition) -> bool:
+    """An adversarial condition (``adv_*``): the runner attacks the model instead of corrupting."""
+    return condition.family is not None and is_attack_family(condition.family)
+
+
 def corruption_for(condition: Condition) -> Corruption | None:
     """The corruption a condition applies (None for clean)."""
     from nnunet_robustness.corruptions import get_corruption
 
-    if condition.is_context:
-        raise ValueError(f"{condition.name} changes the field of view, not the intensities; the runner crops it")
+    if condition.is_context or is_attack(condition):
+        raise ValueError(f"{condition.name} is no corruption (a crop or an attack); the runner handles it")
     if condition.is_clean:
         return None
     if condition.preset is not None:
@@ -68,7 +75,7 @@ def requires_label(condition: Condition) -> bool:
     """Whether applying the condition needs the case's reference label (context crops, background blur)."""
     if condition.is_context:
         return True
-    if condition.is_clean or condition.family is None:
+    if condition.is_clean or condition.family is None or is_attack(condition):
         return False
     return CORRUPTIONS[condition.family].requires_label
 
@@ -116,9 +123,16 @@ def parse_condition_spec(spec: str) -> list[Condition]:
     if family == CONTEXT_FAMILY:
         levels = _parse_severities(severities, spec) if severities else list(CONTEXT_FBR_LEVELS)
         return [context_condition(level) for level in levels]
+    if is_attack_family(family):  # adversarial attacks: graded like corruptions, run by the runner
+        family = ATTACK_ALIASES.get(family, family)
+        if "=" in severities:
+            raise UserInputError(f"condition {spec!r}: run takes attacks by severity ({family}:1,3,5); explicit "
+                                 "eps/steps sweeps are available from Python (nnunet_robustness.adversarial)")
+        levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
+        return [family_condition(family, s) for s in levels]
     families = _family_names()
     if family not in families:
-        known = ", ".join([*families, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
+        known = ", ".join([*families, *ATTACKS, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
         raise UserInputError(f"unknown condition {spec!r}; families and preset groups: {known}")
     levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
     return [family_condition(family, s) for s in levels]

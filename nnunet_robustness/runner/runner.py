@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from nnunet_robustness.conditions import Condition
-from nnunet_robustness.corruptions.specs import corruption_for, item_seed, requires_label
+from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path
 from nnunet_robustness.runner.input_space import ModelInputSpace
@@ -222,12 +222,18 @@ class RobustnessRunner:
         if condition.is_context:
             return self._predict_context_item(image, properties, label, case, condition, output,
                                               save_probabilities, stats)
-        corruption = corruption_for(condition)
-        if corruption is None:
+        if condition.is_clean:
             corrupted = image
         else:
-            corrupted = corruption(image, spacing=properties["spacing"], seed=item_seed(seed, case, condition),
-                                   label=label)
+            if is_attack(condition):  # white-box, away from the model's own clean prediction (docs/adversarial.md)
+                from nnunet_robustness.adversarial import attack_case, get_attack
+
+                corrupted = attack_case(self.predictor, image, properties,
+                                        get_attack(condition.family, severity=condition.severity),
+                                        seed=item_seed(seed, case, condition)).image
+            else:
+                corrupted = corruption_for(condition)(image, spacing=properties["spacing"], label=label,
+                                                      seed=item_seed(seed, case, condition))
             # written before the segmentation, whose presence marks the item done
             t = time.perf_counter()
             self.input_space.change(clean_input, corrupted).write(output / condition.name, case)

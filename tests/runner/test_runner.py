@@ -232,3 +232,21 @@ def test_save_probabilities_like_nnunet(trained, runner, tmp_path):
     np.testing.assert_allclose(probabilities.sum(0), 1, atol=1e-3)
     assert (probabilities.argmax(0)[0] == segmentation).mean() > 0.999
     assert (out / "clean" / f"{case}.pkl").is_file()
+
+
+@pytest.mark.e2e
+def test_attacks_run_as_conditions_and_beat_their_random_control(trained, runner, tmp_path):
+    """adv_* conditions go through the same runner, records and outputs as corruptions; at the same norm
+    FGSM moves the model's answer further from its clean prediction than random signs do."""
+    raw = trained["raw"]
+    cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
+    out = tmp_path / "adversarial"
+    runner.run(cases, resolve_conditions(["adv_fgsm:5", "adv_random_sign:5"]), out, seed=0, progress=False)
+    clean = _arrays(out / "clean")
+    changed = {}
+    for name in ("adv_fgsm_sev5", "adv_random_sign_sev5"):
+        predictions = _arrays(out / name)
+        changed[name] = sum(int((predictions[c] != clean[c]).sum()) for c in clean)
+        for case in cases:  # what the model saw, recorded like every condition
+            assert (out / name / f"{case}.input.json").is_file()
+    assert changed["adv_fgsm_sev5"] > changed["adv_random_sign_sev5"], changed
