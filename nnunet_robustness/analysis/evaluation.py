@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.conditions import CLEAN_NAME
@@ -49,6 +50,10 @@ class EvaluationResult:
     # the model saw) and cancelled (by the model's normalisation: left out of every robustness summary)
     conditions: pd.DataFrame
     clean_condition: str | None
+    # which model degrades less: paired differences in degradation per family/condition (BCa CI, Wilcoxon,
+    # BH-FDR) and the sentences of the verdict (nnunet_robustness.analysis.robustness)
+    robustness_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    verdict: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -83,6 +88,8 @@ class EvaluationResult:
             "severity_curves": self.severity_curves.to_dict(orient="records"),
             "best_model_shares": self.best_model_shares.to_dict(orient="records"),
             "pairwise_tests": self.pairwise_tests.to_dict(orient="records"),
+            "verdict": self.verdict,
+            "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
         })
 
 
@@ -123,6 +130,9 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     robust = with_mean[~with_mean["condition"].isin(cancelled)]
     first_condition = conditions[~conditions["cancelled"]].drop_duplicates("condition")[
         ["condition", "family", "severity"]]
+    comparisons = robustness.compare_degradation(
+        robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions, clean),
+        model_names, seed, n_bootstrap)
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
@@ -131,6 +141,8 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
                                               clean),
         best_model_shares=stats.best_model_shares(robust, model_names),
         pairwise_tests=stats.pairwise_tests(robust, model_names),
+        robustness_comparisons=comparisons,
+        verdict=robustness.verdict(comparisons, model_names, stats.FOREGROUND_MEAN),
         conditions=conditions,
         clean_condition=clean,
         settings={

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_robustness.analysis.evaluation import EvaluationResult
+from nnunet_robustness.analysis.robustness import SMALL_SAMPLE
 from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
@@ -32,6 +33,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     path = Path(path)
     tolerance = result.settings.get("nsd_tolerance_mm")
     sections = [
+        section("Verdict: which model is more robust", _verdict(result)),
         _overview(result),
         section("Summary (foreground mean per case; mean [95% bootstrap CI])", _summary_table(result)),
         section("Metric vs severity", _curves(result)),
@@ -52,6 +54,33 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
 
 
 # --- sections ------------------------------------------------------------------------------------------
+
+def _verdict(result: EvaluationResult) -> str:
+    comparisons = result.robustness_comparisons
+    sentences = "".join(f"<li>{esc(s)}</li>" for s in result.verdict)
+    parts = [f"<ul>{sentences}</ul>"]
+    n_cases = result.per_case["case"].nunique()
+    if n_cases < SMALL_SAMPLE:
+        parts.append(f"<p class='warning'>{n_cases} test cases: intervals and tests are rough below "
+                     f"{SMALL_SAMPLE} cases; a difference that is real can stay undetected.</p>")
+    parts.append(note("Robustness is compared on the degradation (clean minus condition, per case, paired), not on "
+                      "the score under the condition. Per family: the per-case average degradation over the "
+                      "severities (area under the degradation curve); 95% BCa bootstrap intervals of the mean paired "
+                      "difference (A - B: negative = A degrades less), two-sided Wilcoxon signed-rank tests with "
+                      "their smallest attainable p at this n, Benjamini-Hochberg FDR over every comparison below. "
+                      "Conditions cancelled by the model's normalisation are left out."))
+    if len(comparisons):
+        rows = [[r["scope"], r["name"], r["metric"], f"{r['model_a']} - {r['model_b']}", r["n"],
+                 r["mean_difference"], r["hodges_lehmann"], f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+                 r["p_value"], r["p_floor"], r["p_fdr"]]
+                for _, r in comparisons[comparisons["label"] == FOREGROUND_MEAN].iterrows()]
+        parts.append("<details><summary>All paired degradation comparisons "
+                     f"({len(rows)})</summary>"
+                     + table(["scope", "family / condition", "metric", "difference", "n", "mean", "Hodges-Lehmann",
+                              "95% BCa CI", "p", "smallest p at n", "p (BH-FDR)"], rows, text_columns=(0, 1, 2, 3))
+                     + "</details>")
+    return "".join(parts)
+
 
 def _overview(result: EvaluationResult) -> str:
     settings = result.settings

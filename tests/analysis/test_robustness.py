@@ -1,0 +1,134 @@
+"""Which model is more robust: paired degradation differences, intervals that cover, FDR, the verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import bootstrap
+
+from nnunet_robustness.analysis.robustness import (
+    bca_interval,
+    benjamini_hochberg,
+    compare_degradation,
+    hodges_lehmann,
+    per_case_degradation,
+    verdict,
+    wilcoxon_p_floor,
+)
+
+LABEL = "foreground_mean"
+SEVERITIES = (1, 3, 5)
+
+
+def _study(drops: dict[str, float], n_cases: int = 12, seed: int = 0, noise: float = 0.02) -> tuple:
+    """Per-case Dice of models under clean and noise_sev1/3/5: model m loses ``drops[m] * severity / 5``
+    (plus case noise) from a clean Dice shared by all models."""
+    rng = np.random.default_rng(seed)
+    clean = rng.uniform(0.75, 0.95, n_cases)
+    rows = []
+    for model, drop in drops.items():
+        for severity in (0, *SEVERITIES):
+            condition = "clean" if severity == 0 else f"noise_sev{severity}"
+            dice = clean - drop * severity / 5 + (rng.normal(0, noise, n_cases) if severity else 0)
+            for case, value in enumerate(dice):
+                rows.append({"model": model, "condition": condition, "label": LABEL, "case": f"c{case}",
+                             "dice": value, "nsd": value, "hd95_mm": 10 * (1 - value)})
+    conditions = pd.DataFrame([{"condition": "clean", "family": None, "severity": 0.0}]
+                              + [{"condition": f"noise_sev{s}", "family": "noise", "severity": float(s)}
+                                 for s in SEVERITIES])
+    return pd.DataFrame(rows), conditions
+
+
+def _compare(drops, **kwargs):
+    table, conditions = _study(drops, **kwargs)
+    degradation = per_case_degradation(table, conditions, "clean")
+    return compare_degradation(degradation, list(drops), seed=0, n_bootstrap=500)
+
+
+def test_identical_models_show_no_detectable_difference():
+    table, conditions = _study({"A": 0.2})
+    twin = table.assign(model="B")
+    comparisons = compare_degradation(per_case_degradation(pd.concat([table, twin]), conditions, "clean"),
+                                      ["A", "B"], seed=0, n_bootstrap=500)
+    sentences = verdict(comparisons, ["A", "B"], LABEL)
+    assert "no detectable difference" in sentences[0]
+    assert any(s.startswith("noise: no detectable difference") for s in sentences)
+
+
+def test_the_model_that_degrades_more_is_named_correctly():
+    comparisons = _compare({"A": 0.05, "B": 0.30})
+    sentences = verdict(comparisons, ["A", "B"], LABEL)
+    assert sentences[0].startswith("Overall: A (1 family) > B")
+    assert any(s.startswith("noise: A degrades less than B") for s in sentences)
+    family = comparisons[(comparisons["scope"] == "family") & (comparisons["metric"] == "dice")].iloc[0]
+    # the degradation difference, not the score difference: both start from the same clean Dice
+    assert family["mean_difference"] < 0 and family["ci_high"] < 0
+    # the same comparison through a distance metric (lower is better) points the same way
+    hd = comparisons[(comparisons["scope"] == "family") & (comparisons["metric"] == "hd95_mm")].iloc[0]
+    assert hd["mean_difference"] < 0
+
+
+def test_a_better_clean_model_is_not_called_more_robust():
+    """A scores higher everywhere but loses as much as B: equal robustness."""
+    table, conditions = _study({"A": 0.2, "B": 0.2}, noise=0.0)
+    table.loc[table["model"] == "A", "dice"] += 0.05
+    comparisons = compare_degradation(per_case_degradation(table, conditions, "clean"), ["A", "B"], seed=0,
+                                      n_bootstrap=200)
+    dice = comparisons[comparisons["metric"] == "dice"]
+    assert np.allclose(dice["mean_difference"], 0) and "no detectable difference" in verdict(comparisons, ["A", "B"],
+                                                                                             LABEL)[0]
+
+
+def test_effect_sizes_and_p_floor():
+    d = np.array([0.3, -0.1, 0.2, 0.4])
+    walsh = [(d[i] + d[j]) / 2 for i in range(4) for j in range(i, 4)]
+    assert hodges_lehmann(d) == pytest.approx(np.median(walsh))
+    assert wilcoxon_p_floor(8) == pytest.approx(1 / 128)  # the issue's 8 cases: no p below 0.0078
+    comparisons = _compare({"A": 0.05, "B": 0.3}, n_cases=8)
+    assert np.allclose(comparisons["p_floor"], 1 / 128)
+    assert (comparisons["p_value"] >= comparisons["p_floor"] - 1e-12).all()
+
+
+def test_benjamini_hochberg_equals_a_reference_computation():
+    p = np.array([0.01, 0.04, 0.03, 0.20, np.nan, 0.001])
+    defined = p[~np.isnan(p)]
+    order = np.argsort(defined)
+    m = len(defined)
+    ranked = defined[order] * m / np.arange(1, m + 1)
+    reference = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1)
+    expected = np.empty(m)
+    expected[order] = reference
+    adjusted = benjamini_hochberg(p)
+    assert np.isnan(adjusted[4])
+    np.testing.assert_allclose(adjusted[~np.isnan(p)], expected)
+
+
+def test_identical_data_in_two_conditions_gives_identical_intervals():
+    table, conditions = _study({"A": 0.1, "B": 0.2})
+    copy = table[table["condition"] == "noise_sev3"].assign(condition="noise_copy")
+    conditions = pd.concat([conditions, pd.DataFrame([{"condition": "noise_copy", "family": "other",
+                                                       "severity": 3.0}])])
+    comparisons = compare_degradation(per_case_degradation(pd.concat([table, copy]), conditions, "clean"),
+                                      ["A", "B"], seed=3, n_bootstrap=300)
+    rows = comparisons[(comparisons["scope"] == "condition") & (comparisons["metric"] == "dice")].set_index("name")
+    assert rows.loc["noise_sev3", ["ci_low", "ci_high"]].tolist() == rows.loc["noise_copy", ["ci_low", "ci_high"]].tolist()
+
+
+def test_bca_matches_scipy_and_covers_better_than_percentile_at_n20():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0, 1, 15)
+    low, high = bca_interval(d, seed=5, n_bootstrap=999)
+    reference = bootstrap((d,), np.mean, n_resamples=999, method="BCa", random_state=np.random.default_rng(5))
+    assert (low, high) == pytest.approx((reference.confidence_interval.low, reference.confidence_interval.high))
+    # skewed per-case differences (like Dice drops), n = 20: BCa is closer to 95% than the percentile method
+    covered = {"BCa": 0, "percentile": 0}
+    trials = 300
+    true_mean = np.exp(0.5)  # lognormal(0, 1)
+    for trial in range(trials):
+        sample = np.random.default_rng(trial).lognormal(0, 1, 20)
+        for method in covered:
+            ci = bootstrap((sample,), np.mean, n_resamples=400, method=method,
+                           random_state=np.random.default_rng(trial)).confidence_interval
+            covered[method] += ci.low <= true_mean <= ci.high
+    assert abs(covered["BCa"] / trials - 0.95) < abs(covered["percentile"] / trials - 0.95), covered
