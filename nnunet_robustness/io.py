@@ -131,3 +131,21 @@ def json_ready(value: Any) -> Any:
     if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values, without importing pandas
         return None
     return value
+
+
+@contextmanager
+def staged_folder(final_folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``final_folder``; when the block succeeds, move every file
+    written there into ``final_folder`` (replacing older ones), else remove it. A failing re-run never
+    deletes or half-replaces the outputs of an earlier successful one."""
+    import shutil
+
+    final_folder = Path(final_folder)
+    final_folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staged-", dir=final_folder))
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, final_folder / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -16,7 +16,7 @@ from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready
+from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready, read_json
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
 from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
@@ -100,8 +100,8 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
     ``inputs``). With ``output``, writes ``per_case.csv``, ``per_case.parquet`` and, last, as the
-    mark of a complete evaluation, ``summary.json`` (each atomically); earlier outputs of this
-    command in that folder are removed first, so a failed run never leaves tables that look current.
+    mark of a complete evaluation, ``summary.json`` (each atomically; ``nnunet-robust eval`` writes
+    them with the report through a staging folder, so a failed re-run leaves the earlier outputs whole).
     Bad input raises ``UserInputError`` before anything is written.
     """
     if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
@@ -109,9 +109,6 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     if n_bootstrap < 1:
         raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
     output = None if output is None else Path(output)
-    if output is not None:  # outputs of an earlier run must not outlive a failure of this one
-        for name in OUTPUT_FILES:
-            (output / name).unlink(missing_ok=True)
     dataset = load_dataset_json(Path(dataset_json))
     predictions, cases, references = collect_predictions({k: Path(v) for k, v in models.items()}, Path(reference),
                                                          dataset.file_ending)
@@ -158,6 +155,23 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     if output is not None:
         write_tables(result, output)
     return result
+
+
+def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike]) -> None:
+    """Refuse an output folder whose files eval did not write (nnU-Net's summary.json in a prediction
+    folder) or that lies inside a prediction folder: eval never overwrites what it did not make."""
+    output = Path(output).resolve()
+    for name, folder in models.items():
+        folder = Path(folder).resolve()
+        if output == folder or folder in output.parents:
+            raise UserInputError(f"{output}: the output folder is inside model {name}'s prediction folder {folder}; "
+                                 "choose a folder of its own (e.g. next to it)")
+    summary = output / SUMMARY_JSON
+    if summary.is_file():
+        content = read_json(summary, "summary.json")
+        if not (isinstance(content, dict) and "per_model" in content and "metrics" in content):
+            raise UserInputError(f"{summary}: not written by nnunet-robust eval (e.g. nnUNetv2_evaluate_folder's); "
+                                 "eval will not overwrite it: choose another output folder")
 
 
 def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:

@@ -56,14 +56,20 @@ def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from nnunet_robustness.analysis.evaluation import REPORT_HTML
+    from nnunet_robustness.analysis.evaluation import REPORT_HTML, check_output_folder
     from nnunet_robustness.evaluation import evaluate, write_report
+    from nnunet_robustness.io import staged_folder
 
-    result = evaluate(parse_models(args.model, args.input), args.reference, args.dataset_json, args.output,
-                      nsd_tolerance_mm=args.nsd_tolerance, seed=args.seed, n_bootstrap=args.n_bootstrap,
-                      num_processes=args.num_processes)
-    if not args.no_report:
-        write_report(result, args.output / REPORT_HTML)
+    models = parse_models(args.model, args.input)
+    check_output_folder(args.output, models)
+    try:
+        with staged_folder(args.output) as stage:  # outputs of an earlier run stay whole if this one fails
+            result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
+                              seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes)
+            if not args.no_report:
+                write_report(result, stage / REPORT_HTML)
+    except (PermissionError, NotADirectoryError, FileExistsError) as e:
+        raise UserInputError(f"{args.output}: cannot write the outputs there ({e.strerror or e})") from None
     per_case = result.per_case
     print(f"eval: {per_case['case'].nunique()} cases x {len(result.conditions)} model-condition(s) x "
           f"{per_case['label'].nunique()} label(s) -> {args.output}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_write_json
+from nnunet_robustness.io import atomic_write_json, safe_path
 
 ARCH_PRESETS: dict[str, dict] = {
     "noskip": {"skip_levels": "none", "attention_gates": False},
@@ -135,7 +135,7 @@ def write_arch_plans(preprocessed_dataset_folder: Path, source_plans_name: str, 
     if new_plans_name == source_plans_name:
         raise UserInputError(f"--plans-name {new_plans_name} would overwrite the source plans {source_path}")
     plans = make_arch_plans(_read_plans(source_path), choice, new_plans_name, configurations, str(source_path))
-    target = preprocessed_dataset_folder / f"{new_plans_name}.json"
+    target = safe_path(preprocessed_dataset_folder, f"{new_plans_name}.json")  # a name, never a path elsewhere
     if target.is_file():
         existing = _read_plans(target)
         if existing == plans:

@@ -158,20 +158,20 @@ def _break_missing_prediction(study_copy: dict[str, Path]) -> Path:
     (_break_file, "cannot be read"),
     (_break_missing_prediction, "no prediction case_002"),
 ], ids=["missing-reference", "shape", "spacing", "unknown-label", "unreadable", "missing-prediction"])
-def test_bad_input_names_the_file_and_leaves_no_tables(study, tmp_path: Path, breaker, problem: str) -> None:
+def test_bad_input_names_the_file_and_writes_nothing(study, tmp_path: Path, breaker, problem: str) -> None:
     copy = {key: tmp_path / Path(value).relative_to(study["root"]) for key, value in study.items() if key != "root"}
     shutil.copytree(study["root"], tmp_path, dirs_exist_ok=True)
     bad = breaker(copy)
     output = tmp_path / "eval"
     output.mkdir()
-    for name in OUTPUT_FILES:  # tables of an earlier run must not survive as if they were current
-        (output / name).write_text("stale")
+    for name in OUTPUT_FILES:  # files already there are never touched by a failing evaluation
+        (output / name).write_text("earlier")
     with pytest.raises(UserInputError) as error:
         evaluate({"A": copy["A"], "B": copy["B"]}, copy["reference"], copy["dataset_json"], output,
                  progress=False, n_bootstrap=10)
     message = str(error.value)
     assert str(bad) in message and problem in message and "\n" not in message
-    assert not any((output / name).exists() for name in OUTPUT_FILES)
+    assert all((output / name).read_text() == "earlier" for name in OUTPUT_FILES)
 
 
 def test_cli_reports_bad_input_in_one_line(study, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -197,3 +197,26 @@ def test_dataset_json_problems_are_user_errors(study, tmp_path: Path) -> None:
         evaluate({"A": study["A"]}, study["reference"], broken, progress=False)
     with pytest.raises(UserInputError, match="does not exist"):
         evaluate({"A": tmp_path / "nowhere"}, study["reference"], study["dataset_json"], progress=False)
+
+
+def test_a_failing_rerun_keeps_the_earlier_outputs_and_foreign_files_are_refused(study, tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture) -> None:
+    arguments = ["eval", "--model", f"A={study['A']}", "-ref", str(study["reference"]), "-djfile",
+                 str(study["dataset_json"]), "--n-bootstrap", "20", "-np", "1"]
+    output = tmp_path / "eval"
+    assert main([*arguments, "-o", str(output)]) == 0
+    before = {name: (output / name).read_bytes() for name in OUTPUT_FILES}
+    broken = tmp_path / "dataset.json"
+    broken.write_text("{not json")
+    assert main([*arguments[:-6], "-djfile", str(broken), "--n-bootstrap", "20", "-np", "1", "-o", str(output)]) == 2
+    assert {name: (output / name).read_bytes() for name in OUTPUT_FILES} == before
+    assert not [p for p in output.iterdir() if p.name.startswith(".")]  # no staging folder left behind
+    capsys.readouterr()
+    # nnU-Net's own summary.json in a prediction folder is not eval's to overwrite
+    foreign = tmp_path / "nnunet_eval"
+    foreign.mkdir()
+    (foreign / "summary.json").write_text('{"foreground_mean": {"Dice": 0.9}, "metric_per_case": []}')
+    assert main([*arguments, "-o", str(foreign)]) == 2
+    assert "not written by nnunet-robust eval" in capsys.readouterr().err
+    assert main([*arguments, "-o", str(Path(study["A"]) / "eval")]) == 2
+    assert "inside model A's prediction folder" in capsys.readouterr().err

@@ -113,3 +113,12 @@ def test_cli(tmp_path, nnunet_env, capsys):
 
     assert main(["plan-arch", "-d", "903", "--arch", "noskip", "-p", "nnUNetResEncUNetMPlans"]) == 2
     assert "nnUNetResEncUNetMPlans.json: plans file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../../../escaped", "sub/dir", "/abs"])
+def test_a_plans_name_never_writes_outside_the_preprocessed_folder(tmp_path, name):
+    folder = tmp_path / "pre" / "Dataset903_Blobs3D"
+    _write_source(folder)
+    with pytest.raises(UserInputError, match="not usable as a file or folder name"):
+        write_arch_plans(folder, "nnUNetPlans", ArchChoice.from_cli("noskip", None), new_plans_name=name)
+    assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["nnUNetPlans.json"]
