@@ -39,6 +39,7 @@ class Benchmark:
 
 # In the order they run: the quick ones first, so their results exist early.
 BENCHMARKS = {b.name: b for b in (
+    Benchmark("cli", "bench_cli.py", "`nnunet-robust --help`/`--version` start-up time", takes_device=False),
     Benchmark("corruptions", "bench_corruptions.py", "corruption CPU time vs TorchIO", takes_device=True),
     Benchmark("metrics", "bench_metrics.py", "HD95/ASSD/NSD time and values vs surface-distance", takes_device=False),
     Benchmark("architectures", "bench_architectures.py", "training iteration time vs nnU-Net's U-Nets",

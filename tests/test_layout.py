@@ -139,3 +139,16 @@ def test_cli_parser_imports_neither_torch_nor_nnunet():
 ])
 def test_eval_and_trust_do_not_import_torch(code):
     assert "torch" not in _imported_after(code)
+
+
+def test_tests_share_helpers_only_through_tests_helpers():
+    """A test module imports no other test module: shared code lives in tests/helpers/ (or a package's
+    own non-test helper module), so moving or deleting one test never breaks another."""
+    tests = Path(__file__).resolve().parent
+    offenders = []
+    for path in tests.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tests.") \
+                    and node.module.rsplit(".", 1)[-1].startswith("test_"):
+                offenders.append(f"{path.relative_to(tests)} imports {node.module}")
+    assert offenders == []

@@ -14,6 +14,7 @@ import pandas as pd
 from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
+from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready, read_json
@@ -53,6 +54,9 @@ class EvaluationResult:
     # which model degrades less: paired differences in degradation per family/condition (BCa CI, Wilcoxon,
     # BH-FDR) and the sentences of the verdict (nnunet_robustness.analysis.robustness)
     robustness_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # ROOD-MRI's severity-weighted degradation and overall score (Dice, HD95) per model x family, to set
+    # next to published ROOD-MRI numbers (nnunet_robustness.analysis.rood_mri)
+    rood_mri: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +93,7 @@ class EvaluationResult:
             "best_model_shares": self.best_model_shares.to_dict(orient="records"),
             "pairwise_tests": self.pairwise_tests.to_dict(orient="records"),
             "verdict": self.verdict,
+            "rood_mri": self.rood_mri.to_dict(orient="records"),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
         })
 
@@ -139,6 +144,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         best_model_shares=stats.best_model_shares(robust, model_names),
         pairwise_tests=stats.pairwise_tests(robust, model_names),
         robustness_comparisons=comparisons,
+        rood_mri=_rood_mri(robust, conditions),
         verdict=robustness.verdict(comparisons, model_names, stats.FOREGROUND_MEAN),
         conditions=conditions,
         clean_condition=clean,
@@ -183,6 +189,19 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     with atomic_path(output / PER_CASE_CSV) as tmp:
         result.per_case.to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
+
+
+def _rood_mri(table: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
+    """ROOD-MRI's summary of the foreground mean, over the graded conditions (presets, context crops and
+    cancelled conditions have no place in it)."""
+    graded = conditions[conditions["is_clean"] | conditions["severity"].notna()][["model", "condition", "family",
+                                                                                  "severity"]]
+    rows = table[table["label"] == stats.FOREGROUND_MEAN].merge(graded, on=["model", "condition"])
+    rows = rows[rows["family"].notna() | (rows["severity"] == 0)]
+    rows.loc[rows["severity"] == 0, "family"] = None
+    if rows["family"].notna().sum() == 0 or not (rows["severity"] == 0).any():
+        return pd.DataFrame()
+    return rood_mri_summary(rows, metrics=("dice", "hd95_mm"), by_label=False, higher_is_better={"hd95_mm": False})
 
 
 def _what_the_model_saw(conditions: pd.DataFrame, per_case: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         _overview(result),
         section("Summary (foreground mean per case; mean [95% bootstrap CI])", _summary_table(result)),
         section("Metric vs severity", _curves(result)),
+        section("ROOD-MRI-comparable summary", _rood_mri(result)),
         section("Degradation vs clean", _degradation(result)),
         section("Per-case scatter", _scatter(result)),
     ]
@@ -80,6 +81,24 @@ def _verdict(result: EvaluationResult) -> str:
                               "95% BCa CI", "p", "smallest p at n", "p (BH-FDR)"], rows, text_columns=(0, 1, 2, 3))
                      + "</details>")
     return "".join(parts)
+
+
+def _rood_mri(result: EvaluationResult) -> str:
+    rood = result.rood_mri
+    if not len(rood):
+        return note("No graded corruption family with a clean condition.")
+    curves = result.severity_curves
+    auc = ({(r["model"], r["family"], r["metric"]): r["auc"] for _, r in
+            curves[curves["label"] == FOREGROUND_MEAN].iterrows()} if len(curves) else {})
+    rows = [[r["model"], r["family"], METRIC_TITLES.get(r["metric"], r["metric"]), r["clean"], r["degradation"],
+             r["overall"], auc.get((r["model"], r["family"], r["metric"])),
+             ", ".join(f"{s:g}" for s in r["severities"])] for _, r in rood.iterrows()]
+    return (note("ROOD-MRI's severity-weighted numbers (Boone et al., NeuroImage 2023; weights (2/3)^severity): "
+                 "degradation = weighted mean loss from clean (positive = worse), overall = weighted mean level "
+                 "with clean at weight 1. Our AUC (mean level over severity 0..5, all levels alike) beside them. "
+                 "Comparable with published ROOD-MRI results only for the same families and severities.")
+            + table(["model", "family", "metric", "clean", "ROOD degradation", "ROOD overall", "our AUC",
+                     "severities"], rows, text_columns=(0, 1, 2, 7)))
 
 
 def _overview(result: EvaluationResult) -> str:

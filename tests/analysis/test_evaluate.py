@@ -220,3 +220,17 @@ def test_a_failing_rerun_keeps_the_earlier_outputs_and_foreign_files_are_refused
     assert "not written by nnunet-robust eval" in capsys.readouterr().err
     assert main([*arguments, "-o", str(Path(study["A"]) / "eval")]) == 2
     assert "inside model A's prediction folder" in capsys.readouterr().err
+
+
+def test_rood_mri_summary_sits_next_to_our_auc(study_result) -> None:
+    """ROOD-MRI's weights (2/3)^s over the study's noise severities 1 and 2, from eval's own means."""
+    result, _ = study_result
+    rood = result.rood_mri.set_index(["model", "family", "metric"])
+    means = result.statistics.set_index(["model", "condition", "label", "metric"])["mean"]
+    for model in ("A", "B"):
+        clean, m1, m2 = (means[(model, c, "foreground_mean", "dice")] for c in ("clean", "noise_sev1", "noise_sev2"))
+        w1, w2 = 2 / 3, (2 / 3) ** 2
+        row = rood.loc[(model, "noise", "dice")]
+        assert row["degradation"] == pytest.approx((w1 * (clean - m1) + w2 * (clean - m2)) / (w1 + w2))
+        assert row["overall"] == pytest.approx((clean + w1 * m1 + w2 * m2) / (1 + w1 + w2))
+        assert list(row["severities"]) == [1.0, 2.0]

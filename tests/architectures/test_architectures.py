@@ -5,17 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from torch import nn
 
 from nnunet_robustness.architectures import (
     AdditiveAttentionGate,
-    SkipSelectivePlainConvUNet,
-    SkipSelectiveResidualEncoderUNet,
     SkipSelectiveUNetDecoder,
     count_parameters,
     resolve_skip_levels,
 )
+from tests.helpers.networks import CLASSES, arch_kwargs
 
 VARIANTS = {
     "unet": dict(skip_levels="all", attention_gates=False),
@@ -24,24 +22,6 @@ VARIANTS = {
     "deepest2": dict(skip_levels=(-1, -2), attention_gates=False),
     "attention_deepest2": dict(skip_levels=(-1, -2), attention_gates=True),
 }
-
-
-def arch_kwargs(family: str, dim: int, strides=None) -> dict:
-    conv = nn.Conv2d if dim == 2 else nn.Conv3d
-    norm = nn.InstanceNorm2d if dim == 2 else nn.InstanceNorm3d
-    n_stages = 4
-    common = dict(
-        input_channels=2, n_stages=n_stages, features_per_stage=[4, 8, 16, 16], conv_op=conv, kernel_sizes=3,
-        strides=strides or [1, 2, 2, 2], num_classes=3, n_conv_per_stage_decoder=1, conv_bias=True, norm_op=norm,
-        norm_op_kwargs={"eps": 1e-5, "affine": True}, nonlin=nn.LeakyReLU, nonlin_kwargs={"inplace": True},
-    )
-    if family == "plain":
-        return dict(common, n_conv_per_stage=2)
-    return dict(common, n_blocks_per_stage=[1, 1, 2, 2])
-
-
-CLASSES = {"plain": (PlainConvUNet, SkipSelectivePlainConvUNet),
-           "resenc": (ResidualEncoderUNet, SkipSelectiveResidualEncoderUNet)}
 
 
 def build(family: str, dim: int, variant: str, deep_supervision: bool = True, strides=None) -> nn.Module:

@@ -16,7 +16,7 @@ from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.plans import ArchChoice, make_arch_plans
 from nnunet_robustness.trainers import TRAINERS
 from nnunet_robustness.trainers.learned_skip import GateSparsityLoss, sparsity_weight_from_environment
-from tests.architectures.test_architectures import CLASSES, arch_kwargs
+from tests.helpers.networks import CLASSES, arch_kwargs
 from tests.helpers.plans import DATASET_JSON, default_plans
 
 
@@ -189,10 +189,10 @@ def test_plan_arch_cli_learned(nnunet_env, capsys):
     from pathlib import Path
 
     from nnunet_robustness.cli import main
-    from tests.plans.test_arch_plans import _write_source
+    from tests.helpers.plans import write_source_plans
 
     preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset903_Blobs3D"
-    _write_source(preprocessed)
+    write_source_plans(preprocessed)
     (Path(nnunet_env["nnUNet_raw"]) / "Dataset903_Blobs3D").mkdir()
     assert main(["plan-arch", "-d", "903", "--arch", "learned", "-c", "2d"]) == 0
     assert "-p nnUNetPlansLearnedSkip" in capsys.readouterr().out

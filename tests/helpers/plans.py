@@ -32,3 +32,11 @@ def resenc_plans() -> dict:
         del kwargs["n_conv_per_stage"]
         kwargs["n_conv_per_stage_decoder"] = [1] * (kwargs["n_stages"] - 1)
     return copy.deepcopy(plans)
+
+
+def write_source_plans(folder: Path) -> Path:
+    """``folder``/nnUNetPlans.json with the default plans, as nnUNetv2_plan_and_preprocess leaves it."""
+    folder.mkdir(parents=True)
+    source = folder / "nnUNetPlans.json"
+    source.write_text(json.dumps(default_plans(), indent=4))
+    return source

@@ -14,7 +14,7 @@ from nnunet_robustness.architectures import SkipSelectivePlainConvUNet, SkipSele
 from nnunet_robustness.cli import main
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.plans import ArchChoice, make_arch_plans, write_arch_plans
-from tests.helpers.plans import default_plans, resenc_plans
+from tests.helpers.plans import default_plans, resenc_plans, write_source_plans
 
 
 def _network(plans: dict, configuration: str):
@@ -71,15 +71,8 @@ def test_plans_names():
     assert ArchChoice.from_cli("attention", [0]).plans_suffix() == "AttentionGateSkips0"
 
 
-def _write_source(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    source = folder / "nnUNetPlans.json"
-    source.write_text(json.dumps(default_plans(), indent=4))
-    return source
-
-
 def test_write_is_idempotent_and_never_touches_the_source(tmp_path):
-    source = _write_source(tmp_path / "Dataset903_Blobs3D")
+    source = write_source_plans(tmp_path / "Dataset903_Blobs3D")
     before = source.read_bytes()
     target, written = write_arch_plans(source.parent, "nnUNetPlans", ArchChoice.from_cli("noskip", None))
     assert written and target.name == "nnUNetPlansNoSkip.json"
@@ -99,7 +92,7 @@ def test_write_is_idempotent_and_never_touches_the_source(tmp_path):
 
 def test_cli(tmp_path, nnunet_env, capsys):
     preprocessed = Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset903_Blobs3D"
-    _write_source(preprocessed)
+    write_source_plans(preprocessed)
     # nnU-Net resolves the dataset ID from its folders
     (Path(nnunet_env["nnUNet_raw"]) / "Dataset903_Blobs3D").mkdir()
     assert main(["plan-arch", "-d", "903", "--arch", "attention", "-c", "2d"]) == 0
@@ -118,7 +111,7 @@ def test_cli(tmp_path, nnunet_env, capsys):
 @pytest.mark.parametrize("name", ["../../../escaped", "sub/dir", "/abs"])
 def test_a_plans_name_never_writes_outside_the_preprocessed_folder(tmp_path, name):
     folder = tmp_path / "pre" / "Dataset903_Blobs3D"
-    _write_source(folder)
+    write_source_plans(folder)
     with pytest.raises(UserInputError, match="not usable as a file or folder name"):
         write_arch_plans(folder, "nnUNetPlans", ArchChoice.from_cli("noskip", None), new_plans_name=name)
     assert sorted(p.name for p in tmp_path.rglob("*.json")) == ["nnUNetPlans.json"]
