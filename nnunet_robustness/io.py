@@ -146,6 +146,9 @@ def staged_folder(final_folder: str | os.PathLike) -> Iterator[Path]:
     try:
         yield stage
         for path in sorted(stage.iterdir()):
-            os.replace(path, final_folder / path.name)
+            target = final_folder / path.name
+            if path.is_dir() and target.is_dir():  # a folder of outputs is replaced whole
+                shutil.rmtree(target)
+            os.replace(path, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

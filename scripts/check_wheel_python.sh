@@ -11,11 +11,13 @@ set -euo pipefail
 version="${1:-3.12}"
 torch_spec="${TORCH:-torch==2.13.0}"
 cd "$(dirname "$0")/.."
-interpreter="$(command -v "python$version" || true)"
-if [ -z "$interpreter" ] && command -v pyenv >/dev/null; then
-    interpreter="$(pyenv root)/versions/$(pyenv versions --bare | grep -E "^${version//./\\.}(\.|$)" | tail -1)/bin/python"
+interpreter=""
+if command -v pyenv >/dev/null; then  # pyenv's shims exist for versions that are not active: use the real one
+    installed="$(pyenv versions --bare | grep -E "^${version//./\\.}(\.[0-9]+)?$" | tail -1 || true)"
+    [ -n "$installed" ] && interpreter="$(pyenv root)/versions/$installed/bin/python"
 fi
-[ -x "$interpreter" ] || { echo "no Python $version interpreter found" >&2; exit 2; }
+[ -n "$interpreter" ] || interpreter="$(command -v "python$version" || true)"
+"$interpreter" --version >/dev/null 2>&1 || { echo "no working Python $version interpreter found" >&2; exit 2; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "Python: $("$interpreter" --version) ($interpreter); work folder $work"

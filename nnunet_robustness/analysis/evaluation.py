@@ -7,13 +7,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
+from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
@@ -27,6 +28,8 @@ PER_CASE_CSV = "per_case.csv"
 PER_CASE_PARQUET = "per_case.parquet"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
+RATERS_CSV = "raters.csv"
+CONSENSUS_FOLDER = "consensus_reference"
 OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
 
 @dataclass
@@ -57,6 +60,9 @@ class EvaluationResult:
     # ROOD-MRI's severity-weighted degradation and overall score (Dice, HD95) per model x family, to set
     # next to published ROOD-MRI numbers (nnunet_robustness.analysis.rood_mri)
     rood_mri: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # with several reference folders: each prediction against each rater and their consensus, by case
+    # disagreement (nnunet_robustness.analysis.raters.rater_table); empty with one reference
+    raters: pd.DataFrame = field(default_factory=pd.DataFrame)
     verdict: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -94,13 +100,16 @@ class EvaluationResult:
             "pairwise_tests": self.pairwise_tests.to_dict(orient="records"),
             "verdict": self.verdict,
             "rood_mri": self.rood_mri.to_dict(orient="records"),
+            "raters": ({f"{m} / {c}": summarize_raters(g) for (m, c), g in self.raters.groupby(
+                ["model", "condition"], sort=False)} if len(self.raters) else {}),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
         })
 
 
-def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike, dataset_json: str | os.PathLike,
-             output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0, seed: int = 0,
-             n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True) -> EvaluationResult:
+def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike | Sequence[str | os.PathLike],
+             dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
+             seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
+             consensus_method: str = "staple") -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -108,6 +117,11 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     mark of a complete evaluation, ``summary.json`` (each atomically; ``nnunet-robust eval`` writes
     them with the report through a staging folder, so a failed re-run leaves the earlier outputs whole).
     Bad input raises ``UserInputError`` before anything is written.
+
+    Several ``reference`` folders (raters, same case names): every statistic and the verdict use their
+    consensus (STAPLE by default, ``consensus_method="majority"``), written to
+    ``output/consensus_reference``; ``raters`` then holds each prediction against each rater and the
+    consensus, the inter-rater range and the case's disagreement (``raters.csv``).
     """
     if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
         raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
@@ -115,6 +129,13 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
     output = None if output is None else Path(output)
     dataset = load_dataset_json(Path(dataset_json))
+    raters = [Path(reference)] if isinstance(reference, (str, os.PathLike)) else [Path(r) for r in reference]
+    if len(raters) > 1:
+        if output is None:
+            raise UserInputError("several reference folders (raters) need an output folder for their consensus")
+        reference = write_consensus_folder(raters, output / CONSENSUS_FOLDER, consensus_method, dataset.file_ending)
+    else:
+        reference = raters[0]
     predictions, cases, references = collect_predictions({k: Path(v) for k, v in models.items()}, Path(reference),
                                                          dataset.file_ending)
     conditions = conditions_table(predictions)
@@ -145,12 +166,17 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         pairwise_tests=stats.pairwise_tests(robust, model_names),
         robustness_comparisons=comparisons,
         rood_mri=_rood_mri(robust, conditions),
+        raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
+                            dataset.file_ending, nsd_tolerance_mm, consensus_method)
+                if len(raters) > 1 else pd.DataFrame()),
         verdict=robustness.verdict(comparisons, model_names, stats.FOREGROUND_MEAN),
         conditions=conditions,
         clean_condition=clean,
         settings={
             "models": {model.name: str(model.folder) for model in predictions},
-            "reference": str(reference), "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
+            "reference": str(reference), "raters": [str(r) for r in raters] if len(raters) > 1 else [],
+            "consensus_method": consensus_method if len(raters) > 1 else None,
+            "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
@@ -188,6 +214,9 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
         result.per_case.to_parquet(tmp, index=False)
     with atomic_path(output / PER_CASE_CSV) as tmp:
         result.per_case.to_csv(tmp, index=False)
+    if len(result.raters):
+        with atomic_path(output / RATERS_CSV) as tmp:
+            result.raters.to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
 
 

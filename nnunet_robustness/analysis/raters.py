@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
@@ -275,8 +276,10 @@ def summarize_raters(table: pd.DataFrame) -> dict[str, Any]:
     summary = {}
     for label, group in table.groupby("label", sort=False):
         cases = group.drop_duplicates("case") if "case" in group else group
-        correlation = (group["model_vs_consensus_dice"].corr(group["disagreement"], method="spearman")
-                       if len(group) >= 3 else math.nan)
+        with warnings.catch_warnings():  # constant columns (raters that always agree) give NaN, by definition
+            warnings.simplefilter("ignore")
+            correlation = (group["model_vs_consensus_dice"].corr(group["disagreement"], method="spearman")
+                           if len(group) >= 3 else math.nan)
         summary[label] = {
             "n_cases": int(len(cases)),
             "mean_disagreement": float(cases["disagreement"].mean()),
@@ -330,3 +333,28 @@ def plot_performance_vs_disagreement(table: pd.DataFrame, path: str | Path, metr
         figure.savefig(tmp, format="png", dpi=90)
     plt.close(figure)
     return path
+
+
+def rater_table(per_case: pd.DataFrame, rater_folders: Sequence[str | Path], consensus_folder: str | Path,
+                structures: Mapping[str, Structure], file_ending: str, nsd_tolerance_mm: float = 1.0,
+                consensus_method: ConsensusMethod = "staple") -> pd.DataFrame:
+    """Every prediction of an evaluation (``per_case``'s model, condition, case, prediction_file) against
+    each rater and the consensus, one row per model x condition x case x structure, ranked by the case's
+    rater disagreement (``disagreement_rank`` 1 = most). Each case's raters are read, and their pairwise
+    agreement computed, once for all its predictions."""
+    files = match_rater_folders(rater_folders, file_ending)
+    predictions = per_case.drop_duplicates(["model", "condition", "case"])[
+        ["model", "condition", "case", "prediction_file"]]
+    rows = []
+    for case, group in predictions.groupby("case", sort=True):
+        raters, first = read_rater_case(files[case])
+        spacing = tuple(reversed(first.GetSpacing()))  # SimpleITK's array order
+        consensus_map = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(consensus_folder) / f"{case}{file_ending}")))
+        pairs = inter_rater_agreement(raters, spacing, structures, nsd_tolerance_mm)
+        for _, prediction in group.iterrows():
+            array = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction["prediction_file"])))
+            for row in compare_with_raters(array, raters, spacing, structures, consensus_method, nsd_tolerance_mm,
+                                           consensus_map=consensus_map, inter_rater=pairs):
+                rows.append({"model": prediction["model"], "condition": prediction["condition"], "case": case,
+                             **row})
+    return rank_by_disagreement(pd.DataFrame(rows))

@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a model's prediction folder (run's output, a folder of condition sub-folders, or a "
                              "folder of predictions); repeat to compare models")
     source.add_argument("-i", "--input", type=Path, help="one prediction folder (model named after the folder)")
-    parser.add_argument("-ref", "--reference", type=Path, required=True, help="reference labels folder (labelsTs)")
+    parser.add_argument("-ref", "--reference", type=Path, required=True, action="append",
+                        help="reference labels folder (labelsTs); repeat for several raters: statistics and the "
+                             "verdict then use their consensus, and raters.csv compares each prediction with each "
+                             "rater and the inter-rater range")
+    parser.add_argument("--consensus", choices=("staple", "majority"), default="staple",
+                        help="consensus of several references: STAPLE (SimpleITK, default) or majority vote")
     parser.add_argument("-djfile", "--dataset-json", type=Path, required=True,
                         help="dataset.json with the labels/regions and file_ending")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
@@ -65,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with staged_folder(args.output) as stage:  # outputs of an earlier run stay whole if this one fails
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
-                              seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes)
+                              seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
+                              consensus_method=args.consensus)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

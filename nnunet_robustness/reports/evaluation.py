@@ -45,6 +45,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         sections.append(section("Metric vs test FBR (foreground fraction)", _fbr_section(result)))
     if len(result.models) > 1:
         sections.append(section("Model comparison", _comparison(result)))
+    if len(result.raters):
+        sections.append(section("Rater disagreement", _raters(result)))
     sections.append(section(f"Worst {worst_cases} structures by Dice", _worst_cases(result, worst_cases)))
     title = "nnunet-robust evaluation: " + ", ".join(result.models)
     intro = (f'<p class="note">NSD tolerance {fmt(tolerance)} mm. Definitions, empty-mask policy and statistics:\n'
@@ -99,6 +101,36 @@ def _rood_mri(result: EvaluationResult) -> str:
                  "Comparable with published ROOD-MRI results only for the same families and severities.")
             + table(["model", "family", "metric", "clean", "ROOD degradation", "ROOD overall", "our AUC",
                      "severities"], rows, text_columns=(0, 1, 2, 7)))
+
+
+def _raters(result: EvaluationResult) -> str:
+    """Model vs consensus against the case's inter-rater disagreement, and how often the model lies within
+    the raters' own range."""
+    import base64
+    import tempfile
+
+    from nnunet_robustness.analysis.raters import plot_performance_vs_disagreement
+
+    raters = result.raters
+    parts = [note(f"{raters['n_raters'].iloc[0]} raters; statistics and the verdict use their "
+                  f"{result.settings.get('consensus_method')} consensus. Disagreement = 1 - mean pairwise Dice "
+                  "of the raters; a model is within the inter-rater range unless it agrees with the consensus "
+                  "less than the least-agreeing pair of raters do (raters.csv).")]
+    for label in dict.fromkeys(raters["label"]):
+        with tempfile.TemporaryDirectory() as folder:
+            path = plot_performance_vs_disagreement(raters, Path(folder) / "raters.png", label=label)
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        parts.append(f"<h3>{esc(label)}</h3><img alt='model vs rater disagreement' "
+                     f"src='data:image/png;base64,{encoded}'>")
+    shares = (raters.groupby(["model", "condition", "label"], sort=False)
+              .agg(cases=("case", "nunique"), within=("model_within_inter_rater_range", "mean"),
+                   dice=("model_vs_consensus_dice", "mean"), disagreement=("disagreement", "mean"))
+              .reset_index())
+    rows = [[r["model"], r["condition"], r["label"], r["cases"], r["dice"], r["disagreement"], r["within"]]
+            for _, r in shares.iterrows()]
+    parts.append(table(["model", "condition", "label", "cases", "Dice vs consensus", "mean disagreement",
+                        "share within inter-rater range"], rows, text_columns=(0, 1, 2)))
+    return "".join(parts)
 
 
 def _overview(result: EvaluationResult) -> str:

@@ -234,3 +234,35 @@ def test_rood_mri_summary_sits_next_to_our_auc(study_result) -> None:
         assert row["degradation"] == pytest.approx((w1 * (clean - m1) + w2 * (clean - m2)) / (w1 + w2))
         assert row["overall"] == pytest.approx((clean + w1 * m1 + w2 * m2) / (1 + w1 + w2))
         assert list(row["severities"]) == [1.0, 2.0]
+
+
+def test_several_references_use_their_consensus_and_compare_each_rater(study, tmp_path: Path) -> None:
+    """Two raters: the study's reference and a dilated copy. Statistics use the STAPLE consensus, and
+    raters.csv places each prediction within or outside the raters' own agreement."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    rater2 = tmp_path / "rater2"
+    rater2.mkdir()
+    for path in sorted(Path(study["reference"]).glob("*.nii.gz")):
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayFromImage(image)
+        grown = np.where(ndimage.binary_dilation(array > 0) & (array == 0), 1, array).astype(array.dtype)
+        copy = sitk.GetImageFromArray(grown)
+        copy.CopyInformation(image)
+        sitk.WriteImage(copy, str(rater2 / path.name))
+    output = tmp_path / "eval"
+    assert main(["eval", "--model", f"A={study['A']}", "-ref", str(study["reference"]), "-ref", str(rater2),
+                 "-djfile", str(study["dataset_json"]), "-o", str(output), "--n-bootstrap", "20", "-np", "1"]) == 0
+    consensus = output / "consensus_reference"
+    assert sorted(p.name for p in consensus.glob("*.nii.gz")) == sorted(p.name for p in rater2.glob("*.nii.gz"))
+    raters = pd.read_csv(output / "raters.csv")
+    assert {"model_vs_consensus_dice", "inter_rater_dice_mean", "model_within_inter_rater_range",
+            "disagreement_rank", "model_vs_rater1_dice", "model_vs_rater2_dice"} <= set(raters.columns)
+    organ = raters[raters["label"] == "organ"]  # the dilation moved the organ's outer boundary only
+    assert ((organ["inter_rater_dice_mean"] > 0.5) & (organ["inter_rater_dice_mean"] < 1)).all()
+    per_case = pd.read_csv(output / "per_case.csv")
+    assert (per_case["reference_file"].str.contains("consensus_reference")).all()
+    summary = _strict_json(output / "summary.json")
+    assert summary["settings"]["consensus_method"] == "staple" and len(summary["settings"]["raters"]) == 2
+    assert "Rater disagreement" in (output / "report.html").read_text()
