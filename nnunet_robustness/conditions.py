@@ -45,6 +45,9 @@ class Condition:
     severity: float | None = None
     preset: str | None = None
     context_fbr: float | None = None  # target foreground fraction of a context condition
+    # ``run --severity-scale calibrated``: the family's continuous severity that reaches this level's
+    # target SSIM in the model's input space (nnunet_robustness.runner.calibration); None: physical scale
+    calibrated_severity: float | None = None
 
     @property
     def is_clean(self) -> bool:
@@ -56,15 +59,17 @@ class Condition:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        if data["context_fbr"] is None:  # run.json of corruption conditions keeps its earlier form
-            del data["context_fbr"]
+        for optional in ("context_fbr", "calibrated_severity"):  # run.json keeps its earlier form without them
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Condition":
         severity = data.get("severity")
+        calibrated = data.get("calibrated_severity")
         return cls(str(data["name"]), data.get("family"), None if severity is None else float(severity),
-                   data.get("preset"), data.get("context_fbr"))
+                   data.get("preset"), data.get("context_fbr"), None if calibrated is None else float(calibrated))
 
     @classmethod
     def from_folder_name(cls, name: str) -> "Condition":

@@ -59,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             help='JSON/YAML file {"conditions": [SPEC, ...], "sets": [SET, ...]}')
     conditions.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it")
 
+    conditions.add_argument("--severity-scale", choices=("physical", "calibrated"), default="physical",
+                            help="physical (default): each family's documented parameter table; calibrated: per "
+                                 "family, the parameter at which the model's normalised input reaches SSIM 0.95, "
+                                 "0.90, 0.80, 0.70, 0.60 for levels 1-5 on a few clean cases (conditions "
+                                 "<family>_cal<k>; docs/evaluation.md)")
+    conditions.add_argument("--calibration-cases", type=int, default=3, metavar="N",
+                            help="clean cases the calibrated scale is fitted on (default 3)")
     work = parser.add_argument_group("work")
     work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
     work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     cases = list_cases(args.input, runner.file_ending, runner.num_channels)
     stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,
                        overwrite=args.overwrite, num_parts=args.num_parts, part_id=args.part_id,
-                       reference_folder=args.reference, progress=not args.no_progress)
+                       reference_folder=args.reference, progress=not args.no_progress,
+                       severity_scale=args.severity_scale, calibration_cases=args.calibration_cases)
     print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
           f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.1f} s, "
           f"{stats.seconds_predictor:.1f} s in nnU-Net's predictor, {stats.seconds_input_space:.1f} s measuring what "

@@ -56,7 +56,8 @@ def corruption_for(condition: Condition) -> Corruption | None:
         return None
     if condition.preset is not None:
         return get_corruption(condition.preset)
-    return get_corruption(condition.family, severity=condition.severity)
+    severity = condition.severity if condition.calibrated_severity is None else condition.calibrated_severity
+    return get_corruption(condition.family, severity=severity)
 
 
 def item_seed(base_seed: int, case: str, condition: Condition) -> int:

@@ -42,7 +42,8 @@ PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *
 def conditions_table(predictions: list[ModelPredictions]) -> pd.DataFrame:
     """One row per model x condition: family, severity, preset, whether it is clean, its folder."""
     return pd.DataFrame([{"model": model.name, "condition": c.name, "family": c.family, "severity": c.severity,
-                          "preset": c.preset, "is_clean": c.is_clean, "folder": str(c.folder)}
+                          "preset": c.preset, "is_clean": c.is_clean, "folder": str(c.folder),
+                          "calibrated_severity": c.condition.calibrated_severity}
                          for model in predictions for c in model.conditions])
 
 

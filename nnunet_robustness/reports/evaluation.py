@@ -169,6 +169,8 @@ def _summary_table(result: EvaluationResult) -> str:
             saw = f"SSIM {fmt(info['input_ssim'])}, rel. L2 {fmt(info['input_rel_l2'])}"
         else:
             saw = "clean" if bool(info["is_clean"]) else None
+        if finite(info.get("calibrated_severity")):
+            saw = f"{saw}; calibrated: family severity {fmt(info['calibrated_severity'])}"
         cells = [model, condition, saw]
         for metric in TABLE_METRICS:
             key = (model, condition, metric)

@@ -41,6 +41,7 @@ from nnunet_robustness.conditions import Condition
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path
+from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest
 
@@ -169,8 +170,13 @@ class RobustnessRunner:
 
     def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
             save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
-            reference_folder: Path | None = None, progress: bool = True) -> RunStats:
+            reference_folder: Path | None = None, progress: bool = True, severity_scale: str = "physical",
+            calibration_cases: int = CALIBRATION_CASES) -> RunStats:
         output = Path(output)
+        if severity_scale == "calibrated":
+            conditions = self.calibrate(cases, conditions, seed, calibration_cases)
+        elif severity_scale != "physical":
+            raise UserInputError(f"severity scale {severity_scale!r}: choose physical or calibrated")
         if any(requires_label(c) for c in conditions) and reference_folder is None:
             names = ", ".join(c.name for c in conditions if requires_label(c))
             raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
@@ -215,6 +221,20 @@ class RobustnessRunner:
                     bar.update(1)
         stats.seconds_total = time.perf_counter() - start
         return stats
+
+    def calibrate(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], seed: int,
+                  calibration_cases: int = CALIBRATION_CASES) -> list[Condition]:
+        """Conditions on the calibrated severity scale, from the first ``calibration_cases`` cases (sorted)."""
+        if calibration_cases < 1:
+            raise UserInputError(f"--calibration-cases must be >= 1, got {calibration_cases}")
+        samples = []
+        for case in sorted(cases)[:calibration_cases]:
+            image, properties = self._read_case(case, cases[case])
+            samples.append((case, image, tuple(properties["spacing"])))
+        calibrated, notes = calibrate_conditions(conditions, samples, self.input_space, seed)
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=2)
+        return calibrated
 
     def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None,
                       clean_input: np.ndarray | None, case: str, condition: Condition, output: Path, seed: int,

@@ -20,7 +20,7 @@ from nnunet_robustness.corruptions.specs import (
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.runner.cases import list_cases
 from nnunet_robustness.runner.input_space import InputChange
-from nnunet_robustness.runner.manifest import MANIFEST_NAME
+from nnunet_robustness.runner.manifest import MANIFEST_NAME, RunManifest
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, work_items
 from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
@@ -253,3 +253,18 @@ def test_attacks_run_as_conditions_and_beat_their_random_control(trained, runner
         for case in cases:  # what the model saw, recorded like every condition
             assert (out / name / f"{case}.input.json").is_file()
     assert changed["adv_fgsm_sev5"] > changed["adv_random_sign_sev5"], changed
+
+
+@pytest.mark.e2e
+def test_calibrated_severities_are_recorded_and_reached(trained, runner, tmp_path):
+    raw = trained["raw"]
+    cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
+    out = tmp_path / "calibrated"
+    runner.run(cases, resolve_conditions(["gaussian_noise:1,3"]), out, seed=0, progress=False,
+               severity_scale="calibrated", calibration_cases=len(cases))
+    manifest = RunManifest.read(out)
+    assert [c.name for c in manifest.conditions] == ["clean", "gaussian_noise_cal1", "gaussian_noise_cal3"]
+    assert 0 < manifest.conditions[1].calibrated_severity < manifest.conditions[2].calibrated_severity
+    for name, target in (("gaussian_noise_cal1", 0.95), ("gaussian_noise_cal3", 0.80)):
+        ssim = np.mean([InputChange.read(out / name / f"{case}.input.json").ssim for case in cases])
+        assert ssim == pytest.approx(target, abs=0.01), name
