@@ -16,6 +16,7 @@ from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
+from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready, read_json
@@ -63,6 +64,8 @@ class EvaluationResult:
     # with several reference folders: each prediction against each rater and their consensus, by case
     # disagreement (nnunet_robustness.analysis.raters.rater_table); empty with one reference
     raters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # the sanity gate per model: clean quality, training schedule, why it is left out of the verdict
+    model_checks: list[dict] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +102,7 @@ class EvaluationResult:
             "best_model_shares": self.best_model_shares.to_dict(orient="records"),
             "pairwise_tests": self.pairwise_tests.to_dict(orient="records"),
             "verdict": self.verdict,
+            "model_checks": self.model_checks,
             "rood_mri": self.rood_mri.to_dict(orient="records"),
             "raters": ({f"{m} / {c}": summarize_raters(g) for (m, c), g in self.raters.groupby(
                 ["model", "condition"], sort=False)} if len(self.raters) else {}),
@@ -109,7 +113,7 @@ class EvaluationResult:
 def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike | Sequence[str | os.PathLike],
              dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
              seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
-             consensus_method: str = "staple") -> EvaluationResult:
+             consensus_method: str = "staple", allow_weak_models: bool = False) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -153,9 +157,12 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     robust = with_mean[~with_mean["condition"].isin(cancelled)]
     first_condition = conditions[~conditions["cancelled"]].drop_duplicates("condition")[
         ["condition", "family", "severity"]]
+    # the sanity gate: a model that fails on clean images is left out of the verdict (analysis/sanity.py)
+    checks = check_models(per_case, clean, {model.name: model.folder for model in predictions})
+    judged = [c.model for c in checks if c.passed or allow_weak_models]
     comparisons = robustness.compare_degradation(
         robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions, clean),
-        model_names, seed, n_bootstrap)
+        judged, seed, n_bootstrap)
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
@@ -169,7 +176,9 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
                             dataset.file_ending, nsd_tolerance_mm, consensus_method)
                 if len(raters) > 1 else pd.DataFrame()),
-        verdict=robustness.verdict(comparisons, model_names, stats.FOREGROUND_MEAN),
+        verdict=_gate_sentences(checks, allow_weak_models) + robustness.verdict(comparisons, judged,
+                                                                                stats.FOREGROUND_MEAN),
+        model_checks=[c.to_json() for c in checks],
         conditions=conditions,
         clean_condition=clean,
         settings={
@@ -218,6 +227,21 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
         with atomic_path(output / RATERS_CSV) as tmp:
             result.raters.to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
+
+
+def _gate_sentences(checks: list, allow_weak_models: bool) -> list[str]:
+    sentences = []
+    for check in checks:
+        if not check.passed:
+            action = "kept in the verdict, marked (--allow-weak-models)" if allow_weak_models else (
+                "left out of the verdict (--allow-weak-models keeps it)")
+            sentences.append(f"{check.model} fails the sanity gate: {'; '.join(check.reasons)}; {action}.")
+        if check.short_schedule:
+            share = 100 * check.iterations / NNUNET_DEFAULT_ITERATIONS
+            sentences.append(f"{check.model} was trained for {check.iterations} iterations ({share:.2g}% of nnU-Net's "
+                             "default 1000 x 250): a short schedule; its robustness is that of an undertrained "
+                             "network.")
+    return sentences
 
 
 def _rood_mri(table: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,7 +39,7 @@ import pandas as pd
 from nnunet_robustness.analysis.statistics import CONFIDENCE, FOREGROUND_MEAN, group_rng, holm
 from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import json_ready
+from nnunet_robustness.io import json_ready, read_json
 from nnunet_robustness.metrics.masks import METRICS
 
 WINNER = "winner"
@@ -107,6 +108,15 @@ def read_per_case_table(path: str | os.PathLike) -> tuple[pd.DataFrame, Path]:
     missing = [c for c in _PER_CASE_REQUIRED if c not in table.columns]
     if missing:
         raise UserInputError(f"{path} lacks column(s) {', '.join(missing)}; expected eval's per_case table")
+    # models that failed eval's sanity gate (summary.json next to the table) give no evidence
+    summary = path.parent / "summary.json"
+    if summary.is_file():
+        checks = read_json(summary, "eval summary").get("model_checks", [])
+        failed = [c["model"] for c in checks if not c.get("passed", True) and not c.get("kept", False)]
+        if failed:
+            warnings.warn(f"{path}: leaving out {', '.join(failed)}, which failed eval's sanity gate "
+                          f"({summary})", UserWarning, stacklevel=2)
+            table = table[~table["model"].isin(failed)]
     return table, path
 
 

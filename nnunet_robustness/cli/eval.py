@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="reference labels folder (labelsTs); repeat for several raters: statistics and the "
                              "verdict then use their consensus, and raters.csv compares each prediction with each "
                              "rater and the inter-rater range")
+    parser.add_argument("--allow-weak-models", action="store_true",
+                        help="keep models that fail the sanity gate (e.g. empty clean predictions) in the verdict, "
+                             "marked")
     parser.add_argument("--consensus", choices=("staple", "majority"), default="staple",
                         help="consensus of several references: STAPLE (SimpleITK, default) or majority vote")
     parser.add_argument("-djfile", "--dataset-json", type=Path, required=True,
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         with staged_folder(args.output) as stage:  # outputs of an earlier run stay whole if this one fails
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
-                              consensus_method=args.consensus)
+                              consensus_method=args.consensus, allow_weak_models=args.allow_weak_models)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

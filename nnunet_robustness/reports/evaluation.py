@@ -146,6 +146,11 @@ def _overview(result: EvaluationResult) -> str:
         ("clean condition", result.clean_condition or "none (no degradation computed)"),
         ("bootstrap", f"{settings.get('n_bootstrap')} case resamples, seed {settings.get('seed')}"),
     ]
+    for check in result.model_checks:
+        status = "passes" if check["passed"] else "FAILS: " + "; ".join(check["reasons"])
+        schedule = (f"{check['iterations']} training iterations" + (" (short schedule)" if check["short_schedule"]
+                                                                     else "")) if check["iterations"] else "unknown"
+        rows.append((f"sanity gate: {check['model']}", f"{status}; clean Dice {fmt(check['clean_dice'])}; {schedule}"))
     unpredicted = settings.get("unpredicted_reference_cases") or []
     if unpredicted:
         rows.append(("reference cases without predictions", ", ".join(unpredicted)))

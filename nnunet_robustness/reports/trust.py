@@ -173,4 +173,6 @@ def _diagonal_panel(axis, xlabel: str, ylabel: str, title: str, linestyle: str) 
     axis.set_ylabel(ylabel)
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize="small")
+    # outside the axes: with many conditions an inner legend covers the points
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                ncol=1 + len(axis.get_legend_handles_labels()[1]) // 16)
