@@ -178,7 +178,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
                 if len(raters) > 1 else pd.DataFrame()),
         verdict=_gate_sentences(checks, allow_weak_models) + robustness.verdict(comparisons, judged,
                                                                                 stats.FOREGROUND_MEAN),
-        model_checks=[c.to_json() for c in checks],
+        model_checks=[{**c.to_json(), "kept": c.passed or allow_weak_models} for c in checks],
         conditions=conditions,
         clean_condition=clean,
         settings={
