@@ -32,7 +32,7 @@ def test_condition_specs_and_manifest_form():
     assert [x.name for x in resolve_conditions([], ["context"])][:2] == ["clean", "context_fbr0.50"]
     with pytest.raises(UserInputError, match="context level 1.5 must be a foreground fraction"):
         parse_condition_spec("context:1.5")
-    with pytest.raises(ValueError, match="changes the field of view"):
+    with pytest.raises(ValueError, match="is no corruption"):
         corruption_for(c)
 
 
