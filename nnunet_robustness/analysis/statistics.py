@@ -4,8 +4,9 @@ metric-vs-severity curves (area, coefficient of variation), best-model shares an
 All functions take the tidy per-case table (one row per model x condition x case x label, one column
 per metric) with an extra label ``FOREGROUND_MEAN`` holding each case's mean over the labels, and
 return tidy data frames. Randomness comes only from ``numpy.random.default_rng`` seeded with the
-user's seed and the name of the group being resampled, so a result does not change when other
-models or conditions are added to the evaluation.
+user's seed: every group of a summary draws the same case indices (for the same number of cases), so
+the same per-case data always gives the same interval, comparisons across conditions stay paired, and
+a result does not change when other models or conditions are added to the evaluation.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ FOREGROUND_MEAN = "foreground_mean"
 ALL_CONDITIONS = "(all conditions)"
 CONFIDENCE = 0.95
 KEYS = ["model", "condition", "case", "label"]
+CASE_RESAMPLES = "case resamples"  # one stream of case indices for every group (see the module docstring)
 DIRECTED_METRICS = [name for name, metric in METRICS.items() if metric.higher_is_better is not None]
 
 
@@ -90,7 +92,7 @@ def summary_statistics(table: pd.DataFrame, seed: int, n_bootstrap: int) -> pd.D
     metrics = list(METRICS)
     rows = []
     for (model, condition, label), group in table.groupby(["model", "condition", "label"], sort=False):
-        stats = bootstrap_statistics(group[metrics].to_numpy(dtype=float), group_rng(seed, model, condition, label),
+        stats = bootstrap_statistics(group[metrics].to_numpy(dtype=float), group_rng(seed, CASE_RESAMPLES),
                                      n_bootstrap)
         for index, metric in enumerate(metrics):
             rows.append({"model": model, "condition": condition, "label": label, "metric": metric,
@@ -124,7 +126,7 @@ def degradation(table: pd.DataFrame, clean: str | None, seed: int, n_bootstrap: 
         clean_values = paired[[f"{m}_clean" for m in DIRECTED_METRICS]].to_numpy(dtype=float)
         condition_values = paired[DIRECTED_METRICS].to_numpy(dtype=float)
         worse = sign * (clean_values - condition_values)
-        stats = bootstrap_statistics(worse, group_rng(seed, "degradation", model, condition, label), n_bootstrap)
+        stats = bootstrap_statistics(worse, group_rng(seed, CASE_RESAMPLES), n_bootstrap)
         with _quiet_nan_warnings():
             clean_mean = np.nanmean(clean_values, axis=0)
             condition_mean = np.nanmean(condition_values, axis=0)

@@ -31,6 +31,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
 
     matplotlib.use("Agg")  # no display; must precede pyplot's first import in this process
     path = Path(path)
+    result = _mark_failed_models(result)
     tolerance = result.settings.get("nsd_tolerance_mm")
     sections = [
         section("Verdict: which model is more robust", _verdict(result)),
@@ -54,6 +55,28 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     document = html_page(title, intro + "".join(sections))
     atomic_write_text(path, document)
     return path
+
+
+def _mark_failed_models(result: EvaluationResult) -> EvaluationResult:
+    """The result with every model that failed the sanity gate renamed "<model> (fails sanity gate)", so it
+    is marked in every table and plot legend of the report."""
+    import dataclasses
+
+    import pandas as pd
+
+    failed = {c["model"]: f"{c['model']} (fails sanity gate)" for c in result.model_checks if not c["passed"]}
+    if not failed:
+        return result
+    changes = {}
+    for item in dataclasses.fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, pd.DataFrame) and len(value):
+            value = value.copy()
+            for column in ("model", "model_a", "model_b"):
+                if column in value:
+                    value[column] = value[column].replace(failed)
+            changes[item.name] = value
+    return dataclasses.replace(result, **changes)
 
 
 # --- sections ------------------------------------------------------------------------------------------

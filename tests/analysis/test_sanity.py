@@ -57,3 +57,11 @@ def test_a_tiny_schedule_is_marked_short(study, tmp_path):
     assert check["iterations"] == 10 and check["short_schedule"] and check["passed"]
     assert any("T was trained for 10 iterations" in s and "short schedule" in s for s in result.verdict)
     assert next(c for c in result.model_checks if c["model"] == "B")["iterations"] is None  # no log: unknown
+
+
+def test_failed_models_are_marked_in_the_report_tables(study, tmp_path):
+    empty = _empty_copy(Path(study["A"]), tmp_path / "pred_E")
+    result = evaluate({"A": study["A"], "E": empty}, study["reference"], study["dataset_json"], n_bootstrap=50,
+                      progress=False)
+    html = write_report(result, tmp_path / "report.html").read_text()
+    assert html.count("E (fails sanity gate)") >= 3  # summary, degradation, worst cases, ...

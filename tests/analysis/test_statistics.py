@@ -121,3 +121,23 @@ def test_severity_curve_area_and_variation() -> None:
     assert dice["auc"] == pytest.approx((0.9 + 0.7) / 2)
     assert dice["cv"] == pytest.approx(np.std([1.0, 0.8, 0.6]) / 0.8)
     assert set(curves["family"]) == {"blur"}  # conditions without a family/severity have no curve
+
+
+def test_identical_per_case_data_gives_identical_intervals_in_every_condition():
+    """One stream of case resamples for every group: the same data cannot get two different intervals."""
+    import pandas as pd
+
+    from nnunet_robustness.analysis.statistics import add_foreground_mean, degradation, summary_statistics
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(0.5, 0.9, 12)
+    rows = [{"model": "A", "condition": condition, "case": f"c{i}", "label": "organ",
+             **{m: (v if condition == "clean" else v - 0.1) for m in METRICS}}
+            for condition in ("clean", "noise_sev1", "blur_sev1") for i, v in enumerate(values)]
+    table = add_foreground_mean(pd.DataFrame(rows))
+    stats = summary_statistics(table, seed=3, n_bootstrap=200).set_index(["condition", "label", "metric"])
+    for column in ("mean_ci_low", "mean_ci_high", "median_ci_low", "median_ci_high"):
+        assert stats.loc[("noise_sev1", "organ", "dice"), column] == stats.loc[("blur_sev1", "organ", "dice"), column]
+    change = degradation(table, "clean", seed=3, n_bootstrap=200).set_index(["condition", "label", "metric"])
+    assert (change.loc[("noise_sev1", "organ", "dice"), ["absolute_ci_low", "absolute_ci_high"]].tolist()
+            == change.loc[("blur_sev1", "organ", "dice"), ["absolute_ci_low", "absolute_ci_high"]].tolist())
