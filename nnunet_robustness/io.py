@@ -152,3 +152,24 @@ def staged_folder(final_folder: str | os.PathLike) -> Iterator[Path]:
             os.replace(path, target)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def check_complete_gzip(path: str | os.PathLike) -> None:
+    """Raise ``UserInputError`` naming ``path`` when a ``.gz`` file is truncated or corrupt.
+
+    ITK's NIfTI reader fills a truncated ``.nii.gz`` with zeros without a word (a copy interrupted at
+    75 % reads as an image whose last quarter is black); decompressing the stream to its end checks its
+    length and CRC, which ITK does not.
+    """
+    import gzip
+    import zlib
+
+    path = Path(path)
+    if not path.name.endswith(".gz"):
+        return
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    except (EOFError, OSError, zlib.error) as e:
+        raise UserInputError(f"{path}: truncated or corrupt gzip file ({e}); copy it again") from None

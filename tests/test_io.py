@@ -27,3 +27,21 @@ def test_written_files_get_umask_permissions(tmp_path):
     os.umask(umask)
     atomic_write_json(tmp_path / "a.json", {})
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_truncated_nii_gz_is_refused_naming_the_file(tmp_path):
+    """ITK reads a truncated .nii.gz with zeros filled in; eval would score a perfect prediction 0.44."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from nnunet_robustness.errors import UserInputError
+    from nnunet_robustness.io import check_complete_gzip
+
+    path = tmp_path / "case_000.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 3, (20, 30, 30)).astype(np.uint8)),
+                    str(path), True)
+    check_complete_gzip(path)  # complete: fine
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.75)])
+    with pytest.raises(UserInputError, match=r"case_000.nii.gz: truncated or corrupt gzip file"):
+        check_complete_gzip(path)

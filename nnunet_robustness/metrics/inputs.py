@@ -22,7 +22,7 @@ import numpy as np
 
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import files_with_ending, read_json
+from nnunet_robustness.io import check_complete_gzip, files_with_ending, read_json
 from nnunet_robustness.runner.manifest import RunManifest
 
 
@@ -241,6 +241,7 @@ def read_segmentation(reader_writer, path: Path, allowed_values: frozenset[int],
     nnU-Net stores 2D images as one-slice volumes with a placeholder spacing along the first axis;
     those are returned as 2D arrays so that surfaces are contours with lengths in mm.
     """
+    check_complete_gzip(path)
     try:
         array, properties = reader_writer.read_seg(str(path))
     except Exception as e:  # noqa: BLE001 - whatever the reader raises, the file is unusable

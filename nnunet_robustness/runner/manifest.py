@@ -33,6 +33,9 @@ class RunManifest:
     cases: tuple[str, ...]
     versions: dict[str, str] = field(default_factory=package_versions)
     format: int = MANIFEST_FORMAT
+    # case -> fingerprint of its input files (size and modification time of each channel file): a
+    # resumed run with other images under the same case names is refused instead of reusing predictions
+    inputs: dict[str, str] = field(default_factory=dict)
 
     # Keys whose change means another run: the folder cannot hold both.
     IDENTITY = ("format", "model", "seed", "file_ending")
@@ -49,7 +52,7 @@ class RunManifest:
         return {"format": self.format, "model": self.model, "seed": self.seed,
                 "save_probabilities": self.save_probabilities, "file_ending": self.file_ending,
                 "conditions": [c.to_json() for c in self.conditions], "cases": list(self.cases),
-                "versions": self.versions}
+                "versions": self.versions, "inputs": self.inputs}
 
     @classmethod
     def from_json(cls, data: Any, path: Path) -> "RunManifest":
@@ -59,7 +62,7 @@ class RunManifest:
                        file_ending=str(data["file_ending"]),
                        conditions=tuple(Condition.from_json(c) for c in data["conditions"]),
                        cases=tuple(str(c) for c in data["cases"]), versions=dict(data.get("versions", {})),
-                       format=int(data.get("format", MANIFEST_FORMAT)))
+                       format=int(data.get("format", MANIFEST_FORMAT)), inputs=dict(data.get("inputs", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: not a valid run manifest ({type(e).__name__}: {e}); it needs model, seed, "
                                  "file_ending, conditions (with names) and cases") from None
@@ -88,6 +91,18 @@ class RunManifest:
         if old is None:
             return self
         mine, theirs = self.to_json(), old.to_json()
+        if theirs["model"].get("checkpoint_sha256") != mine["model"].get("checkpoint_sha256") \
+                and "checkpoint_sha256" in theirs["model"]:
+            raise UserInputError(f"{self.path(folder)}: the model's checkpoint changed since this folder's predictions "
+                                 "were made (retrained?); use another output folder or pass --overwrite")
+        changed = sorted(case for case in set(old.inputs) & set(self.inputs) if old.inputs[case] != self.inputs[case])
+        if changed:
+            raise UserInputError(f"{self.path(folder)}: the input files of case {changed[0]} (and {len(changed) - 1} "
+                                 "more) changed since this folder's predictions were made; use another output "
+                                 "folder or pass --overwrite")
+        # compared above (older run.json files have none); copies, so that self.model stays whole
+        theirs["model"] = {k: v for k, v in theirs["model"].items() if k != "checkpoint_sha256"}
+        mine["model"] = {k: v for k, v in mine["model"].items() if k != "checkpoint_sha256"}
         for key in self.IDENTITY:
             if theirs[key] != mine[key]:
                 raise UserInputError(
@@ -96,7 +111,7 @@ class RunManifest:
         return replace(self, conditions=tuple(merge_conditions(old.conditions, self.conditions)),
                        cases=tuple(dict.fromkeys([*old.cases, *self.cases])),
                        save_probabilities=old.save_probabilities or self.save_probabilities,
-                       versions=old.versions or self.versions)
+                       versions=old.versions or self.versions, inputs={**old.inputs, **self.inputs})
 
     def is_complete(self, folder: str | Path, conditions: Any = None) -> bool:
         """Whether every listed case has its prediction for every condition (or for ``conditions``)."""
@@ -104,3 +119,18 @@ class RunManifest:
         listed = {c.name for c in self.conditions}
         return set(names) <= listed and all((Path(folder) / name / f"{case}{self.file_ending}").is_file()
                                             for name in names for case in self.cases)
+
+
+def input_fingerprint(files: list[Path]) -> str:
+    """Size and modification time (ns) of each channel file of a case: changes when an image is replaced."""
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

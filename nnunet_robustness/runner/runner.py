@@ -40,10 +40,10 @@ from tqdm import tqdm
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path
+from nnunet_robustness.io import atomic_path, check_complete_gzip
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import ModelInputSpace
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
 
 
 @dataclass(frozen=True)
@@ -125,16 +125,19 @@ class RobustnessRunner:
     # ---------------------------------------------------------------- manifest
 
     def manifest(self, conditions: Sequence[Condition], cases: Sequence[str], seed: int,
-                 save_probabilities: bool) -> RunManifest:
+                 save_probabilities: bool, inputs: dict[str, str] | None = None) -> RunManifest:
         model_folder = Path(self.settings.model_folder).resolve()
         model = {
             **self.settings.manifest(),
             "folds_used": self.used_folds,
+            # a retrained model under the same folder must not be mistaken for the one that predicted
+            "checkpoint_sha256": {str(f): file_sha256(model_folder / f"fold_{f}" / self.settings.checkpoint)
+                                  for f in self.used_folds},
             "dataset": self.dataset_json.get("name", model_folder.parent.name),
             "results_subfolder": model_folder.name,  # TRAINER__PLANS__CONFIGURATION
         }
         return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
-                           conditions=tuple(conditions), cases=tuple(cases))
+                           conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}))
 
     # ---------------------------------------------------------------- work
 
@@ -148,6 +151,8 @@ class RobustnessRunner:
         return paths["seg"].is_file() and (not save_probabilities or paths["npz"].is_file())
 
     def _read_case(self, case: str, files: list[Path]):
+        for path in files:
+            check_complete_gzip(path)
         try:
             image, properties = self.reader_writer.read_images([str(f) for f in files])
         except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
@@ -181,7 +186,9 @@ class RobustnessRunner:
             names = ", ".join(c.name for c in conditions if requires_label(c))
             raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
         output.mkdir(parents=True, exist_ok=True)
-        manifest = self.manifest(conditions, list(cases), seed, save_probabilities).merged_into(output, overwrite)
+        fingerprints = {case: input_fingerprint(files) for case, files in cases.items()}
+        manifest = self.manifest(conditions, list(cases), seed, save_probabilities, fingerprints).merged_into(
+            output, overwrite)
         manifest.write(output)
         cancelled = self.input_space.cancelled_families(c.family for c in conditions if c.family and not c.is_context)
         if cancelled:

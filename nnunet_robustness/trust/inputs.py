@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import check_complete_gzip
 from nnunet_robustness.metrics.inputs import (
     ConditionFolder,
     DatasetInfo,
@@ -142,6 +143,7 @@ class CaseArrays:
 
 
 def read_label_map(context: DatasetContext, path: Path) -> tuple[np.ndarray, dict]:
+    check_complete_gzip(path)
     reader = context.reader_writer()
     try:
         array, properties = reader.read_seg(str(path))

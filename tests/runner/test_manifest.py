@@ -1,0 +1,43 @@
+"""run.json: one owner, loud failures, and a resume that never reuses predictions of other inputs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from nnunet_robustness.conditions import CLEAN, family_condition
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.runner.manifest import RunManifest, input_fingerprint
+
+
+def _manifest(tmp_path: Path, inputs: dict, checkpoint: str = "aaa") -> RunManifest:
+    return RunManifest(model={"model_folder": str(tmp_path / "model"), "folds": [0], "checkpoint_sha256": {"0": checkpoint}},
+                       seed=0, save_probabilities=False, file_ending=".nii.gz",
+                       conditions=(CLEAN, family_condition("gaussian_noise", 3)), cases=tuple(inputs), inputs=inputs)
+
+
+def test_round_trip_and_loud_failures(tmp_path):
+    manifest = _manifest(tmp_path, {"a": "a_0000.nii.gz:10:1"})
+    manifest.write(tmp_path)
+    assert RunManifest.read(tmp_path) == manifest
+    (tmp_path / "run.json").write_text('{"conditions": []}')
+    with pytest.raises(UserInputError, match="run.json: not a valid run manifest"):
+        RunManifest.read(tmp_path)
+
+
+def test_resume_with_changed_inputs_or_checkpoint_is_refused(tmp_path):
+    image = tmp_path / "a_0000.nii.gz"
+    image.write_bytes(b"first")
+    first = _manifest(tmp_path, {"a": input_fingerprint([image])})
+    first.write(tmp_path)
+    assert _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path) == first  # same inputs
+    image.write_bytes(b"other image")  # same case name, different image
+    os.utime(image, ns=(1, 2))
+    with pytest.raises(UserInputError, match="the input files of case a .*changed"):
+        _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path)
+    with pytest.raises(UserInputError, match="checkpoint changed"):
+        _manifest(tmp_path, first.inputs, checkpoint="bbb").merged_into(tmp_path)
+    assert _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path, overwrite=True).inputs[
+        "a"] == input_fingerprint([image])
