@@ -36,6 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.analysis.robustness import wilcoxon_p_floor
 from nnunet_robustness.analysis.statistics import CONFIDENCE, FOREGROUND_MEAN, group_rng, holm
 from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
@@ -317,6 +318,9 @@ class Comparison:
     p_value: float
     p_adjusted: float
     significant: bool
+    # the smallest p that means anything here: the bootstrap's resolution 1 / (B + 1), and no smaller than
+    # what an exact paired (signed-rank) test could reach with these cases, 2 / 2^n (1/128 for 8 cases)
+    p_floor: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -428,9 +432,10 @@ def _decide_cell(rows: pd.DataFrame, models: tuple[str, ...], settings: RuleSett
     ci_low, ci_high = np.percentile(boot, [tail, 100 - tail], axis=0)
     p_values = ((boot <= settings.min_difference).sum(axis=0) + 1) / (settings.n_bootstrap + 1)
     p_adjusted = holm(p_values) if settings.correction == "holm" else p_values
+    p_floor = max(1.0 / (settings.n_bootstrap + 1), wilcoxon_p_floor(n_cases))
     comparisons = tuple(
         Comparison(model, float(observed[k]), float(ci_low[k]), float(ci_high[k]), float(p_values[k]),
-                   float(p_adjusted[k]), bool(p_adjusted[k] < ONE_SIDED_ALPHA))
+                   float(p_adjusted[k]), bool(p_adjusted[k] < ONE_SIDED_ALPHA), p_floor)
         for k, model in enumerate(others))
     if all(c.significant for c in comparisons):
         margin = f" by more than {settings.min_difference:g}" if settings.min_difference else ""
@@ -577,6 +582,7 @@ def format_recommendation(recommendation: Recommendation, metric: str) -> str:
         for comparison in c.comparisons:
             lines.append(f"  {c.best} vs {comparison.model}: {comparison.difference:+.3f} {metric} "
                          f"[{comparison.ci_low:+.3f}, {comparison.ci_high:+.3f}] (95 % CI), "
-                         f"p={comparison.p_value:.3g}, adjusted {comparison.p_adjusted:.3g}")
+                         f"p={comparison.p_value:.3g}, adjusted {comparison.p_adjusted:.3g} (with {c.n_cases} case(s) "
+                         f"no p below {comparison.p_floor:.2g} means anything)")
     lines += [f"  caveat: {caveat}" for caveat in r.caveats]
     return "\n".join(lines)

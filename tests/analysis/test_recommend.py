@@ -107,6 +107,9 @@ def test_winners_match_the_fabricated_truth(tmp_path: Path) -> None:
             # the two comparisons doubles both.
             assert comparison.p_value == pytest.approx(1 / 2001)
             assert comparison.p_adjusted == pytest.approx(2 / 2001)
+            assert comparison.p_floor == pytest.approx(1 / 2001)  # 30 cases: the bootstrap's resolution binds
+    few = fit([write_study(tmp_path / "few", cases_per_group=8)], min_cases=8).cell(0, "clean").comparisons[0]
+    assert few.p_floor == pytest.approx(1 / 128)  # 8 cases: p = 0.0005 would claim more than the data hold
     unadjusted = fit([write_study(tmp_path / "eval", cases_per_group=30)], correction="none")
     assert all(c.p_adjusted == c.p_value for cell in unadjusted.cells for c in cell.comparisons)
 
