@@ -1,11 +1,15 @@
 """``nnunet-robust eval``: segmentation metrics and robustness summaries of prediction folders.
 
-Compares nnU-Net-style prediction folders against a reference folder (labelsTs) with the labels and
-regions of dataset.json: Dice, IoU, HD95, ASSD, NSD, volume differences and TP/FP/FN per case, label
-and condition; bootstrap confidence intervals, degradation vs clean, metric-vs-severity curves and,
-for several models, best-model shares and Holm-corrected paired Wilcoxon tests. Writes
-per_case.csv, per_case.parquet, summary.json and report.html into the output folder (see
-docs/evaluation.md).
+Compares nnU-Net-style prediction folders against a reference folder (labelsTs; or several raters'
+folders, whose consensus is then the reference) with the labels and regions of dataset.json: Dice,
+IoU, HD95, ASSD, NSD, volume differences and TP/FP/FN per case, label and condition, and what the
+model saw of each condition (from run's records). For several models, the report opens with a
+verdict: which model degrades least per corruption family (paired degradation differences, BCa
+intervals, Wilcoxon tests, Benjamini-Hochberg FDR), after a sanity gate that leaves out models failing
+on clean images. Also: bootstrap intervals, degradation vs clean, metric-vs-severity curves, the
+ROOD-MRI summary, best-model shares and paired tests. Writes per_case.csv, per_case.parquet,
+summary.json and report.html (raters.csv with several references) into the output folder; a failing
+re-run leaves an earlier output whole (see docs/evaluation.md).
 """
 
 from __future__ import annotations
