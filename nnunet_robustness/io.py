@@ -172,4 +172,4 @@ def check_complete_gzip(path: str | os.PathLike) -> None:
             while stream.read(1 << 22):
                 pass
     except (EOFError, OSError, zlib.error) as e:
-        raise UserInputError(f"{path}: truncated or corrupt gzip file ({e}); copy it again") from None
+        raise UserInputError(f"{path}: cannot be read: truncated or corrupt gzip file ({e}); copy it again") from None
