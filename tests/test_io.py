@@ -43,5 +43,5 @@ def test_a_truncated_nii_gz_is_refused_naming_the_file(tmp_path):
     check_complete_gzip(path)  # complete: fine
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.75)])
-    with pytest.raises(UserInputError, match=r"case_000.nii.gz: truncated or corrupt gzip file"):
+    with pytest.raises(UserInputError, match=r"case_000.nii.gz: cannot be read: truncated or corrupt gzip file"):
         check_complete_gzip(path)
