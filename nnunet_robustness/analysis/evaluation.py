@@ -19,7 +19,14 @@ from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json, files_with_ending, json_ready, read_json
+from nnunet_robustness.io import (
+    atomic_path,
+    atomic_write_json,
+    files_with_ending,
+    json_ready,
+    package_versions,
+    read_json,
+)
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
 from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
@@ -190,6 +197,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,
+            "versions": package_versions(),
             "training_fbr_ranges": fbr_ranges,
         },
     )

@@ -32,6 +32,7 @@ class ConditionFolder:
 
     condition: Condition
     folder: Path
+    parameters: dict | None = None  # what run applied (run.json), None for folders not made by run
 
     @property
     def name(self) -> str:
@@ -136,7 +137,8 @@ def find_conditions(folder: Path, file_ending: str) -> tuple[list[ConditionFolde
         if manifest.file_ending != file_ending:
             raise UserInputError(f"{RunManifest.path(folder)}: predictions end in {manifest.file_ending!r} but "
                                  f"dataset.json says {file_ending!r}")
-        conditions = [ConditionFolder(c, folder / c.name) for c in manifest.conditions]
+        conditions = [ConditionFolder(c, folder / c.name, manifest.parameters.get(c.name))
+                      for c in manifest.conditions]
         for condition in conditions:
             if not condition.folder.is_dir():
                 raise UserInputError(f"{condition.folder}: condition folder listed in {RunManifest.path(folder)} "

@@ -6,6 +6,7 @@ Each case's reference is read once for all its predictions; cases are spread ove
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ def conditions_table(predictions: list[ModelPredictions]) -> pd.DataFrame:
     """One row per model x condition: family, severity, preset, whether it is clean, its folder."""
     return pd.DataFrame([{"model": model.name, "condition": c.name, "family": c.family, "severity": c.severity,
                           "preset": c.preset, "is_clean": c.is_clean, "folder": str(c.folder),
-                          "calibrated_severity": c.condition.calibrated_severity}
+                          "calibrated_severity": c.condition.calibrated_severity,
+                          "parameters": None if c.parameters is None else json.dumps(c.parameters, sort_keys=True)}
                          for model in predictions for c in model.conditions])
 
 

@@ -36,6 +36,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     sections = [
         section("Verdict: which model is more robust", _verdict(result)),
         _overview(result),
+        section("Conditions: what each one applied", _definitions(result)),
         section("Summary (foreground mean per case; mean [95% bootstrap CI])", _summary_table(result)),
         section("Metric vs severity", _curves(result)),
         section("ROOD-MRI-comparable summary", _rood_mri(result)),
@@ -156,6 +157,27 @@ def _raters(result: EvaluationResult) -> str:
     return "".join(parts)
 
 
+def _definitions(result: EvaluationResult) -> str:
+    """Every condition: family, severity, the parameters run applied (run.json) and what the model saw."""
+    rows = []
+    for _, r in result.conditions.drop_duplicates("condition").iterrows():
+        if bool(r.get("cancelled", False)):
+            saw = "cancelled by the model's normalisation"
+        elif finite(r.get("input_ssim")):
+            saw = f"SSIM {fmt(r['input_ssim'])}, rel. L2 {fmt(r['input_rel_l2'])}"
+        else:
+            saw = None
+        parameters = r.get("parameters")
+        rows.append([r["condition"], r["family"], r["severity"], r.get("calibrated_severity"),
+                     parameters if isinstance(parameters, str) else None, saw])
+    return ("<details open><summary>" + esc(f"{len(rows)} conditions") + "</summary>"
+            + table(["condition", "family", "severity", "calibrated severity", "parameters (run.json)",
+                     "what the model saw (median)"], rows, text_columns=(0, 1, 4, 5))
+            + note("Parameters are the family's values at that severity (e.g. sigma_mm, std_fraction of the robust "
+                   "intensity range), an attack's budget, or a crop's target foreground fraction; missing for "
+                   "folders not made by nnunet-robust run.") + "</details>")
+
+
 def _overview(result: EvaluationResult) -> str:
     settings = result.settings
     per_case = result.per_case
@@ -168,6 +190,7 @@ def _overview(result: EvaluationResult) -> str:
         ("conditions", ", ".join(dict.fromkeys(result.conditions["condition"]))),
         ("clean condition", result.clean_condition or "none (no degradation computed)"),
         ("bootstrap", f"{settings.get('n_bootstrap')} case resamples, seed {settings.get('seed')}"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (settings.get("versions") or {}).items())),
     ]
     for check in result.model_checks:
         status = "passes" if check["passed"] else "FAILS: " + "; ".join(check["reasons"])

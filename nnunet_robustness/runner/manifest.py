@@ -36,6 +36,9 @@ class RunManifest:
     # case -> fingerprint of its input files (size and modification time of each channel file): a
     # resumed run with other images under the same case names is refused instead of reusing predictions
     inputs: dict[str, str] = field(default_factory=dict)
+    # condition name -> the parameters it applied (a family's values and settings at that severity, an
+    # attack's budget, a crop's target FBR): the definitions table of eval's report
+    parameters: dict[str, dict] = field(default_factory=dict)
 
     # Keys whose change means another run: the folder cannot hold both.
     IDENTITY = ("format", "model", "seed", "file_ending")
@@ -52,7 +55,7 @@ class RunManifest:
         return {"format": self.format, "model": self.model, "seed": self.seed,
                 "save_probabilities": self.save_probabilities, "file_ending": self.file_ending,
                 "conditions": [c.to_json() for c in self.conditions], "cases": list(self.cases),
-                "versions": self.versions, "inputs": self.inputs}
+                "versions": self.versions, "inputs": self.inputs, "parameters": self.parameters}
 
     @classmethod
     def from_json(cls, data: Any, path: Path) -> "RunManifest":
@@ -62,7 +65,8 @@ class RunManifest:
                        file_ending=str(data["file_ending"]),
                        conditions=tuple(Condition.from_json(c) for c in data["conditions"]),
                        cases=tuple(str(c) for c in data["cases"]), versions=dict(data.get("versions", {})),
-                       format=int(data.get("format", MANIFEST_FORMAT)), inputs=dict(data.get("inputs", {})))
+                       format=int(data.get("format", MANIFEST_FORMAT)), inputs=dict(data.get("inputs", {})),
+                       parameters=dict(data.get("parameters", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: not a valid run manifest ({type(e).__name__}: {e}); it needs model, seed, "
                                  "file_ending, conditions (with names) and cases") from None
@@ -111,7 +115,8 @@ class RunManifest:
         return replace(self, conditions=tuple(merge_conditions(old.conditions, self.conditions)),
                        cases=tuple(dict.fromkeys([*old.cases, *self.cases])),
                        save_probabilities=old.save_probabilities or self.save_probabilities,
-                       versions=old.versions or self.versions, inputs={**old.inputs, **self.inputs})
+                       versions=old.versions or self.versions, inputs={**old.inputs, **self.inputs},
+                       parameters={**old.parameters, **self.parameters})
 
     def is_complete(self, folder: str | Path, conditions: Any = None) -> bool:
         """Whether every listed case has its prediction for every condition (or for ``conditions``)."""

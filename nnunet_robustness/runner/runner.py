@@ -40,7 +40,7 @@ from tqdm import tqdm
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, check_complete_gzip
+from nnunet_robustness.io import atomic_path, check_complete_gzip, json_ready
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
@@ -137,7 +137,8 @@ class RobustnessRunner:
             "results_subfolder": model_folder.name,  # TRAINER__PLANS__CONFIGURATION
         }
         return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
-                           conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}))
+                           conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}),
+                           parameters={c.name: condition_parameters(c) for c in conditions if not c.is_clean})
 
     # ---------------------------------------------------------------- work
 
@@ -304,6 +305,19 @@ class RobustnessRunner:
                 tmp.write_bytes(pickle.dumps(properties))
         with atomic_path(paths["seg"]) as tmp:
             self.reader_writer.write_seg(segmentation, str(tmp), properties)
+
+
+def condition_parameters(condition: Condition) -> dict:
+    """What a condition applies, as JSON: a corruption's graded values and settings, an attack's budget, a
+    crop's target foreground fraction."""
+    if condition.is_context:
+        return {"target_fbr": condition.context_fbr}
+    if is_attack(condition):
+        from nnunet_robustness.adversarial import get_attack
+
+        return get_attack(condition.family, severity=condition.severity).to_json()
+    corruption = corruption_for(condition)
+    return json_ready({**corruption.values, **corruption.settings})
 
 
 def resolve_folds(folds: Iterable[str] | None) -> tuple[int | str, ...] | None:

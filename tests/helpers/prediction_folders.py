@@ -58,11 +58,12 @@ def degrade(label: np.ndarray, rng: np.random.Generator, strength: int) -> np.nd
     return out
 
 
-def write_manifest(folder: Path, conditions: Sequence[Condition], cases: Sequence[str], model: str = "A") -> None:
+def write_manifest(folder: Path, conditions: Sequence[Condition], cases: Sequence[str], model: str = "A",
+                   parameters: dict | None = None) -> None:
     """The run.json ``run`` would write for these predictions (of a model folder that does not exist)."""
     RunManifest(model={"model_folder": str(folder.parent / f"model_{model}"), "folds": None}, seed=0,
                 save_probabilities=False, file_ending=".nii.gz", conditions=tuple(conditions),
-                cases=tuple(cases)).write(folder)
+                cases=tuple(cases), parameters=parameters or {}).write(folder)
 
 
 def write_study(root: Path, n_cases: int = 4, conditions: Sequence[tuple[str, str | None, int]] = (

@@ -53,3 +53,19 @@ def test_single_model_without_clean_condition(study, tmp_path: Path) -> None:
     document = write_report(result, tmp_path / "report.html").read_text()
     assert "degradation not computed" in document and "Model comparison" not in document
     assert _images(document) == []
+
+
+def test_the_definitions_table_shows_what_each_condition_applied(study, tmp_path):
+    import shutil
+
+    from nnunet_robustness.evaluation import evaluate
+    from nnunet_robustness.runner.manifest import RunManifest
+
+    folder = tmp_path / "pred_A"
+    shutil.copytree(study["A"], folder)
+    manifest = RunManifest.read(folder)
+    RunManifest(**{**manifest.__dict__, "parameters": {"noise_sev2": {"std_fraction": 0.05}}}).write(folder)
+    result = evaluate({"A": folder}, study["reference"], study["dataset_json"], n_bootstrap=20, progress=False)
+    html = write_report(result, tmp_path / "report.html").read_text()
+    assert "Conditions: what each one applied" in html and "std_fraction" in html
+    assert result.settings["versions"]["nnunet-robustness"]

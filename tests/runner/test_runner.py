@@ -127,6 +127,10 @@ def test_run_cli_equals_nnunet_predict_on_clean_and_noise_lowers_dice(trained, t
     names = [c["name"] for c in manifest["conditions"]]
     assert names == ["clean", "seed-study_easiest", "seed-study_easier", "seed-study_harder", "seed-study_hardest",
                      "gaussian_noise_sev5", "salt_pepper_noise_sev5"]
+    # what each condition applied, for the report's definitions table; the model's checkpoint identity
+    assert manifest["parameters"]["gaussian_noise_sev5"]["std_fraction"] > 0
+    assert manifest["parameters"]["seed-study_hardest"]["variance"] == 0.3
+    assert set(manifest["model"]["checkpoint_sha256"]) == {"0"}
     cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
     for name in names:
         assert sorted(p.name for p in (out / name).glob("*.nii.gz")) == cases
