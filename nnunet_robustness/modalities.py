@@ -51,8 +51,8 @@ ROOD_MRI_MAPPING: dict[str, dict[str, Any]] = {
     },
     "AnisoDownsample": {
         "family": "anisotropy", "rood": "TorchIO RandomAnisotropy downsampling 2.8, 4.6, 6.4, 8.2, 10 x (random axis)",
-        "ours": "slice thickness 2, 3, 4, 6, 8 mm along the coarsest axis (box slice profile)",
-        "note": "on ROOD-MRI's 1 mm brain data a factor equals mm; ours stops at 8 mm and uses a fixed axis",
+        "ours": "slice thickness 1.5, 2, 3, 4, 6 x the coarsest native spacing along that axis (box slice profile)",
+        "note": "both are multiples of the native spacing; ours stops at 6x and uses a fixed axis",
     },
     "BiasField": {
         "family": "bias_field", "rood": "TorchIO RandomBiasField coefficients +-0.3, 0.6, 0.9, 1.2, 1.5 (order 3)",
