@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--family", nargs="+", metavar="FAMILY", default=[],
                         help="families to apply ('all' for every family; see --list)")
     parser.add_argument("--severity", nargs="+", type=float, metavar="S", default=None,
-                        help="severities, ints 1..5 or floats in [0, 5] (default: 1 2 3 4 5)")
+                        help="severities, ints 1..5 or floats in (0, 5] (default: 1 2 3 4 5); the unchanged image is clean")
     parser.add_argument("--preset", nargs="+", metavar="PRESET", default=[],
                         help="named presets, e.g. 'seed-study' (all four) or 'seed-study:harder'")
     parser.add_argument("-l", "--labels", type=Path, default=None,
@@ -109,7 +109,7 @@ def catalogue_text() -> str:
     from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
 
     width = max(len(name) for name in [*CORRUPTIONS, *PRESETS])
-    lines = [f"{len(CORRUPTIONS)} families (severity 1..5, or a float in [0, 5]):"]
+    lines = [f"{len(CORRUPTIONS)} families (severity 1..5, or a float in (0, 5]):"]
     # By modality: families of any modality first, then the CT, ultrasound and microscopy groups.
     modality_groups = {"ct": "CT (HU)", "ultrasound": "ultrasound (B-mode)", "microscopy": "microscopy / histology"}
     by_modality: dict[str, list[str]] = {}
