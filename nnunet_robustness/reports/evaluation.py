@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -157,19 +158,22 @@ def _raters(result: EvaluationResult) -> str:
     return "".join(parts)
 
 
+def _what_the_model_saw(condition: Any) -> str | None:
+    """One condition row's input change after the model's normalisation, as report text (None: unmeasured)."""
+    if bool(condition.get("cancelled", False)):
+        return "cancelled by the model's normalisation"
+    if finite(condition.get("input_ssim")):
+        return f"SSIM {fmt(condition['input_ssim'])}, rel. L2 {fmt(condition['input_rel_l2'])}"
+    return None
+
+
 def _definitions(result: EvaluationResult) -> str:
     """Every condition: family, severity, the parameters run applied (run.json) and what the model saw."""
     rows = []
     for _, r in result.conditions.drop_duplicates("condition").iterrows():
-        if bool(r.get("cancelled", False)):
-            saw = "cancelled by the model's normalisation"
-        elif finite(r.get("input_ssim")):
-            saw = f"SSIM {fmt(r['input_ssim'])}, rel. L2 {fmt(r['input_rel_l2'])}"
-        else:
-            saw = None
         parameters = r.get("parameters")
         rows.append([r["condition"], r["family"], r["severity"], r.get("calibrated_severity"),
-                     parameters if isinstance(parameters, str) else None, saw])
+                     parameters if isinstance(parameters, str) else None, _what_the_model_saw(r)])
     return ("<details open><summary>" + esc(f"{len(rows)} conditions") + "</summary>"
             + table(["condition", "family", "severity", "calibrated severity", "parameters (run.json)",
                      "what the model saw (median)"], rows, text_columns=(0, 1, 4, 5))
@@ -214,12 +218,7 @@ def _summary_table(result: EvaluationResult) -> str:
     rows = []
     for model, condition in _model_conditions(result):
         info = seen.loc[(model, condition)]
-        if bool(info.get("cancelled", False)):
-            saw = "cancelled by the model's normalisation"
-        elif finite(info.get("input_ssim")):
-            saw = f"SSIM {fmt(info['input_ssim'])}, rel. L2 {fmt(info['input_rel_l2'])}"
-        else:
-            saw = "clean" if bool(info["is_clean"]) else None
+        saw = _what_the_model_saw(info) or ("clean" if bool(info["is_clean"]) else None)
         if finite(info.get("calibrated_severity")):
             saw = f"{saw}; calibrated: family severity {fmt(info['calibrated_severity'])}"
         cells = [model, condition, saw]
