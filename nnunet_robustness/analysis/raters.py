@@ -291,10 +291,22 @@ def summarize_raters(table: pd.DataFrame) -> dict[str, Any]:
 
 def plot_performance_vs_disagreement(table: pd.DataFrame, path: str | Path, metric: str = "dice",
                                      label: str | None = None) -> Path:
-    """PNG: the model's ``metric`` against the consensus (y) over the case's rater disagreement (x),
-    one panel per model (column ``model`` if present), one colour per condition (column
-    ``condition`` if present), with each condition's least-squares line. ``label``: the structure
-    to plot (default: the first in the table)."""
+    """PNG file of :func:`performance_vs_disagreement_figure`."""
+    import matplotlib.pyplot as plt
+
+    figure = performance_vs_disagreement_figure(table, metric, label)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=90)
+    plt.close(figure)
+    return path
+
+
+def performance_vs_disagreement_figure(table: pd.DataFrame, metric: str = "dice", label: str | None = None):
+    """The model's ``metric`` against the consensus (y) over the case's rater disagreement (x), one panel
+    per model (column ``model`` if present), one colour per condition (column ``condition`` if
+    present), with each condition's least-squares line. ``label``: the structure to plot (default: the
+    first in the table). Returns the matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -328,11 +340,7 @@ def plot_performance_vs_disagreement(table: pd.DataFrame, path: str | Path, metr
     axes[0][0].set_ylabel(f"{metric} vs consensus")
     axes[0][-1].legend(fontsize="small")
     figure.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=90)
-    plt.close(figure)
-    return path
+    return figure
 
 
 def rater_table(per_case: pd.DataFrame, rater_folders: Sequence[str | Path], consensus_folder: str | Path,

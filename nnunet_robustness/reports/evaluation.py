@@ -131,10 +131,9 @@ def _rood_mri(result: EvaluationResult) -> str:
 def _raters(result: EvaluationResult) -> str:
     """Model vs consensus against the case's inter-rater disagreement, and how often the model lies within
     the raters' own range."""
-    import base64
-    import tempfile
+    import matplotlib.pyplot as plt
 
-    from nnunet_robustness.analysis.raters import plot_performance_vs_disagreement
+    from nnunet_robustness.analysis.raters import performance_vs_disagreement_figure
 
     raters = result.raters
     parts = [note(f"{raters['n_raters'].iloc[0]} raters; statistics and the verdict use their "
@@ -142,11 +141,9 @@ def _raters(result: EvaluationResult) -> str:
                   "of the raters; a model is within the inter-rater range unless it agrees with the consensus "
                   "less than the least-agreeing pair of raters do (raters.csv).")]
     for label in dict.fromkeys(raters["label"]):
-        with tempfile.TemporaryDirectory() as folder:
-            path = plot_performance_vs_disagreement(raters, Path(folder) / "raters.png", label=label)
-            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-        parts.append(f"<h3>{esc(label)}</h3><img alt='model vs rater disagreement' "
-                     f"src='data:image/png;base64,{encoded}'>")
+        figure = performance_vs_disagreement_figure(raters, label=label)
+        parts.append(f"<h3>{esc(label)}</h3>" + png(figure))
+        plt.close(figure)
     shares = (raters.groupby(["model", "condition", "label"], sort=False)
               .agg(cases=("case", "nunique"), within=("model_within_inter_rater_range", "mean"),
                    dice=("model_vs_consensus_dice", "mean"), disagreement=("disagreement", "mean"))
