@@ -73,8 +73,9 @@ def calibrate_conditions(conditions: Sequence[Condition], samples: Sequence[tupl
             continue
         target = target_ssim(condition.severity)
         low, high = 0.0, float(MAX_SEVERITY)
-        if mean_ssim(condition, high) > target:
-            notes.append(f"{condition.family}: even its strongest level keeps SSIM {mean_ssim(condition, high):.3f} "
+        strongest = mean_ssim(condition, high)
+        if strongest > target:
+            notes.append(f"{condition.family}: even its strongest level keeps SSIM {strongest:.3f} "
                          f"> {target:.2f}; level {severity_label(condition.severity)} uses severity 5")
             severity = high
         else:
