@@ -15,16 +15,22 @@ their outputs are complete, and an interrupted training continues from its lates
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.studies.pipeline import (
+    Pipeline,
+    Runner,
+    Step,
+    eval_done,
+    nnunet_environment,
+    preprocessing_done,
+    run_command,
+    run_done,
+    tool,
+    training_step,
+)
 
 DATASET_ID = 901
 DATASET_NAME = "Dataset901_DemoTextures"
@@ -67,116 +73,63 @@ class DemoSettings:
         return self.output / "evaluation"
 
 
-Runner = Callable[[Sequence[str], dict], None]
-
-
-def run_command(command: Sequence[str], env: dict) -> None:
-    """Run a step's command with its output streaming to the terminal (nnU-Net prints its progress)."""
-    print(f"  $ {' '.join(command)}", flush=True)
-    result = subprocess.run(list(command), env=env)
-    if result.returncode != 0:
-        raise UserInputError(f"demo step failed ({command[0]} exited {result.returncode}); fix the cause and run "
-                             "the demo again: finished steps are reused")
-
-
 @dataclass
 class Demo:
     settings: DemoSettings
     runner: Runner = run_command
     log: list[str] = field(default_factory=list)
 
-    def env(self) -> dict:
-        cpus = str(min(os.cpu_count() or 1, 4))
-        return {**os.environ,
-                "nnUNet_raw": str(self.settings.output / "nnUNet_raw"),
-                "nnUNet_preprocessed": str(self.settings.output / "nnUNet_preprocessed"),
-                "nnUNet_results": str(self.settings.output / "nnUNet_results"),
-                "nnUNet_n_proc_DA": cpus, "nnUNet_def_n_proc": cpus, "nnUNet_compile": "false"}
-
-    def _tool(self, name: str) -> str:
-        return str(Path(sys.executable).parent / name)
-
-    def _step(self, number: int, total: int, title: str, done: bool) -> bool:
-        status = "reused" if done else "running"
-        line = f"[{number}/{total}] {title} ({status})"
-        self.log.append(line)
-        print(line, flush=True)
-        return not done
-
-    def run(self) -> Path:
-        s, env = self.settings, self.env()
-        for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-            (s.output / folder).mkdir(parents=True, exist_ok=True)
-        total, start = 4 + len(MODELS), time.perf_counter()
-
+    def steps(self) -> list[Step]:
+        s = self.settings
+        make = [tool("nnunet-robust"), "make-dataset", "textures", "-d", str(DATASET_ID), "--name", "DemoTextures",
+                "--shape", str(s.image_size), str(s.image_size), "--alpha", *map(str, s.alphas),
+                "--num-train", str(s.train_cases_per_alpha), "--num-test", str(s.test_cases_per_alpha),
+                "--seed", str(s.seed)]
+        plan = [tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION, "-np", "1",
+                "-npfp", "1", "--verify_dataset_integrity"]
         # dataset.json is written last, so it marks a complete dataset (the generator refuses a folder
         # made with other arguments, and finishes an interrupted one).
-        if self._step(1, total, "synthetic texture dataset at alpha " + ", ".join(map(str, s.alphas)),
-                      (s.raw / "dataset.json").is_file()):
-            self.runner([self._tool("nnunet-robust"), "make-dataset", "textures", "-d", str(DATASET_ID),
-                         "--name", "DemoTextures", "--shape", str(s.image_size), str(s.image_size),
-                         "--alpha", *map(str, s.alphas), "--num-train", str(s.train_cases_per_alpha),
-                         "--num-test", str(s.test_cases_per_alpha), "--seed", str(s.seed)], env)
+        steps = [
+            Step("synthetic texture dataset at alpha " + ", ".join(map(str, s.alphas)),
+                 lambda: (s.raw / "dataset.json").is_file(), lambda: [make], weight=5),
+            Step("nnUNetv2_plan_and_preprocess", lambda: preprocessing_done(s.raw, s.preprocessed, CONFIGURATION),
+                 lambda: [plan], weight=20),
+        ]
+        for model, trainer in MODELS.items():
+            steps.append(training_step(f"nnUNetv2_train {model} ({trainer})", s.model_folder(trainer),
+                                       [tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer,
+                                        "-device", s.device], weight=60))
+        steps.append(Step("nnunet-robust run (clean, seed-study, MRI artefacts) for each model",
+                          lambda: all(self._run_done(model) for model in MODELS), self._run_commands, weight=60))
+        steps.append(Step("nnunet-robust eval of the three models, HTML report",
+                          lambda: eval_done(s.evaluation, [s.predictions(m) for m in MODELS]),
+                          lambda: [[tool("nnunet-robust"), "eval",
+                                    *[a for m in MODELS for a in ("--model", f"{m}={s.predictions(m)}")],
+                                    "-ref", str(s.raw / "labelsTs"), "-djfile", str(s.raw / "dataset.json"),
+                                    "-o", str(s.evaluation), "--seed", str(s.seed)]], weight=30))
+        return steps
 
-        if self._step(2, total, "nnUNetv2_plan_and_preprocess", self._preprocessing_done()):
-            self.runner([self._tool("nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-c", CONFIGURATION,
-                         "-np", "1", "-npfp", "1", "--verify_dataset_integrity"], env)
-
-        for number, (model, trainer) in enumerate(MODELS.items(), start=3):
-            folder = s.model_folder(trainer) / "fold_0"
-            if self._step(number, total, f"nnUNetv2_train {model} ({trainer})",
-                          (folder / "checkpoint_final.pth").is_file()):
-                resume = ["--c"] if (folder / "checkpoint_latest.pth").is_file() else []
-                self.runner([self._tool("nnUNetv2_train"), str(DATASET_ID), CONFIGURATION, "0", "-tr", trainer,
-                             "-device", s.device, *resume], env)
-
-        number = 3 + len(MODELS)
-        runs_done = all(self._run_done(model) for model in MODELS)
-        if self._step(number, total, "nnunet-robust run (clean, seed-study, MRI artefacts) for each model",
-                      runs_done):
-            for model, trainer in MODELS.items():
-                if self._run_done(model):
-                    continue
-                self.runner([self._tool("nnunet-robust"), "run", "-i", str(s.raw / "imagesTs"),
-                             "-o", str(s.predictions(model)), "-m", str(s.model_folder(trainer)), "-f", "0",
-                             "-device", s.device, "--disable_tta", "--reference", str(s.raw / "labelsTs"),
-                             "--seed", str(s.seed), "--conditions", *CONDITIONS, "--preset", *CONDITION_SETS], env)
-
-        if self._step(number + 1, total, "nnunet-robust eval of the three models, HTML report", self._eval_done()):
-            self.runner([self._tool("nnunet-robust"), "eval",
-                         *[arg for model in MODELS for arg in ("--model", f"{model}={s.predictions(model)}")],
-                         "-ref", str(s.raw / "labelsTs"), "-djfile", str(s.raw / "dataset.json"),
-                         "-o", str(s.evaluation), "--seed", str(s.seed)], env)
-        report = s.evaluation / "report.html"
-        minutes = (time.perf_counter() - start) / 60
-        print(f"\nDemo finished in {minutes:.1f} min. Report: {report}", flush=True)
-        return report
-
-    def _preprocessing_done(self) -> bool:
-        plans = self.settings.preprocessed / "nnUNetPlans.json"
-        dataset_json = self.settings.raw / "dataset.json"
-        if not plans.is_file() or not dataset_json.is_file():
-            return False
-        data = self.settings.preprocessed / json.loads(plans.read_text())["configurations"][CONFIGURATION][
-            "data_identifier"]
-        expected = json.loads(dataset_json.read_text())["numTraining"]
-        return data.is_dir() and len(list(data.glob("*.pkl"))) == expected
+    def _run_commands(self) -> list[list[str]]:
+        s = self.settings
+        return [[tool("nnunet-robust"), "run", "-i", str(s.raw / "imagesTs"), "-o", str(s.predictions(model)),
+                 "-m", str(s.model_folder(trainer)), "-f", "0", "-device", s.device, "--disable_tta",
+                 "--reference", str(s.raw / "labelsTs"), "--seed", str(s.seed), "--conditions", *CONDITIONS,
+                 "--preset", *CONDITION_SETS]
+                for model, trainer in MODELS.items() if not self._run_done(model)]
 
     def _run_done(self, model: str) -> bool:
-        """Every demo condition of every test case predicted (run.json lists what the folder holds)."""
-        from nnunet_robustness.corruptions.specs import resolve_conditions
-        from nnunet_robustness.runner.manifest import RunManifest
+        return run_done(self.settings.predictions(model), CONDITIONS, CONDITION_SETS)
 
-        folder = self.settings.predictions(model)
-        manifest = RunManifest.read_if_present(folder)
-        return manifest is not None and manifest.is_complete(folder, resolve_conditions(CONDITIONS, CONDITION_SETS))
+    def run(self) -> Path:
+        """Run (or continue) the demo; nnU-Net's and our tools print their progress to the terminal."""
+        s = self.settings
+        start = time.perf_counter()
 
-    def _eval_done(self) -> bool:
-        """A report newer than every run.json: the evaluation of exactly these predictions exists."""
-        from nnunet_robustness.runner.manifest import RunManifest
+        def printer(line: str) -> None:
+            self.log.append(line)
+            print(line, flush=True)
 
-        summary, report = self.settings.evaluation / "summary.json", self.settings.evaluation / "report.html"
-        if not (summary.is_file() and report.is_file()):
-            return False
-        manifests = [RunManifest.path(self.settings.predictions(model)) for model in MODELS]
-        return all(m.is_file() and m.stat().st_mtime <= summary.stat().st_mtime for m in manifests)
+        Pipeline(nnunet_environment(s.output), None, self.runner, printer=printer).run(self.steps())
+        report = s.evaluation / "report.html"
+        print(f"\nDemo finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {report}", flush=True)
+        return report

@@ -21,7 +21,7 @@ class FakeTools:
     def __init__(self, settings: DemoSettings, fail_training: str | None = None) -> None:
         self.settings, self.fail_training, self.calls = settings, fail_training, []
 
-    def __call__(self, command, env) -> None:
+    def __call__(self, command, env, log=None) -> None:
         tool = Path(command[0]).name
         self.calls.append([tool, *command[1:]])
         assert env["nnUNet_raw"].startswith(str(self.settings.output)), "never the user's nnU-Net folders"
@@ -94,7 +94,8 @@ def test_a_finished_demo_reruns_nothing_and_says_reused(tmp_path):
     demo = Demo(settings, runner=again)
     demo.run()
     assert again.calls == []
-    assert len(demo.log) == 4 + len(MODELS) and all(line.endswith("(reused)") for line in demo.log)
+    steps = [line for line in demo.log if line.startswith("[")]
+    assert len(steps) == 4 + len(MODELS) and all(line.endswith("(reused)") for line in steps)
     # a new run.json (more conditions were added by hand) makes the evaluation stale again
     manifest = RunManifest.path(settings.predictions("UNet"))
     os.utime(manifest, (manifest.stat().st_atime, manifest.stat().st_mtime + 10))

@@ -54,7 +54,9 @@ def per_case_degradation(table: pd.DataFrame, conditions: pd.DataFrame, clean: s
                       var_name="metric", value_name="value")
     reference = long[long["condition"] == clean].drop(columns="condition").rename(columns={"value": "clean"})
     merged = long[long["condition"] != clean].merge(reference, on=["model", "label", "case", "metric"])
-    sign = merged["metric"].map({m: 1.0 if METRICS[m].higher_is_better else -1.0 for m in metrics})
+    if not len(merged):  # clean only: nothing degrades
+        return pd.DataFrame(columns=columns)
+    sign = merged["metric"].map({m: 1.0 if METRICS[m].higher_is_better else -1.0 for m in metrics}).astype(float)
     merged["degradation"] = sign * (merged["clean"] - merged["value"])
     info = conditions.drop_duplicates("condition")[["condition", "family", "severity"]]
     return merged.merge(info, on="condition", how="left")[columns]
@@ -110,31 +112,36 @@ def bca_interval(differences: np.ndarray, seed: int, n_bootstrap: int) -> tuple[
     return low, high
 
 
-def _compare(values: pd.DataFrame, index: list[str], value: str, models: Sequence[str], seed: int,
-             n_bootstrap: int) -> list[dict]:
+def paired_difference(differences: np.ndarray, seed: int, n_bootstrap: int) -> dict:
+    """Effect sizes, BCa interval and Wilcoxon test of paired differences ``a - b`` (one per case)."""
     from scipy.stats import wilcoxon
 
+    d = np.asarray(differences, dtype=float)
+    nonzero = int(np.count_nonzero(d))
+    if nonzero == 0:
+        statistic, p_value = 0.0, 1.0
+    else:
+        result = wilcoxon(d)
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+    low, high = bca_interval(d, seed, n_bootstrap)
+    return {"n": len(d), "mean_difference": float(d.mean()), "median_difference": float(np.median(d)),
+            "hodges_lehmann": hodges_lehmann(d), "ci_low": low, "ci_high": high,
+            "statistic": statistic, "p_value": p_value, "p_floor": wilcoxon_p_floor(nonzero)}
+
+
+def _compare(values: pd.DataFrame, index: list[str], value: str, models: Sequence[str], seed: int,
+             n_bootstrap: int) -> list[dict]:
     wide = values.pivot_table(index=index, columns="model", values=value, aggfunc="first")
     rows = []
     for model_a, model_b in itertools.combinations(models, 2):
         if model_a not in wide or model_b not in wide:
             continue
         pair = wide[[model_a, model_b]].dropna()
-        d = (pair[model_a] - pair[model_b]).to_numpy(dtype=float)
-        nonzero = int(np.count_nonzero(d))
-        if len(d) == 0:
+        if len(pair) == 0:
             continue
-        if nonzero == 0:
-            statistic, p_value = 0.0, 1.0
-        else:
-            result = wilcoxon(d)
-            statistic, p_value = float(result.statistic), float(result.pvalue)
-        low, high = bca_interval(d, seed, n_bootstrap)
-        rows.append({"model_a": model_a, "model_b": model_b, "n": len(d),
-                     "degradation_a": float(pair[model_a].mean()), "degradation_b": float(pair[model_b].mean()),
-                     "mean_difference": float(d.mean()), "median_difference": float(np.median(d)),
-                     "hodges_lehmann": hodges_lehmann(d), "ci_low": low, "ci_high": high,
-                     "statistic": statistic, "p_value": p_value, "p_floor": wilcoxon_p_floor(nonzero)})
+        d = (pair[model_a] - pair[model_b]).to_numpy(dtype=float)
+        rows.append({"model_a": model_a, "model_b": model_b, "degradation_a": float(pair[model_a].mean()),
+                     "degradation_b": float(pair[model_b].mean()), **paired_difference(d, seed, n_bootstrap)})
     return rows
 
 

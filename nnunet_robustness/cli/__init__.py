@@ -20,6 +20,7 @@ from nnunet_robustness.errors import UserInputError
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "nnunet_robustness.cli.demo",
+    "nnunet_robustness.cli.study",
     "nnunet_robustness.cli.doctor",
     "nnunet_robustness.cli.install_shim",
     "nnunet_robustness.cli.plan_arch",

@@ -48,6 +48,9 @@ SCHEDULES: dict[str, dict[str, int]] = {
 
 
 CPU_SCHEDULES = ("tiny", "short")
+# The fg variants also come with the schedule the studies' cpu scale trains (``nnunet-robust study``):
+# nnUNetTrainer_fg033_10epochs is nnU-Net's default sampling, logged, for 2500 iterations.
+FG_SCHEDULES = (*CPU_SCHEDULES, "10epochs")
 
 # suffix -> oversample_foreground_percent: the share of each batch whose patch is centred on a
 # foreground voxel (nnU-Net's default is 0.33). nnU-Net rounds per batch: the last
@@ -105,13 +108,13 @@ def _generate() -> dict[str, type]:
     for suffix in CPU_SCHEDULES:
         cls = make_variant(nnUNetTrainer, suffix, **SCHEDULES[suffix])
         generated[cls.__name__] = cls
-    # Foreground oversampling: <base>_<fgXXX>, and <base>_<fgXXX>_<schedule> for the CPU schedules
+    # Foreground oversampling: <base>_<fgXXX>, and <base>_<fgXXX>_<schedule> for FG_SCHEDULES
     # (sampling is the variant, the schedule how long it runs: nnUNetTrainer_fg100_tiny).
     for base in FG_BASES:
         for fg_suffix, percent in FOREGROUND_OVERSAMPLING.items():
             fg_cls = make_variant(base, fg_suffix, mixins=(FBRLoggingMixin,), oversample_foreground_percent=percent)
             generated[fg_cls.__name__] = fg_cls
-            for suffix in CPU_SCHEDULES:
+            for suffix in FG_SCHEDULES:
                 cls = make_variant(fg_cls, suffix, **SCHEDULES[suffix])
                 generated[cls.__name__] = cls
     return generated

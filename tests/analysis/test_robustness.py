@@ -132,3 +132,15 @@ def test_bca_matches_scipy_and_covers_better_than_percentile_at_n20():
                            random_state=np.random.default_rng(trial)).confidence_interval
             covered[method] += ci.low <= true_mean <= ci.high
     assert abs(covered["BCa"] / trials - 0.95) < abs(covered["percentile"] / trials - 0.95), covered
+
+
+def test_clean_only_evaluation_has_nothing_to_compare():
+    """A study that predicts clean images only (string-typed columns, as read from parquet) degrades nothing."""
+    table, conditions = _study({"A": 0.1, "B": 0.2})
+    clean = table[table["condition"] == "clean"].astype({"metric": "string"} if "metric" in table else {})
+    clean = clean.astype({"model": "string[pyarrow]", "condition": "string[pyarrow]"})
+    degradation = per_case_degradation(clean, conditions, "clean")
+    assert degradation.empty
+    comparisons = compare_degradation(degradation, ["A", "B"])
+    assert comparisons.empty
+    assert "No corruption family" in verdict(comparisons, ["A", "B"], LABEL)[0]

@@ -1,0 +1,116 @@
+"""``study.html``: a seed study's verdict per finding first, then the paper-style table with the
+published numbers beside it, the training curves, and how it was run (command, scale, wall time,
+versions). Everything comes from ``study.json`` (``nnunet_robustness.studies.study_summary``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnunet_robustness.reports.html import esc, html_page, note, png, section, table
+
+VERDICT_COLOURS = {"reproduced": "#d8f0d8", "not reproduced": "#f8d8d8", "inconclusive": "#f3f3f3",
+                   "not evaluated": "#ffffff"}
+
+
+def study_html(summary: dict[str, Any]) -> str:
+    sections = [
+        f"<p>{esc(summary['question'])}</p>",
+        section("Verdict per finding", _findings(summary["findings"])),
+        *[section(title, _records_table(rows)) for title, rows in summary["tables"].items()],
+        *([section("Recommendation for example datasets (nnunet-robust recommend)",
+                   _records_table(summary["recommendations"]))] if summary.get("recommendations") else []),
+        section("Training curves", _curves(summary["training_curves"], summary["scale"])),
+        section("Sanity gate (eval)", _checks(summary["model_checks"])),
+        section("How this was run", _provenance(summary)),
+    ]
+    return html_page(f"{summary['title']} ({summary['scale']['name']} scale)", "".join(sections))
+
+
+def _findings(findings: list[dict]) -> str:
+    rows = []
+    for f in findings:
+        s = f["statistics"] or {}
+        colour = VERDICT_COLOURS.get(f["verdict"], "#ffffff")
+        ci = f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s else "n/a"
+        cells = [f["claim"], f["verdict"], f["difference"], s.get("mean_difference"), ci, s.get("hodges_lehmann"),
+                 s.get("n"), f["p_fdr"], f["reason"], f["published"]]
+        formatted = [esc(c) if i != 3 and i != 5 else (f"{c:+.3f}" if c is not None else "n/a")
+                     for i, c in enumerate(cells)]
+        rows.append(f"<tr style='background:{colour}'>" + "".join(
+            f"<td class='text'>{v}</td>" if i in (0, 1, 2, 8, 9) else f"<td>{v}</td>"
+            for i, v in enumerate(formatted)) + "</tr>")
+    header = ["finding", "verdict", "paired difference", "mean", "95% BCa CI", "Hodges-Lehmann", "n", "FDR p",
+              "why", "published"]
+    head = "".join(f"<th class='text'>{esc(h)}</th>" if i in (0, 1, 2, 8, 9) else f"<th>{esc(h)}</th>"
+                   for i, h in enumerate(header))
+    return (note("Each finding is a paired difference per test case whose expected sign is positive: reproduced "
+                 "= the 95 % BCa interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
+                 "(over this study's findings); not reproduced = the interval lies below 0 (the opposite holds); "
+                 "inconclusive otherwise.")
+            + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _records_table(rows: list[dict]) -> str:
+    if not rows:
+        return note("No evaluation yet.")
+    header = list(rows[0])
+    text = [i for i, h in enumerate(header) if isinstance(rows[0][h], str)]
+    return table(header, [[r.get(h) for h in header] for r in rows], text_columns=text)
+
+
+def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
+    if not curves:
+        return note("No finished training yet.")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for name, curve in curves.items():
+        epochs = range(1, len(curve["train_losses"]) + 1)
+        line, = axes[0].plot(epochs, curve["train_losses"], label=f"{name} train")
+        axes[0].plot(epochs, curve["val_losses"], linestyle="--", color=line.get_color())
+        axes[1].plot(range(1, len(curve["ema_fg_dice"]) + 1), curve["ema_fg_dice"], color=line.get_color(),
+                     label=name)
+    axes[0].set_title("loss (solid: training, dashed: validation)")
+    axes[1].set_title("EMA pseudo Dice on validation patches")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize="x-small", loc="lower right")
+    figure.tight_layout()
+    image = png(figure)
+    plt.close(figure)
+    final = [[name, len(c["train_losses"]), c["train_losses"][-1] if c["train_losses"] else None,
+              c["val_losses"][-1] if c["val_losses"] else None, c["ema_fg_dice"][-1] if c["ema_fg_dice"] else None]
+             for name, c in curves.items()]
+    return (note(f"nnU-Net's own per-epoch log of each model (schedule suffix '{scale['schedule'] or '1000 epochs'}'"
+                 f"; about {scale['iterations']} iterations per model including validation).") + image
+            + table(["model", "epochs", "final train loss", "final validation loss", "final EMA pseudo Dice"], final,
+                    text_columns=(0,)))
+
+
+def _checks(checks: list[dict]) -> str:
+    if not checks:
+        return note("No evaluation yet.")
+    rows = [[c["evaluation"], c["model"], c["clean_dice"], c["iterations"], "passed" if c["passed"] else "failed",
+             "; ".join(c["reasons"])] for c in checks]
+    return (note("eval's gate per model (a model with mean clean Dice below 0.2 or mostly empty predictions fails "
+                 "it); the study keeps every model in its findings, so a failed model's numbers are read with this "
+                 "in mind.")
+            + table(["evaluation", "model", "mean clean Dice", "training iterations", "gate", "why"], rows,
+                    text_columns=(0, 1, 4, 5)))
+
+
+def _provenance(summary: dict[str, Any]) -> str:
+    scale = summary["scale"]
+    steps = [[s["title"], s["status"], s["seconds"]] for s in summary["steps"]]
+    versions = [[k, v] for k, v in summary["versions"].items()]
+    return (f"<p>Command: <code>{esc(summary['command'])}</code> (device {esc(summary['device'])}); "
+            f"steps run by this invocation took {esc(round(summary['wall_seconds_steps'] / 60, 1))} min "
+            f"(a re-run reuses finished steps, so the first invocation's steps.json holds the full time).</p>"
+            + table(["scale setting", "value"], [[k, str(v)] for k, v in scale.items()], text_columns=(0, 1))
+            + table(["step", "status", "seconds"], steps, text_columns=(0, 1))
+            + table(["package", "version"], versions, text_columns=(0, 1))
+            + note(f"Machine: {summary['machine']}"))

@@ -1,0 +1,186 @@
+"""Steps of a workflow built from nnU-Net's and our command-line tools: resumable, logged, with one
+progress display and an ETA for the whole workflow (the demo and every study use it).
+
+A step knows whether its output is complete (``done``); a re-run skips finished steps, so an
+interrupted workflow continues where it stopped (an interrupted training continues from its latest
+checkpoint with ``--c``, an interrupted ``run`` from its finished files). Each step's commands write
+their output to ``logs/NN_<step>.log`` beside the results; the terminal shows one line per step with
+the elapsed time and an estimate of the time left. The estimate scales each step's expected cost
+(``weight``, in seconds on a 2-core CPU) by how fast the steps run so far actually were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_write_json
+
+# runner(command, env, log): run one command; ``log`` is the file its output goes to (None: the terminal)
+Runner = Callable[[Sequence[str], dict, "Path | None"], None]
+LOG_TAIL_LINES = 15
+
+
+def run_command(command: Sequence[str], env: dict, log: Path | None = None) -> None:
+    """Run one command of a step, its output appended to ``log``; a failure names the log and shows its tail."""
+    if log is None:
+        result = subprocess.run(list(command), env=env)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as stream:
+            stream.write(f"$ {' '.join(command)}\n")
+            stream.flush()
+            result = subprocess.run(list(command), env=env, stdout=stream, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        tail = ""
+        if log is not None and log.is_file():
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
+            tail = f"\nlast lines of {log}:\n{tail}\n"
+        raise UserInputError(f"{tail}step failed: {Path(command[0]).name} exited {result.returncode} "
+                             f"(log: {log}); fix the cause and run the same command again: finished steps are reused")
+
+
+def nnunet_environment(root: Path) -> dict[str, str]:
+    """nnU-Net's three folders inside ``root`` (the user's own nnU-Net folders are never touched) and
+    worker counts for a small machine."""
+    cpus = str(min(os.cpu_count() or 1, 4))
+    for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    return {**os.environ,
+            "nnUNet_raw": str(root / "nnUNet_raw"),
+            "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
+            "nnUNet_results": str(root / "nnUNet_results"),
+            "nnUNet_n_proc_DA": cpus, "nnUNet_def_n_proc": cpus, "nnUNet_compile": "false"}
+
+
+def tool(name: str) -> str:
+    """A console script of this environment (nnU-Net's and ours), whatever PATH says."""
+    return str(Path(sys.executable).parent / name)
+
+
+@dataclass
+class Step:
+    """One unit of a workflow: ``commands`` run in order unless ``done()`` says the output is complete.
+
+    ``commands`` is a callable so that arguments depending on earlier steps' outputs (e.g. whether a
+    training checkpoint exists to resume from) are computed when the step starts.
+    """
+
+    title: str
+    done: Callable[[], bool]
+    commands: Callable[[], list[list[str]]]
+    weight: float = 10.0  # expected seconds on a 2-core CPU, for the ETA
+
+
+@dataclass
+class StepRecord:
+    title: str
+    status: str  # "reused" or "ran"
+    seconds: float
+
+
+@dataclass
+class Pipeline:
+    """Runs steps with one progress line each: ``[k/N] title (running|reused) ... elapsed, ETA``."""
+
+    env: dict
+    log_folder: Path | None
+    runner: Runner = run_command
+    records: list[StepRecord] = field(default_factory=list)
+    printer: Callable[[str], None] = lambda line: print(line, flush=True)
+
+    def run(self, steps: Sequence[Step]) -> list[StepRecord]:
+        start = time.perf_counter()
+        ran_weight, ran_seconds = 0.0, 0.0
+        for number, step in enumerate(steps, start=1):
+            prefix = f"[{number}/{len(steps)}] {step.title}"
+            if step.done():
+                self.records.append(StepRecord(step.title, "reused", 0.0))
+                self.printer(f"{prefix} (reused)")
+                continue
+            remaining = sum(s.weight for s in steps[number - 1:] if not s.done())
+            rate = ran_seconds / ran_weight if ran_weight > 0 else 1.0
+            elapsed = time.perf_counter() - start
+            self.printer(f"{prefix} (running; elapsed {_duration(elapsed)}, about {_duration(remaining * rate)} "
+                         "left)")
+            log = None if self.log_folder is None else self.log_folder / f"{number:02d}_{_slug(step.title)}.log"
+            began = time.perf_counter()
+            for command in step.commands():
+                self.runner(command, self.env, log)
+            seconds = time.perf_counter() - began
+            ran_weight, ran_seconds = ran_weight + step.weight, ran_seconds + seconds
+            self.records.append(StepRecord(step.title, "ran", seconds))
+        self.printer(f"all {len(steps)} steps finished in {_duration(time.perf_counter() - start)}")
+        return self.records
+
+
+def training_step(title: str, model_folder: Path, command: list[str], fold: str = "0", weight: float = 60.0) -> Step:
+    """``nnUNetv2_train``: done when ``checkpoint_final.pth`` exists; an interrupted training continues
+    from ``checkpoint_latest.pth`` (nnU-Net's ``--c``)."""
+    fold_folder = model_folder / f"fold_{fold}"
+
+    def commands() -> list[list[str]]:
+        resume = ["--c"] if (fold_folder / "checkpoint_latest.pth").is_file() else []
+        return [[*command, *resume]]
+
+    return Step(title, lambda: (fold_folder / "checkpoint_final.pth").is_file(), commands, weight)
+
+
+def preprocessing_done(raw: Path, preprocessed: Path, configuration: str) -> bool:
+    """nnU-Net's plans exist and every training case of ``raw`` is preprocessed for ``configuration``."""
+    plans, dataset_json = preprocessed / "nnUNetPlans.json", raw / "dataset.json"
+    if not plans.is_file() or not dataset_json.is_file():
+        return False
+    configurations = json.loads(plans.read_text())["configurations"]
+    if configuration not in configurations:
+        return False
+    data = preprocessed / configurations[configuration].get("data_identifier", "")
+    expected = json.loads(dataset_json.read_text())["numTraining"]
+    return data.is_dir() and len(list(data.glob("*.pkl"))) == expected
+
+
+def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str]) -> bool:
+    """Every condition of ``specs``/``sets`` predicted for every case (run.json lists what the folder holds)."""
+    from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.runner.manifest import RunManifest
+
+    manifest = RunManifest.read_if_present(folder)
+    return manifest is not None and manifest.is_complete(folder, resolve_conditions(specs, sets))
+
+
+def newer_than_all(output: Path, inputs: Sequence[Path]) -> bool:
+    """``output`` exists and no input is newer: the output was made from exactly these inputs."""
+    return output.is_file() and all(i.is_file() and i.stat().st_mtime <= output.stat().st_mtime for i in inputs)
+
+
+def eval_done(evaluation: Path, prediction_folders: Sequence[Path]) -> bool:
+    """eval's report and summary exist and are newer than every run.json they evaluated."""
+    from nnunet_robustness.runner.manifest import RunManifest
+
+    return ((evaluation / "report.html").is_file()
+            and newer_than_all(evaluation / "summary.json", [RunManifest.path(f) for f in prediction_folders]))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", title).strip("_")[:60]
+
+
+def write_records(path: Path, records: Sequence[StepRecord]) -> None:
+    atomic_write_json(path, [{"title": r.title, "status": r.status, "seconds": round(r.seconds, 1)} for r in records])
