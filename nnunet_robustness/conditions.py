@@ -136,7 +136,8 @@ def read_conditions_file(path: Path) -> tuple[list[str], list[str]]:
     if not isinstance(data, dict) or not set(data) <= {"conditions", "sets"}:
         raise UserInputError(f"{path}: expected a mapping with keys 'conditions' and/or 'sets'")
     specs, sets = data.get("conditions", []), data.get("sets", [])
-    if not all(isinstance(s, str) for s in [*specs, *sets]):
+    if not isinstance(specs, list) or not isinstance(sets, list) or not all(isinstance(s, str)
+                                                                            for s in [*specs, *sets]):
         raise UserInputError(f"{path}: 'conditions' and 'sets' must be lists of strings")
     return list(specs), list(sets)
 

@@ -154,22 +154,35 @@ def staged_folder(final_folder: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def check_complete_gzip(path: str | os.PathLike) -> None:
-    """Raise ``UserInputError`` naming ``path`` when a ``.gz`` file is truncated or corrupt.
+def check_image_file(path: str | os.PathLike) -> None:
+    """Raise ``UserInputError`` naming ``path`` when an image file would be read wrongly without a word.
 
-    ITK's NIfTI reader fills a truncated ``.nii.gz`` with zeros without a word (a copy interrupted at
-    75 % reads as an image whose last quarter is black); decompressing the stream to its end checks its
-    length and CRC, which ITK does not.
+    - A truncated or corrupt ``.gz``: ITK's NIfTI reader fills a truncated ``.nii.gz`` with zeros (a copy
+      interrupted at 75 % reads as an image whose last quarter is black); decompressing the stream to
+      its end checks its length and CRC, which ITK does not.
+    - NaN or Inf voxels in a floating-point NIfTI: SimpleITK (nnU-Net's default reader) returns them as
+      0, so the check reads the data with nibabel (integer files, e.g. label maps, cannot hold them and
+      cost only a header read).
     """
     import gzip
     import zlib
 
     path = Path(path)
-    if not path.name.endswith(".gz"):
-        return
-    try:
-        with gzip.open(path, "rb") as stream:
-            while stream.read(1 << 22):
-                pass
-    except (EOFError, OSError, zlib.error) as e:
-        raise UserInputError(f"{path}: cannot be read: truncated or corrupt gzip file ({e}); copy it again") from None
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as stream:
+                while stream.read(1 << 22):
+                    pass
+        except (EOFError, OSError, zlib.error) as e:
+            raise UserInputError(f"{path}: cannot be read: truncated or corrupt gzip file ({e}); copy it again") from None
+    if path.name.endswith((".nii", ".nii.gz")):
+        import nibabel
+        import numpy as np
+
+        try:
+            image = nibabel.load(path)
+        except Exception:  # noqa: BLE001 - not our reader's business; nnU-Net's reader reports it next
+            return
+        if np.issubdtype(image.get_data_dtype(), np.floating) and not np.isfinite(np.asanyarray(image.dataobj)).all():
+            raise UserInputError(f"{path}: contains NaN or Inf values (SimpleITK, nnU-Net's reader, would read "
+                                 "them as 0); fix or mask them before using this file")

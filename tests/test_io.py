@@ -35,13 +35,32 @@ def test_a_truncated_nii_gz_is_refused_naming_the_file(tmp_path):
     import SimpleITK as sitk
 
     from nnunet_robustness.errors import UserInputError
-    from nnunet_robustness.io import check_complete_gzip
+    from nnunet_robustness.io import check_image_file
 
     path = tmp_path / "case_000.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).integers(0, 3, (20, 30, 30)).astype(np.uint8)),
                     str(path), True)
-    check_complete_gzip(path)  # complete: fine
+    check_image_file(path)  # complete: fine
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.75)])
     with pytest.raises(UserInputError, match=r"case_000.nii.gz: cannot be read: truncated or corrupt gzip file"):
-        check_complete_gzip(path)
+        check_image_file(path)
+
+
+def test_nan_voxels_in_a_float_nifti_are_refused_although_simpleitk_reads_them_as_zero(tmp_path):
+    import numpy as np
+    import SimpleITK as sitk
+
+    from nnunet_robustness.errors import UserInputError
+    from nnunet_robustness.io import check_image_file
+
+    array = np.ones((8, 8), np.float32)
+    array[2, 3] = np.nan
+    path = tmp_path / "case_0000.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()  # why the check exists
+    with pytest.raises(UserInputError, match="case_0000.nii.gz: contains NaN or Inf"):
+        check_image_file(path)
+    labels = tmp_path / "labels.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 8), np.uint8)), str(labels))
+    check_image_file(labels)  # integer files cannot hold NaN: header only

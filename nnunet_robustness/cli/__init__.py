@@ -68,6 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnunet-robust: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # The file system refused (unwritable folder, a file where a folder must go, disk full): that is
+        # the user's environment, not a bug, so one line naming the path. Every verb writes through
+        # staging or atomic files, so nothing half-written is left looking complete.
+        if e.filename is None:
+            raise
+        where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+        why = ("a file is in the way where a folder is needed" if isinstance(e, (FileExistsError, NotADirectoryError))
+               else e.strerror or str(e))
+        print(f"nnunet-robust: error: {where}: {why}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        print(f"nnunet-robust: error: not enough memory ({e}); use smaller inputs or a machine with more memory",
+              file=sys.stderr)
+        return 2
     return 0 if status is None else int(status)
 
 

@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         model_folder = model_folder_from_ids(args.dataset, args.configuration, args.trainer, args.plans)
     else:
         model_folder = args.model_folder
+    if not 0 < args.step_size <= 1:  # nnU-Net asserts this only after the model is loaded and run.json written
+        raise UserInputError(f"-step_size {args.step_size:g}: the sliding-window step is a fraction of the patch in "
+                             "(0, 1] (nnU-Net's default 0.5)")
     specs, sets = list(args.conditions), list(args.preset)
     if args.config is not None:
         file_specs, file_sets = read_conditions_file(args.config)

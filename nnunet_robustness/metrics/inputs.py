@@ -22,7 +22,7 @@ import numpy as np
 
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import check_complete_gzip, files_with_ending, read_json
+from nnunet_robustness.io import check_image_file, files_with_ending, read_json
 from nnunet_robustness.runner.manifest import RunManifest
 
 
@@ -235,6 +235,10 @@ class Segmentation:
     array: np.ndarray  # integer labels, 2D or 3D
     spacing: tuple[float, ...]
     path: Path
+    # world placement (SimpleITK origin and direction cosines) where the reader reports it, else None
+    origin: tuple[float, ...] | None = None
+    direction: tuple[float, ...] | None = None
+
 
 
 def read_segmentation(reader_writer, path: Path, allowed_values: frozenset[int], dataset_json: Path) -> Segmentation:
@@ -243,14 +247,17 @@ def read_segmentation(reader_writer, path: Path, allowed_values: frozenset[int],
     nnU-Net stores 2D images as one-slice volumes with a placeholder spacing along the first axis;
     those are returned as 2D arrays so that surfaces are contours with lengths in mm.
     """
-    check_complete_gzip(path)
+    check_image_file(path)
     try:
         array, properties = reader_writer.read_seg(str(path))
     except Exception as e:  # noqa: BLE001 - whatever the reader raises, the file is unusable
         raise UserInputError(f"{path}: cannot be read by nnU-Net's {type(reader_writer).__name__}: "
                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from None
     array = np.asarray(array)[0]
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise UserInputError(f"{path}: contains NaN or Inf values; a label map holds whole label numbers")
     spacing = tuple(float(s) for s in properties["spacing"])
+    placement = properties.get("sitk_stuff") or {}
     if array.ndim == 3 and array.shape[0] == 1:
         array, spacing = array[0], spacing[1:]
     # nnU-Net's readers return float32 label maps; labels must be whole numbers.
@@ -267,7 +274,9 @@ def read_segmentation(reader_writer, path: Path, allowed_values: frozenset[int],
         raise UserInputError(f"{path}: label value(s) {unknown} not in {dataset_json} (labels there: "
                              f"{sorted(allowed_values)})")
     array = labels
-    return Segmentation(array, spacing, Path(path))
+    origin, direction = placement.get("origin"), placement.get("direction")
+    return Segmentation(array, spacing, Path(path), None if origin is None else tuple(map(float, origin)),
+                        None if direction is None else tuple(map(float, direction)))
 
 
 def check_same_geometry(reference: Segmentation, prediction: Segmentation) -> None:
@@ -277,6 +286,13 @@ def check_same_geometry(reference: Segmentation, prediction: Segmentation) -> No
     if not all(math.isclose(p, r, rel_tol=1e-4, abs_tol=1e-6) for p, r in zip(prediction.spacing, reference.spacing)):
         raise UserInputError(f"{prediction.path}: spacing {_fmt(prediction.spacing)} differs from the reference "
                              f"{reference.path} {_fmt(reference.spacing)}")
+    # origin and direction with nnU-Net's own tolerance (np.allclose defaults, as in
+    # nnunetv2/experiment_planning/verify_dataset_integrity.py, which warns where we refuse)
+    for name in ("origin", "direction"):
+        mine, theirs = getattr(prediction, name), getattr(reference, name)
+        if mine is not None and theirs is not None and not np.allclose(mine, theirs):
+            raise UserInputError(f"{prediction.path}: {name} {_fmt(mine)} differs from the reference {reference.path} "
+                                 f"{_fmt(theirs)}: the prediction lies on another grid in world space")
 
 
 def _fmt(values: Sequence[float]) -> str:

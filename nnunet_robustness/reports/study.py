@@ -16,7 +16,7 @@ def study_html(summary: dict[str, Any]) -> str:
     sections = [
         f"<p>{esc(summary['question'])}</p>",
         section("Verdict per finding", _findings(summary["findings"])),
-        *[section(title, _records_table(rows)) for title, rows in summary["tables"].items()],
+        *[section(title, _table_plot(rows) + _records_table(rows)) for title, rows in summary["tables"].items()],
         *([section("Recommendation for example datasets (nnunet-robust recommend)",
                    _records_table(summary["recommendations"]))] if summary.get("recommendations") else []),
         section("Training curves", _curves(summary["training_curves"], summary["scale"])),
@@ -24,6 +24,43 @@ def study_html(summary: dict[str, Any]) -> str:
         section("How this was run", _provenance(summary)),
     ]
     return html_page(f"{summary['title']} ({summary['scale']['name']} scale)", "".join(sections))
+
+
+def study_markdown(summary: dict[str, Any]) -> str:
+    """``study.md``: the verdicts and tables as Markdown, for docs and repositories that render it."""
+    scale = summary["scale"]
+    lines = [f"# {summary['title']} ({scale['name']} scale)", "", summary["question"], "",
+             f"Command: `{summary['command']}` (device {summary['device']}); steps took "
+             f"{summary['wall_seconds_steps'] / 60:.1f} min in all. Full report: study.html; data: study.json.", "",
+             "## Verdict per finding", "",
+             "| finding | verdict | paired difference | mean | 95% BCa CI | n | FDR p | why | published |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in summary["findings"]:
+        s = f["statistics"] or {}
+        numbers = ([f"{s['mean_difference']:+.3f}", f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]", str(s["n"]),
+                    f"{f['p_fdr']:.3g}"] if s else ["n/a"] * 4)
+        lines.append("| " + " | ".join([f["claim"], f"**{f['verdict']}**", f["difference"], *numbers, f["reason"],
+                                         f["published"]]) + " |")
+    for title, rows in [*summary["tables"].items(), *([("Recommendation for example datasets",
+                                                          summary["recommendations"])]
+                                                        if summary.get("recommendations") else [])]:
+        if not rows:
+            continue
+        header = list(rows[0])
+        lines += ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_md(r[h]) for h in header) + " |" for r in rows]
+    checks = summary.get("model_checks") or []
+    if checks:
+        lines += ["", "## eval's sanity gate", "", "| evaluation | model | mean clean Dice | gate |", "|---|---|---|---|"]
+        lines += [f"| {c['evaluation']} | {c['model']} | {_md(c['clean_dice'])} | "
+                  f"{'passed' if c['passed'] else 'failed: ' + '; '.join(c['reasons'])} |" for c in checks]
+    return "\n".join(lines) + "\n"
+
+
+def _md(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "n/a" if value is None else str(value).replace("|", "/")
 
 
 def _findings(findings: list[dict]) -> str:
@@ -58,6 +95,43 @@ def _records_table(rows: list[dict]) -> str:
     return table(header, [[r.get(h) for h in header] for r in rows], text_columns=text)
 
 
+def _table_plot(rows: list[dict]) -> str:
+    """The paper-style plot of a table: its numeric columns (one line per model) against its last text
+    column, one panel per value of the first text column when there are two."""
+    if not rows:
+        return ""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    text = [k for k, v in rows[0].items() if isinstance(v, str)]
+    numeric = [k for k in rows[0] if k not in text]
+    if not text or not numeric:
+        return ""
+    panel_key = text[0] if len(text) > 1 else None
+    panels = list(dict.fromkeys(r[panel_key] for r in rows)) if panel_key else [None]
+    figure, axes = plt.subplots(1, len(panels), figsize=(min(4.5 * len(panels), 13), 3.4), squeeze=False)
+    for axis, panel in zip(axes[0], panels):
+        chosen = [r for r in rows if panel_key is None or r[panel_key] == panel]
+        x = [r[text[-1]] for r in chosen]
+        for column in numeric:
+            axis.plot(x, [r[column] if r[column] is not None else float("nan") for r in chosen], marker="o",
+                      label=column)
+        axis.set_xlabel(text[-1])
+        axis.set_ylabel("mean Dice")
+        axis.set_ylim(0, 1)
+        axis.tick_params(axis="x", labelrotation=20)
+        axis.grid(alpha=0.3)
+        if panel_key:
+            axis.set_title(f"{panel_key} {panel}")
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    image = png(figure)
+    plt.close(figure)
+    return image
+
+
 def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
     if not curves:
         return note("No finished training yet.")
@@ -69,10 +143,10 @@ def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for name, curve in curves.items():
         epochs = range(1, len(curve["train_losses"]) + 1)
-        line, = axes[0].plot(epochs, curve["train_losses"], label=f"{name} train")
-        axes[0].plot(epochs, curve["val_losses"], linestyle="--", color=line.get_color())
-        axes[1].plot(range(1, len(curve["ema_fg_dice"]) + 1), curve["ema_fg_dice"], color=line.get_color(),
-                     label=name)
+        line, = axes[0].plot(epochs, curve["train_losses"], marker=".", label=f"{name} train")
+        axes[0].plot(epochs, curve["val_losses"], linestyle="--", marker=".", color=line.get_color())
+        axes[1].plot(range(1, len(curve["ema_fg_dice"]) + 1), curve["ema_fg_dice"], marker=".",
+                     color=line.get_color(), label=name)
     axes[0].set_title("loss (solid: training, dashed: validation)")
     axes[1].set_title("EMA pseudo Dice on validation patches")
     for axis in axes:
@@ -108,8 +182,8 @@ def _provenance(summary: dict[str, Any]) -> str:
     steps = [[s["title"], s["status"], s["seconds"]] for s in summary["steps"]]
     versions = [[k, v] for k, v in summary["versions"].items()]
     return (f"<p>Command: <code>{esc(summary['command'])}</code> (device {esc(summary['device'])}); "
-            f"steps run by this invocation took {esc(round(summary['wall_seconds_steps'] / 60, 1))} min "
-            f"(a re-run reuses finished steps, so the first invocation's steps.json holds the full time).</p>"
+            f"its steps took {esc(round(summary['wall_seconds_steps'] / 60, 1))} min in all (summed over the "
+            f"invocations that ran them; a reused step keeps the time it took when it ran).</p>"
             + table(["scale setting", "value"], [[k, str(v)] for k, v in scale.items()], text_columns=(0, 1))
             + table(["step", "status", "seconds"], steps, text_columns=(0, 1))
             + table(["package", "version"], versions, text_columns=(0, 1))

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, check_complete_gzip, json_ready
+from nnunet_robustness.io import atomic_path, check_image_file, json_ready
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
@@ -153,13 +153,25 @@ class RobustnessRunner:
 
     def _read_case(self, case: str, files: list[Path]):
         for path in files:
-            check_complete_gzip(path)
+            check_image_file(path)
         try:
             image, properties = self.reader_writer.read_images([str(f) for f in files])
         except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
             raise UserInputError(f"case {case}: cannot read {files[0]} ({type(e).__name__}: {e})") from None
         if not np.isfinite(image).all():
             raise UserInputError(f"case {case}: {files[0]} contains NaN or Inf values")
+        spacing = properties.get("spacing")
+        if spacing is not None and len(spacing) != image.ndim - 1:
+            # SimpleITK returns a vector (RGB) pixel as a last array axis that has no spacing
+            raise UserInputError(f"case {case}: {files[0]} has {image.ndim - 1} array axes but {len(spacing)} "
+                                 "spacings: a multi-component (e.g. RGB) image? nnU-Net takes one channel per file "
+                                 "(CASE_0000, CASE_0001, ...)")
+        trained_on = self.predictor.plans_manager.plans.get("original_median_shape_after_transp")
+        if trained_on is not None and len(trained_on) == 3 and trained_on[0] == 1 and image.shape[1] > 1:
+            # nnU-Net stores 2D images as one-slice volumes; a 2D model predicts a volume slice by slice,
+            # which is right for a model trained on slices of volumes but not for one trained on 2D images
+            raise UserInputError(f"case {case}: {files[0]} is a volume of {image.shape[1]} slices, but the model was "
+                                 "trained on 2D images (one-slice volumes); give it 2D images")
         return image, properties
 
     def _read_reference(self, reference_folder: Path | None, case: str, image_shape) -> np.ndarray:

@@ -20,6 +20,7 @@ from nnunet_robustness.studies.scales import SCALES
 
 STUDY_JSON = "study.json"
 STUDY_HTML = "study.html"
+STUDY_MD = "study.md"
 
 
 def training_curves(model_folders: dict[str, Path]) -> dict[str, dict[str, list[float]]]:
@@ -58,7 +59,7 @@ def study_summary(study: Study, records: list, seconds: float, command: str) -> 
     return json_ready({
         "study": study.name, "title": study.title, "question": study.question, "scale": study.c.scale.to_json(),
         "command": command, "device": study.c.device, "wall_seconds_this_invocation": round(seconds, 1),
-        "wall_seconds_steps": round(sum(r.seconds for r in records), 1),
+        "wall_seconds_steps": round(sum(r.seconds for r in records), 1),  # all invocations (steps.json)
         "steps": [{"title": r.title, "status": r.status, "seconds": round(r.seconds, 1)} for r in records],
         "findings": [f.to_json() for f in found],
         "tables": {title: frame.to_dict(orient="records") for title, frame in study.tables().items()},
@@ -75,7 +76,7 @@ def run_study(name: str, scale: str, output: Path, device: str = "cpu", runner: 
               command: str | None = None) -> Path:
     """Run (or continue) one study; returns the path of its study.html."""
     from nnunet_robustness.io import atomic_write_json, atomic_write_text
-    from nnunet_robustness.reports.study import study_html
+    from nnunet_robustness.reports.study import study_html, study_markdown
 
     context = StudyContext(Path(output) / scale, SCALES[scale], device)
     study = STUDIES[name](context)
@@ -84,12 +85,13 @@ def run_study(name: str, scale: str, output: Path, device: str = "cpu", runner: 
     pipeline = Pipeline(nnunet_environment(context.root), study.folder / "logs", runner)
     print(f"{study.title} ({scale} scale) in {study.folder}", flush=True)
     records = pipeline.run(study.steps())
-    write_records(study.folder / "steps.json", records)
+    records = write_records(study.folder / "steps.json", records)
     summary = study_summary(study, records, time.perf_counter() - start,
                             command or shlex.join(["nnunet-robust", "study", name, "--scale", scale, "-o", str(output)]))
     atomic_write_json(study.folder / STUDY_JSON, summary)
     report = study.folder / STUDY_HTML
     atomic_write_text(report, study_html(summary))
+    atomic_write_text(study.folder / STUDY_MD, study_markdown(summary))
     for finding in summary["findings"]:
         print(f"  {finding['verdict']:>15}: {finding['claim']}", flush=True)
     print(f"Report: {report}", flush=True)

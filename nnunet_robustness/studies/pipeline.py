@@ -182,5 +182,16 @@ def _slug(title: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", title).strip("_")[:60]
 
 
-def write_records(path: Path, records: Sequence[StepRecord]) -> None:
-    atomic_write_json(path, [{"title": r.title, "status": r.status, "seconds": round(r.seconds, 1)} for r in records])
+def write_records(path: Path, records: Sequence[StepRecord]) -> list[StepRecord]:
+    """Write ``steps.json``; a reused step keeps the time it took when it ran (earlier ``steps.json``), so
+    the file holds the whole workflow's time however many invocations it took. Returns what it wrote."""
+    earlier: dict[str, float] = {}
+    if path.is_file():
+        try:
+            earlier = {r["title"]: float(r["seconds"]) for r in json.loads(path.read_text())}
+        except (ValueError, KeyError, TypeError):
+            earlier = {}
+    merged = [StepRecord(r.title, r.status, earlier.get(r.title, 0.0) if r.status == "reused" else r.seconds)
+              for r in records]
+    atomic_write_json(path, [{"title": r.title, "status": r.status, "seconds": round(r.seconds, 1)} for r in merged])
+    return merged

@@ -10,6 +10,7 @@ of the folds' probabilities, segmented with nnU-Net's ``LabelManager`` (argmax, 
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import check_complete_gzip
+from nnunet_robustness.io import check_image_file
 from nnunet_robustness.metrics.inputs import (
     ConditionFolder,
     DatasetInfo,
@@ -143,7 +144,7 @@ class CaseArrays:
 
 
 def read_label_map(context: DatasetContext, path: Path) -> tuple[np.ndarray, dict]:
-    check_complete_gzip(path)
+    check_image_file(path)
     reader = context.reader_writer()
     try:
         array, properties = reader.read_seg(str(path))
@@ -165,11 +166,18 @@ def read_probabilities(path: Path, expected_channels: int, shape: tuple[int, ...
             if PROBABILITIES_KEY not in data:
                 raise UserInputError(f"{path}: no '{PROBABILITIES_KEY}' array (nnU-Net's probability file)")
             probabilities = np.asarray(data[PROBABILITIES_KEY], dtype=np.float32)
-    except (OSError, ValueError) as e:
-        raise UserInputError(f"{path}: cannot be read as an .npz file ({e})") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserInputError(f"{path}: cannot be read as an .npz file ({e}); truncated or not nnU-Net's "
+                             "probability file") from None
     if probabilities.shape != (expected_channels, *shape):
         raise UserInputError(f"{path}: probabilities have shape {probabilities.shape}, expected "
                              f"{(expected_channels, *shape)} (channels x the segmentation's shape)")
+    if not np.isfinite(probabilities).all():
+        raise UserInputError(f"{path}: probabilities contain NaN or Inf values")
+    # a little slack for float16/float32 softmax rounding; anything beyond is not a probability
+    if probabilities.min() < -1e-3 or probabilities.max() > 1 + 1e-3:
+        raise UserInputError(f"{path}: values in [{probabilities.min():g}, {probabilities.max():g}] are not "
+                             "probabilities (expected [0, 1]: nnU-Net's softmax output, run --save-probabilities)")
     return probabilities
 
 
