@@ -246,14 +246,19 @@ def _curves(result: EvaluationResult) -> str:
     for family, per_family in curves.groupby("family", sort=True):
         figure, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.3))
         for axis, metric in zip(axes, CURVE_METRICS):
-            for model in result.models:
+            # intervals as error bars, models nudged apart along x: overlapping translucent bands of three
+            # models muddy into one grey area
+            spread = 0.06 * (len(result.models) - 1)
+            for index, model in enumerate(result.models):
                 rows = per_family[(per_family["model"] == model) & (per_family["metric"] == metric)]
                 if not len(rows):
                     continue
                 row = rows.iloc[0]
-                line, = axis.plot(row["severities"], row["means"], marker="o", label=model)
-                axis.fill_between(row["severities"], nan_array(row["ci_low"]), nan_array(row["ci_high"]),
-                                  color=line.get_color(), alpha=0.2, linewidth=0)
+                offset = (index / max(len(result.models) - 1, 1) - 0.5) * spread
+                x = np.asarray(row["severities"], dtype=float) + offset
+                means = nan_array(row["means"])
+                errors = np.abs(np.vstack([means - nan_array(row["ci_low"]), nan_array(row["ci_high"]) - means]))
+                axis.errorbar(x, means, yerr=errors, marker="o", capsize=3, linewidth=1.5, label=model)
             axis.set_xticks(sorted({s for v in per_family["severities"] for s in v}))
             axis.set_xlabel("severity (0 = clean)")
             axis.set_title(METRIC_TITLES[metric])
@@ -288,7 +293,8 @@ def _degradation(result: EvaluationResult) -> str:
     axis.set_xticks(range(len(conditions)), conditions, rotation=45, ha="right", fontsize="small")
     axis.set_yticks(range(len(result.models)), result.models)
     for (i, j), value in np.ndenumerate(matrix):
-        axis.text(j, i, "n/a" if not np.isfinite(value) else f"{value:.1f}", ha="center", va="center", fontsize="small")
+        text = "n/a" if not np.isfinite(value) else f"{value:.1f}"
+        axis.text(j, i, "0.0" if text == "-0.0" else text, ha="center", va="center", fontsize="small")
     figure.colorbar(image, ax=axis, label="relative Dice degradation (%)")
     figure.tight_layout()
     heatmap = png(figure)

@@ -39,7 +39,9 @@ def finite(value: Any) -> bool:
 
 
 def fmt(value: Any) -> str:
-    """Numbers to text; undefined values (None, NaN, inf) as 'n/a'."""
+    """Numbers to text a reader can compare down a column: fixed decimals by magnitude (3 below 10, 2
+    below 100, 1 above), never scientific notation or "-0.000"; values too small to show as "< 0.001";
+    undefined values (None, NaN, inf) as 'n/a'."""
     if value is None or isinstance(value, str):
         return "n/a" if value is None else value
     if isinstance(value, (bool, np.bool_)):
@@ -49,9 +51,12 @@ def fmt(value: Any) -> str:
     if not finite(value):
         return "n/a"
     value = float(value)
-    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-        return f"{value:.3g}"
-    return f"{value:.4g}" if abs(value) < 10 else f"{value:.2f}"
+    magnitude = abs(value)
+    if 0 < magnitude < 0.0005:
+        return "< 0.001" if value > 0 else "> -0.001"
+    decimals = 3 if magnitude < 10 else 2 if magnitude < 100 else 1
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def nan_array(values: Sequence[Any]) -> np.ndarray:

@@ -244,7 +244,8 @@ class SkipComplexity(Study):
                     ("--evidence", f"{self.evaluation(alpha)}={self.complexity_csv(c.dataset_name(alpha))}")]
         output = self.recommendation(example)
         recommend = [tool("nnunet-robust"), "recommend", *evidence, "--in-distribution", "--dataset", str(csv),
-                     "--bins", str(len(s.train_alphas)), "--min-cases", str(min(10, s.num_test)), "-o", str(output)]
+                     "--bins", str(max(2, len(s.train_alphas))), "--min-cases", str(min(10, s.num_test)),
+                     "-o", str(output)]
         inputs = [csv, *[self.evaluation(a) / "summary.json" for a in s.train_alphas]]
         return [
             Step(f"example dataset at alpha {example} and its complexity", csv.is_file,

@@ -37,7 +37,9 @@ class Scale:
 
 
 SCALES: dict[str, Scale] = {
-    "smoke": Scale("smoke", image_size=32, train_alphas=(0.1, 0.9), test_alphas=(0.1, 0.6, 0.9), num_train=10,
+    # one training level: the smoke scale checks the pipeline (CI runs all three studies), so the F1
+    # finding at the hard level is "not evaluated" there
+    "smoke": Scale("smoke", image_size=32, train_alphas=(0.1,), test_alphas=(0.1, 0.6, 0.9), num_train=10,
                    num_test=3, schedule="tiny", contexts=(0.5, 1.0), example_alphas=(0.3, 0.7),
                    seconds_per_iteration=0.1, iterations=12),
     "cpu": Scale("cpu", image_size=64, train_alphas=(0.1, 0.9), test_alphas=(0.1, 0.6, 0.9), num_train=60,

@@ -139,8 +139,9 @@ def test_smoke_scale_of_every_study_end_to_end(tmp_path, nnunet_env):
     for name in STUDIES:
         folder = output / "smoke" / name
         summary = json.loads((folder / STUDY_JSON).read_text())
-        assert summary["findings"] and all(f["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
-                                           for f in summary["findings"]), name
+        verdicts = [f["verdict"] for f in summary["findings"]]
+        assert verdicts and set(verdicts) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_EVALUATED}, name
+        assert verdicts.count(NOT_EVALUATED) == (1 if name == "skip-complexity" else 0), verdicts  # one level
         assert summary["training_curves"] and summary["model_checks"]
         html = (folder / STUDY_HTML).read_text()
         assert "Verdict per finding" in html and "Training curves" in html

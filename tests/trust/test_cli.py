@@ -138,3 +138,20 @@ def test_rate_without_references_one_condition_and_own_bands(rated, studies, tmp
     assert set(ratings["rating"]) <= {"high", "low"} and (ratings["flagged"] == (ratings["rating"] == "low")).all()
     assert not (output / "coverage.csv").exists()
     assert "No reference labels given to rate" in (output / "report.html").read_text()
+
+
+@pytest.mark.parametrize("verb", ["calibrate", "rate"])
+def test_an_output_path_blocked_by_a_file_is_one_line_naming_it(verb, studies, rated, tmp_path, capsys):
+    """(tests/test_bad_inputs.py holds the other verbs' rows; these two need probability files.)"""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    data = studies["cal"] if verb == "calibrate" else studies["test"]
+    folds = [a for f in data["folds"] for a in ("-i", str(f))]
+    common = ["-djfile", str(data["dataset_json"]), "-ref", str(data["labels"])]
+    argv = (["calibrate", *folds, *common, "-o", str(blocker / "calibrator.json")] if verb == "calibrate"
+            else ["rate", "-c", str(rated[0]), *folds, *common, "-o", str(blocker / "rated")])
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert [line for line in error.splitlines() if line.startswith("nnunet-robust: error:")] == [
+        line for line in error.splitlines() if "a_file" in line and line.startswith("nnunet-robust: error:")]
+    assert "a_file" in error and "Traceback" not in error
