@@ -170,6 +170,9 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     comparisons = robustness.compare_degradation(
         robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions, clean),
         judged, seed, n_bootstrap)
+    pairwise = stats.pairwise_tests(robust, model_names)
+    # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
+    fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
@@ -177,7 +180,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         severity_curves=stats.severity_curves(statistics[~statistics["condition"].isin(cancelled)], first_condition,
                                               clean),
         best_model_shares=stats.best_model_shares(robust, model_names),
-        pairwise_tests=stats.pairwise_tests(robust, model_names),
+        pairwise_tests=pairwise,
         robustness_comparisons=comparisons,
         rood_mri=_rood_mri(robust, conditions),
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
@@ -194,7 +197,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "consensus_method": consensus_method if len(raters) > 1 else None,
             "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
-            "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label,
+            "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,
             "versions": package_versions(),

@@ -175,6 +175,21 @@ def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     return adjusted
 
 
+def report_fdr(comparisons: pd.DataFrame, pairwise: pd.DataFrame, label: str, metric: str = VERDICT_METRIC) -> int:
+    """Benjamini-Hochberg over every test the report shows, as one family: all degradation comparisons
+    and the paired Wilcoxon tests of ``metric`` on ``label`` under each condition. Sets ``p_fdr`` on both
+    frames (NaN for pairwise rows the report does not show) and returns the number of tests."""
+    shown = ((pairwise["label"] == label) & (pairwise["metric"] == metric)).to_numpy() if len(pairwise) else []
+    p_values = np.concatenate([comparisons["p_value"].to_numpy(dtype=float),
+                               pairwise.loc[shown, "p_value"].to_numpy(dtype=float) if len(pairwise) else []])
+    adjusted = benjamini_hochberg(p_values)
+    comparisons["p_fdr"] = adjusted[:len(comparisons)]
+    pairwise["p_fdr"] = math.nan
+    if len(pairwise):
+        pairwise.loc[shown, "p_fdr"] = adjusted[len(comparisons):]
+    return int(np.count_nonzero(~np.isnan(p_values)))
+
+
 def _detectable(row: pd.Series) -> bool:
     return bool(row["p_fdr"] < FDR_LEVEL and (row["ci_low"] > 0 or row["ci_high"] < 0))
 

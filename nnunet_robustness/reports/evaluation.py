@@ -95,7 +95,9 @@ def _verdict(result: EvaluationResult) -> str:
                       "the score under the condition. Per family: the per-case average degradation over the "
                       "severities (area under the degradation curve); 95% BCa bootstrap intervals of the mean paired "
                       "difference (A - B: negative = A degrades less), two-sided Wilcoxon signed-rank tests with "
-                      "their smallest attainable p at this n, Benjamini-Hochberg FDR over every comparison below. "
+                      "their smallest attainable p at this n, Benjamini-Hochberg FDR over every test in this report "
+                      f"(the comparisons below and the paired tests of Dice under each condition: "
+                      f"{result.settings.get('fdr_tests', 'n/a')} tests). "
                       "Conditions cancelled by the model's normalisation are left out."))
     if len(comparisons):
         rows = [[r["scope"], r["name"], r["metric"], f"{r['model_a']} - {r['model_b']}", r["n"],
@@ -353,12 +355,14 @@ def _comparison(result: EvaluationResult) -> str:
     tests = result.pairwise_tests
     tests = tests[(tests["label"] == FOREGROUND_MEAN) & (tests["metric"] == "dice")]
     test_rows = [[r["condition"], f"{r['model_a']} vs {r['model_b']}", r["n"], r["mean_difference"], r["p_value"],
-                  r["p_holm"]] for _, r in tests.iterrows()]
+                  r["p_holm"], r.get("p_fdr")] for _, r in tests.iterrows()]
     return ("<h3>Share of cases on which each model has the best Dice</h3>"
             + note("Ties share the case equally. '(all conditions)' pools every case x condition.")
             + table(["condition", *result.models, "cases"], share_rows, text_columns=(0,))
-            + "<h3>Paired Wilcoxon signed-rank tests (Dice), Holm-corrected per condition</h3>"
-            + table(["condition", "models", "n", "mean difference (a - b)", "p", "p (Holm)"], test_rows,
+            + "<h3>Paired Wilcoxon signed-rank tests (Dice under each condition)</h3>"
+            + note("Holm within each condition (the model pairs); BH-FDR over every test in this report, "
+                   "together with the degradation comparisons of the verdict.")
+            + table(["condition", "models", "n", "mean difference (a - b)", "p", "p (Holm)", "p (BH-FDR)"], test_rows,
                      text_columns=(0, 1)))
 
 

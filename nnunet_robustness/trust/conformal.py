@@ -204,12 +204,11 @@ def conformal_risk_control(losses: np.ndarray, thresholds: np.ndarray, target: f
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact binomial confidence interval for a proportion (Clopper & Pearson 1934)."""
-    from scipy.stats import beta
+    """Exact binomial confidence interval for a proportion (Clopper & Pearson 1934), as
+    ``scipy.stats.binomtest(...).proportion_ci(method="exact")``; NaN for no trials."""
+    from scipy.stats import binomtest
 
     if trials == 0:
         return math.nan, math.nan
-    tail = (1 - confidence) / 2
-    low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, trials - successes + 1))
-    high = 1.0 if successes == trials else float(beta.ppf(1 - tail, successes + 1, trials - successes))
-    return low, high
+    interval = binomtest(int(successes), int(trials)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(interval.low), float(interval.high)

@@ -144,3 +144,17 @@ def test_clean_only_evaluation_has_nothing_to_compare():
     comparisons = compare_degradation(degradation, ["A", "B"])
     assert comparisons.empty
     assert "No corruption family" in verdict(comparisons, ["A", "B"], LABEL)[0]
+
+
+def test_report_fdr_is_one_family_over_the_comparisons_and_the_shown_score_tests():
+    from nnunet_robustness.analysis.robustness import report_fdr
+
+    comparisons = pd.DataFrame({"p_value": [0.001, 0.04, 0.2]})
+    pairwise = pd.DataFrame({"label": [LABEL, LABEL, "organ"], "metric": ["dice", "nsd", "dice"],
+                             "p_value": [0.01, 0.001, 0.001]})
+    assert report_fdr(comparisons, pairwise, LABEL) == 4
+    # reference: BH by hand over the four shown tests, p sorted 0.001, 0.01, 0.04, 0.2 -> p * 4 / rank, monotone
+    expected = {0.001: 0.004, 0.01: 0.02, 0.04: 0.04 * 4 / 3, 0.2: 0.2}
+    assert comparisons["p_fdr"].tolist() == pytest.approx([expected[0.001], expected[0.04], expected[0.2]])
+    assert pairwise["p_fdr"].iloc[0] == pytest.approx(expected[0.01])
+    assert pairwise["p_fdr"].iloc[1:].isna().all()  # not shown in the report: not in the family

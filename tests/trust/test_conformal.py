@@ -177,9 +177,10 @@ def test_fnr_curve_matches_direct_counts():
 
 
 def test_clopper_pearson():
-    from scipy.stats import binomtest
+    """Against the definition by beta quantiles (Clopper & Pearson 1934), and the 0 / n edge cases."""
+    from scipy.stats import beta
 
     low, high = clopper_pearson(17, 20)
-    interval = binomtest(17, 20).proportion_ci(confidence_level=0.95, method="exact")
-    assert (low, high) == pytest.approx((interval.low, interval.high))
-    assert clopper_pearson(20, 20)[1] == 1.0
+    assert (low, high) == pytest.approx((beta.ppf(0.025, 17, 4), beta.ppf(0.975, 18, 3)))
+    assert (round(low, 4), round(high, 4)) == (0.6211, 0.9679)
+    assert clopper_pearson(20, 20)[1] == 1.0 and clopper_pearson(0, 20)[0] == 0.0
