@@ -17,6 +17,7 @@ from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
+from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM, resolve_strata
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import (
@@ -74,6 +75,11 @@ class EvaluationResult:
     # the sanity gate per model: clean quality, training schedule, why it is left out of the verdict
     model_checks: list[dict] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
+    # with strata (eval --strata, or a make-dataset dataset's levels): the verdict per stratum and the
+    # foreground-mean statistics per model x condition x stratum (analysis/strata.py); the comparisons
+    # of each stratum are rows of robustness_comparisons with their stratum named
+    strata_verdicts: dict[str, list[str]] = field(default_factory=dict)
+    strata_statistics: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,13 +120,16 @@ class EvaluationResult:
             "raters": ({f"{m} / {c}": summarize_raters(g) for (m, c), g in self.raters.groupby(
                 ["model", "condition"], sort=False)} if len(self.raters) else {}),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
+            "strata": {"verdicts": self.strata_verdicts,
+                       "statistics": self.strata_statistics.to_dict(orient="records")} if self.strata_verdicts else {},
         })
 
 
 def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike | Sequence[str | os.PathLike],
              dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
              seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
-             consensus_method: str = "staple", allow_weak_models: bool = False) -> EvaluationResult:
+             consensus_method: str = "staple", allow_weak_models: bool = False,
+             strata_file: str | os.PathLike | None = None) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -152,7 +161,10 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     conditions = conditions_table(predictions)
     fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
     per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
-    per_case = annotate_training_range(per_case, fbr_ranges)[PER_CASE_COLUMNS]
+    strata = resolve_strata(None if strata_file is None else Path(strata_file), Path(dataset_json),
+                            sorted(per_case["case"].unique()))
+    per_case = annotate_training_range(per_case, fbr_ranges).assign(
+        **{STRATUM: per_case["case"].map(strata) if strata else None})[PER_CASE_COLUMNS]
     clean = _clean_condition(conditions)
     conditions = _what_the_model_saw(conditions, per_case)
     model_names = [model.name for model in predictions]
@@ -167,9 +179,24 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     # the sanity gate: a model that fails on clean images is left out of the verdict (analysis/sanity.py)
     checks = check_models(per_case, clean, {model.name: model.folder for model in predictions})
     judged = [c.model for c in checks if c.passed or allow_weak_models]
-    comparisons = robustness.compare_degradation(
-        robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions, clean),
-        judged, seed, n_bootstrap)
+    degradation_rows = robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions,
+                                                       clean)
+    comparisons = robustness.compare_degradation(degradation_rows, judged, seed, n_bootstrap).assign(
+        **{STRATUM: ALL_CASES})
+    strata_statistics = pd.DataFrame()
+    if strata:
+        groups = {name: sorted(c for c, s in strata.items() if s == name) for name in dict.fromkeys(
+            strata[c] for c in sorted(strata))}
+        parts, summaries = [comparisons], []
+        foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
+        for name, members in groups.items():
+            stratum_rows = robustness.compare_degradation(
+                degradation_rows[degradation_rows["case"].isin(members)], judged, seed, n_bootstrap)
+            parts.append(stratum_rows.assign(**{STRATUM: name}))
+            summaries.append(stats.summary_statistics(foreground[foreground["case"].isin(members)], seed,
+                                                      n_bootstrap).assign(**{STRATUM: name}))
+        comparisons = pd.concat(parts, ignore_index=True)
+        strata_statistics = pd.concat(summaries, ignore_index=True)
     pairwise = stats.pairwise_tests(robust, model_names)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
@@ -186,8 +213,12 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
                             dataset.file_ending, nsd_tolerance_mm, consensus_method)
                 if len(raters) > 1 else pd.DataFrame()),
-        verdict=_gate_sentences(checks, allow_weak_models) + robustness.verdict(comparisons, judged,
-                                                                                stats.FOREGROUND_MEAN),
+        verdict=_gate_sentences(checks, allow_weak_models) + robustness.verdict(
+            comparisons[comparisons[STRATUM] == ALL_CASES], judged, stats.FOREGROUND_MEAN),
+        strata_verdicts={name: robustness.verdict(comparisons[comparisons[STRATUM] == name], judged,
+                                                  stats.FOREGROUND_MEAN)
+                         for name in dict.fromkeys(comparisons[STRATUM]) if name != ALL_CASES},
+        strata_statistics=strata_statistics,
         model_checks=[{**c.to_json(), "kept": c.passed or allow_weak_models} for c in checks],
         conditions=conditions,
         clean_condition=clean,
@@ -197,6 +228,10 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "consensus_method": consensus_method if len(raters) > 1 else None,
             "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
+            "strata": ({"source": str(strata_file) if strata_file else "make-dataset generation record",
+                        "cases": {name: sum(1 for s in strata.values() if s == name)
+                                  for name in dict.fromkeys(strata[c] for c in sorted(strata))}}
+                       if strata else None),
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,

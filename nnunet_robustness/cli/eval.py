@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("-np", "--num-processes", type=int, default=2,
                         help="processes computing metrics, one case at a time each (default 2)")
+    parser.add_argument("--strata", type=Path, default=None, metavar="CSV",
+                        help="case,stratum CSV: the verdict and scores are also given per stratum (default: the "
+                             "levels of a dataset made by make-dataset textures, from its record next to -djfile)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.set_defaults(func=run)
 
@@ -78,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         with staged_folder(args.output) as stage:  # outputs of an earlier run stay whole if this one fails
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
-                              consensus_method=args.consensus, allow_weak_models=args.allow_weak_models)
+                              consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,
+                              strata_file=args.strata)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

@@ -36,6 +36,7 @@ FBR_COLUMNS = ["test_fbr", "training_fbr_low", "training_fbr_high", "fbr_outside
 # NA for clean and for folders not made by run), nnunet_robustness.runner.input_space
 INPUT_COLUMNS = ["input_ssim", "input_rel_l2"]
 PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, *INPUT_COLUMNS,
+                    "stratum",  # the case's group when eval has strata (analysis/strata.py), else empty
                     "prediction_file",
                     "reference_file"]
 

@@ -17,6 +17,7 @@ import numpy as np
 from nnunet_robustness.analysis.evaluation import EvaluationResult
 from nnunet_robustness.analysis.robustness import SMALL_SAMPLE
 from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
+from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
 
@@ -46,6 +47,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     ]
     if _has_fbr_study(result):  # context conditions or FBR-logging trainers: the context-vs-FBR study
         sections.append(section("Metric vs test FBR (foreground fraction)", _fbr_section(result)))
+    if result.strata_verdicts:
+        sections.append(section("Strata: the verdict and scores per group of cases", _strata(result)))
     if len(result.models) > 1:
         sections.append(section("Model comparison", _comparison(result)))
     if len(result.raters):
@@ -85,6 +88,8 @@ def _mark_failed_models(result: EvaluationResult) -> EvaluationResult:
 
 def _verdict(result: EvaluationResult) -> str:
     comparisons = result.robustness_comparisons
+    if STRATUM in comparisons:  # the strata's own comparisons are in the section "Strata"
+        comparisons = comparisons[comparisons[STRATUM] == ALL_CASES]
     sentences = "".join(f"<li>{esc(s)}</li>" for s in result.verdict)
     parts = [f"<ul>{sentences}</ul>"]
     n_cases = result.per_case["case"].nunique()
@@ -341,6 +346,25 @@ def _scatter(result: EvaluationResult) -> str:
     image = png(figure)
     plt.close(figure)
     return note("One point per case and corrupted condition; points below the diagonal lost Dice.") + image
+
+
+def _strata(result: EvaluationResult) -> str:
+    counts = (result.settings.get("strata") or {}).get("cases", {})
+    source = (result.settings.get("strata") or {}).get("source", "")
+    parts = [note(f"Strata from {source}. Pooled results above can hide a model that wins on one group and loses "
+                  "on another; here every group is judged on its own cases (same statistics, same FDR family).")]
+    statistics = result.strata_statistics
+    dice = statistics[statistics["metric"] == "dice"] if len(statistics) else statistics
+    for name, sentences in result.strata_verdicts.items():
+        rows = dice[dice[STRATUM] == name]
+        wide = rows.pivot_table(index="condition", columns="model", values="mean", aggfunc="first", sort=False)
+        table_rows = [[condition, *[wide.at[condition, m] if m in wide else None for m in result.models]]
+                      for condition in wide.index]
+        parts.append(f"<h3>{esc(name)} ({counts.get(name, 'n/a')} cases)</h3>"
+                     + "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>"
+                     + "<details><summary>mean Dice per condition</summary>"
+                     + table(["condition", *result.models], table_rows, text_columns=(0,)) + "</details>")
+    return "".join(parts)
 
 
 def _comparison(result: EvaluationResult) -> str:
