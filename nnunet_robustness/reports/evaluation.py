@@ -20,6 +20,7 @@ from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEA
 from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
+from nnunet_robustness.reports.pictures import pictures_section
 
 CURVE_METRICS = ("dice", "nsd", "hd95_mm")
 TABLE_METRICS = ("dice", "nsd", "hd95_mm", "assd_mm")
@@ -53,6 +54,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         sections.append(section("Model comparison", _comparison(result)))
     if len(result.raters):
         sections.append(section("Rater disagreement", _raters(result)))
+    sections.append(section("What the worst and median cases looked like",
+                            pictures_section(result.per_case, result.models)))
     sections.append(section(f"Worst {worst_cases} structures by Dice", _worst_cases(result, worst_cases)))
     title = "nnunet-robust evaluation: " + ", ".join(result.models)
     intro = (f'<p class="note">NSD tolerance {fmt(tolerance)} mm. Definitions, empty-mask policy and statistics:\n'
@@ -392,10 +395,13 @@ def _comparison(result: EvaluationResult) -> str:
 
 def _worst_cases(result: EvaluationResult, count: int) -> str:
     worst = result.per_case.sort_values(["dice", "hd95_mm"], ascending=[True, False], kind="stable").head(count)
+    # file names rather than full paths keep the table inside the page; the full paths are in per_case.csv
     rows = [[r["model"], r["condition"], r["case"], r["label"], r["dice"], r["nsd"], r["hd95_mm"],
-             r["empty_mask"], r["prediction_file"], r["reference_file"]] for _, r in worst.iterrows()]
-    return table(["model", "condition", "case", "label", "Dice", "NSD", "HD95 (mm)", "empty mask", "prediction file",
-                   "reference file"], rows, text_columns=(0, 1, 2, 3, 7, 8, 9))
+             r["empty_mask"], Path(str(r["prediction_file"])).name] for _, r in worst.iterrows()]
+    return (note("Full paths of the prediction and reference files: per_case.csv.")
+            + "<details open><summary>table</summary>"
+            + table(["model", "condition", "case", "label", "Dice", "NSD", "HD95 (mm)", "empty mask",
+                     "prediction file"], rows, text_columns=(0, 1, 2, 3, 7, 8)) + "</details>")
 
 
 # --- helpers -------------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from nnunet_robustness.io import atomic_path, check_image_file, json_ready
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
+from nnunet_robustness.runner.views import ItemView, display_range
 
 
 @dataclass(frozen=True)
@@ -226,8 +227,12 @@ class RobustnessRunner:
                 if not todo:
                     continue
                 image, properties = self._read_case(case, cases[case])
+                # the reference, when a condition needs it or (when given) to pick the slice of the views
                 label = (self._read_reference(reference_folder, case, image.shape)
-                         if any(requires_label(c) for c in todo) else None)
+                         if any(requires_label(c) for c in todo) or (
+                             reference_folder is not None
+                             and (Path(reference_folder) / f"{case}{self.file_ending}").is_file()) else None)
+                view_range = display_range(image)  # every view of the case shares the clean image's range
                 # what the model sees of the clean image, once per case for all its conditions
                 t = time.perf_counter()
                 clean_input = (self.input_space.normalise(image)
@@ -236,7 +241,7 @@ class RobustnessRunner:
                 for condition in todo:
                     bar.set_postfix_str(f"{case} / {condition.name}")
                     self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
-                                       save_probabilities, stats)
+                                       save_probabilities, stats, view_range)
                     stats.predicted += 1
                     bar.update(1)
         stats.seconds_total = time.perf_counter() - start
@@ -258,7 +263,7 @@ class RobustnessRunner:
 
     def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None,
                       clean_input: np.ndarray | None, case: str, condition: Condition, output: Path, seed: int,
-                      save_probabilities: bool, stats: RunStats) -> None:
+                      save_probabilities: bool, stats: RunStats, view_range: tuple[float, float]) -> None:
         if condition.is_context:
             return self._predict_context_item(image, properties, label, case, condition, output,
                                               save_probabilities, stats)
@@ -278,6 +283,8 @@ class RobustnessRunner:
             t = time.perf_counter()
             self.input_space.change(clean_input, corrupted).write(output / condition.name, case)
             stats.seconds_input_space += time.perf_counter() - t
+        # the picture of what the predictor gets, for eval's report (written before the segmentation too)
+        ItemView.of(corrupted, view_range, label).write(output / condition.name, case)
 
         t = time.perf_counter()
         # preprocessing mutates the properties it is given
