@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.analysis.statistics import bootstrap_interval
 from nnunet_robustness.metrics.masks import METRICS
 
 CONFIDENCE = 0.95
@@ -95,21 +95,7 @@ def wilcoxon_p_floor(n: int) -> float:
 
 def bca_interval(differences: np.ndarray, seed: int, n_bootstrap: int) -> tuple[float, float]:
     """BCa interval of the mean of paired differences; degenerate data (all equal) gives that value."""
-    from scipy.stats import bootstrap
-
-    d = np.asarray(differences, dtype=float)
-    if len(d) < 2 or np.all(d == d[0]):
-        value = float(d[0]) if len(d) else math.nan
-        return value, value
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns on small or discrete samples; the interval is still its best
-        result = bootstrap((d,), np.mean, confidence_level=CONFIDENCE, n_resamples=n_bootstrap, method="BCa",
-                           random_state=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if not (math.isfinite(low) and math.isfinite(high)):  # BCa undefined (e.g. acceleration 0/0): percentile
-        resamples = d[np.random.default_rng(seed).integers(0, len(d), (n_bootstrap, len(d)))].mean(1)
-        low, high = (float(v) for v in np.percentile(resamples, [2.5, 97.5]))
-    return low, high
+    return bootstrap_interval(differences, np.random.default_rng(seed), n_bootstrap, np.mean)
 
 
 def paired_difference(differences: np.ndarray, seed: int, n_bootstrap: int) -> dict:

@@ -1,4 +1,4 @@
-"""Robustness summaries of a per-case table: bootstrap confidence intervals, degradation vs clean,
+"""Robustness summaries of a per-case table: BCa bootstrap confidence intervals (scipy.stats.bootstrap), degradation vs clean,
 metric-vs-severity curves (area, coefficient of variation), best-model shares and paired tests.
 
 All functions take the tidy per-case table (one row per model x condition x case x label, one column
@@ -46,36 +46,61 @@ def add_foreground_mean(per_case: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_case[KEYS + metrics], means[KEYS + metrics]], ignore_index=True)
 
 
+def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, n_bootstrap: int,
+                       statistic=np.mean) -> tuple[float, float]:
+    """95 % BCa bootstrap interval of ``statistic`` over a 1-D sample of cases (Efron 1987,
+    ``scipy.stats.bootstrap``); a sample whose values are all equal gives that value, and where BCa is
+    undefined (its acceleration 0/0, e.g. very discrete data) the percentile interval of the same
+    resamples is used."""
+    from scipy.stats import bootstrap
+
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    if len(values) < 2 or np.all(values == values[0]):
+        value = float(statistic(values))
+        return value, value
+    state = rng.bit_generator.state
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # scipy warns on small or discrete samples; the interval is still its best
+        result = bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=n_bootstrap,
+                           method="BCa", random_state=rng, vectorized=True, axis=-1)
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            rng.bit_generator.state = state
+            result = bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=n_bootstrap,
+                               method="percentile", random_state=rng, vectorized=True, axis=-1)
+            low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return low, high
+
+
+def _replay(rng: np.random.Generator) -> np.random.Generator:
+    """A generator at ``rng``'s current state: every column of a group draws the same case indices."""
+    copy = np.random.Generator(type(rng.bit_generator)())
+    copy.bit_generator.state = rng.bit_generator.state
+    return copy
+
+
 def bootstrap_statistics(values: np.ndarray, rng: np.random.Generator, n_bootstrap: int
                          ) -> dict[str, np.ndarray]:
-    """Mean and median of each column of ``values`` (cases x metrics) with percentile bootstrap
-    confidence intervals from resampling cases (rows) with replacement. NaN entries (undefined
-    values) are left out per column."""
+    """Mean and median of each column of ``values`` (cases x metrics) with 95 % BCa bootstrap intervals
+    from resampling cases (``bootstrap_interval``). NaN entries (undefined values) are left out per
+    column; every column resamples with the same stream of ``rng``."""
     n_cases, n_metrics = values.shape
     defined = (~np.isnan(values)).sum(axis=0)
     result = {name: np.full(n_metrics, math.nan) for name in
               ("mean", "mean_ci_low", "mean_ci_high", "median", "median_ci_low", "median_ci_high", "std")}
     result["n"] = defined
-    if n_cases == 0:
-        return result
-    usable = defined > 0
-    with _quiet_nan_warnings():
-        result["mean"][usable] = np.nanmean(values[:, usable], axis=0)
-        result["median"][usable] = np.nanmedian(values[:, usable], axis=0)
-        result["std"][usable] = np.nanstd(values[:, usable], axis=0, ddof=1) if n_cases > 1 else 0.0
-    samples = values[rng.integers(0, n_cases, size=(n_bootstrap, n_cases))]  # (B, cases, metrics)
-    tail = 100 * (1 - CONFIDENCE) / 2
-    complete = ~np.isnan(values).any(axis=0)
-    for columns, mean, median in ((complete, np.mean, np.median), (~complete & usable, np.nanmean, np.nanmedian)):
-        if not columns.any():
+    for column in range(n_metrics):
+        sample = values[:, column][~np.isnan(values[:, column])]
+        if not len(sample):
             continue
-        with _quiet_nan_warnings():
-            boot_means = mean(samples[:, :, columns], axis=1)
-            boot_medians = median(samples[:, :, columns], axis=1)
-            result["mean_ci_low"][columns], result["mean_ci_high"][columns] = np.nanpercentile(
-                boot_means, [tail, 100 - tail], axis=0)
-            result["median_ci_low"][columns], result["median_ci_high"][columns] = np.nanpercentile(
-                boot_medians, [tail, 100 - tail], axis=0)
+        result["mean"][column], result["median"][column] = sample.mean(), np.median(sample)
+        result["std"][column] = sample.std(ddof=1) if len(sample) > 1 else 0.0
+        result["mean_ci_low"][column], result["mean_ci_high"][column] = bootstrap_interval(
+            sample, _replay(rng), n_bootstrap, np.mean)
+        result["median_ci_low"][column], result["median_ci_high"][column] = bootstrap_interval(
+            sample, _replay(rng), n_bootstrap, np.median)
     return result
 
 
