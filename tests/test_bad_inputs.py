@@ -204,12 +204,21 @@ def plan_arch_escaping_plans_name(tmp, tiny, study):
     return ["plan-arch", "-d", str(DATASET_ID), "--arch", "noskip", "--plans-name", "../../escape"], "escape"
 
 
+def study_gpu_scale_on_a_cpu(tmp, tiny, study):
+    return ["study", "noise", "--scale", "gpu", "-o", str(tmp / "studies")], "--scale gpu"
+
+
+def study_output_is_a_file(tmp, tiny, study):
+    return ["study", "noise", "--scale", "smoke", "-o", str(_file(tmp))], "a_file"
+
+
 CASES = [Case(f.__name__, f) for f in (
     run_step_size, run_step_size_two, run_config_sets_not_a_list, run_output_is_a_file, run_nan_image,
     run_rgb_image, run_3d_image_to_2d_model, run_case_without_channel_0000, run_truncated_gzip,
     eval_output_is_a_file, eval_nan_prediction, eval_prediction_on_another_grid, eval_truncated_prediction,
     complexity_output_in_a_file, make_dataset_output_is_a_file, make_dataset_too_big, corrupt_output_is_a_file,
-    corrupt_unknown_family, calibrate_missing_probabilities, plan_arch_escaping_plans_name)]
+    corrupt_unknown_family, calibrate_missing_probabilities, plan_arch_escaping_plans_name,
+    study_gpu_scale_on_a_cpu, study_output_is_a_file)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     output = args.output.resolve()
     if output.exists() and not output.is_dir():
         raise UserInputError(f"-o {args.output}: exists and is not a folder")
+    if args.scale == "gpu" and args.device != "cuda":
+        raise UserInputError("--scale gpu trains nine levels x three architectures for nnU-Net's 1000 epochs: "
+                             "run it with -device cuda (on a CPU use --scale cpu)")
     run_study(args.study, args.scale, output, args.device,
               command=shlex.join(["nnunet-robust", *sys.argv[1:]]) if len(sys.argv) > 1 else None)
     return 0

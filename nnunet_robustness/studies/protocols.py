@@ -476,7 +476,8 @@ class ContextFBR(Study):
         return str(share.idxmax()) if share.max() > 0.5 else None
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        scores = None if self._per_case() is None else fnd.case_scores(self._per_case())
+        per_case = self._per_case()
+        scores = None if per_case is None else fnd.case_scores(per_case)
         if scores is None:
             return {}
         cases = self.c.cases_at(self.c.dataset_name(self.alpha), self.alpha)
