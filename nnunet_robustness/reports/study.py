@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnunet_robustness.reports.html import esc, html_page, note, png, section, table
+from nnunet_robustness.reports.html import esc, fmt, html_page, note, png, section, table
 
 VERDICT_COLOURS = {"reproduced": "#d8f0d8", "not reproduced": "#f8d8d8", "inconclusive": "#f3f3f3",
                    "not evaluated": "#ffffff"}
@@ -38,9 +38,10 @@ def study_markdown(summary: dict[str, Any]) -> str:
     for f in summary["findings"]:
         s = f["statistics"] or {}
         numbers = ([f"{s['mean_difference']:+.3f}", f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]", str(s["n"]),
-                    f"{f['p_fdr']:.3g}"] if s else ["n/a"] * 4)
+                    fmt(f["p_fdr"])] if s else ["n/a"] * 4)
         lines.append("| " + " | ".join([f["claim"], f"**{f['verdict']}**", f["difference"], *numbers, f["reason"],
                                          f["published"]]) + " |")
+    lines += ["", *[f"- {f['sentence']}" for f in summary["findings"] if f.get("sentence")]]
     for title, rows in [*summary["tables"].items(), *([("Recommendation for example datasets",
                                                           summary["recommendations"])]
                                                         if summary.get("recommendations") else [])]:
@@ -84,7 +85,8 @@ def _findings(findings: list[dict]) -> str:
                  "= the 95 % BCa interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
                  "(over this study's findings); not reproduced = the interval lies below 0 (the opposite holds); "
                  "inconclusive otherwise.")
-            + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+            + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + "<ul>" + "".join(f"<li>{esc(f['sentence'])}</li>" for f in findings if f.get("sentence")) + "</ul>")
 
 
 def _records_table(rows: list[dict]) -> str:

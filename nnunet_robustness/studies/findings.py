@@ -26,6 +26,7 @@ import pandas as pd
 
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.robustness import FDR_LEVEL, benjamini_hochberg, paired_difference
+from nnunet_robustness.reports.html import fmt
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_EVALUATED = "reproduced", "not reproduced", "inconclusive", \
     "not evaluated"
@@ -46,7 +47,7 @@ class Finding:
     reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "sentence": sentence(self)}
 
 
 def case_scores(per_case: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
@@ -116,4 +117,4 @@ def sentence(finding: Finding) -> str:
         return f"{finding.claim}: {finding.verdict} ({finding.reason})."
     return (f"{finding.claim}: {finding.verdict.upper()} ({finding.reason}); {finding.difference} = "
             f"{s['mean_difference']:+.3f} on average, 95% BCa CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}], "
-            f"Hodges-Lehmann {s['hodges_lehmann']:+.3f}, n = {s['n']} cases, FDR-adjusted p = {finding.p_fdr:.3g}.")
+            f"Hodges-Lehmann {s['hodges_lehmann']:+.3f}, n = {s['n']} cases, FDR-adjusted p = {fmt(finding.p_fdr)}.")
