@@ -117,4 +117,5 @@ def sentence(finding: Finding) -> str:
         return f"{finding.claim}: {finding.verdict} ({finding.reason})."
     return (f"{finding.claim}: {finding.verdict.upper()} ({finding.reason}); {finding.difference} = "
             f"{s['mean_difference']:+.3f} on average, 95% BCa CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}], "
-            f"Hodges-Lehmann {s['hodges_lehmann']:+.3f}, n = {s['n']} cases, FDR-adjusted p = {fmt(finding.p_fdr)}.")
+            f"Hodges-Lehmann {s['hodges_lehmann']:+.3f}, n = {s['n']} cases, FDR-adjusted p "
+            f"{'' if fmt(finding.p_fdr).startswith(('<', '>')) else '= '}{fmt(finding.p_fdr)}.")

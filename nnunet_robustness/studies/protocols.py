@@ -263,7 +263,7 @@ class SkipComplexity(Study):
             path = self.recommendation(example)
             if path.is_file():
                 query = read_json(path, "recommendation").get("query") or {}
-                answers.append({"example dataset": self.c.example_name(example), "alpha": example,
+                answers.append({"example dataset": self.c.example_name(example), "alpha": f"{example:g}",
                                 "median TD (bits)": query.get("td_median"), "verdict": query.get("verdict"),
                                 "model": query.get("model"), "reason": query.get("reason"),
                                 "file": path.name})
