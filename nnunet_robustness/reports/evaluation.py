@@ -40,7 +40,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         section("Verdict: which model is more robust", _verdict(result)),
         _overview(result),
         section("Conditions: what each one applied", _definitions(result)),
-        section("Summary (foreground mean per case; mean [95% bootstrap CI])", _summary_table(result)),
+        section("Summary (foreground mean per case; mean [95% BCa bootstrap CI])", _summary_table(result)),
         section("Metric vs severity", _curves(result)),
         section("ROOD-MRI-comparable summary", _rood_mri(result)),
         section("Degradation vs clean", _degradation(result)),
@@ -241,8 +241,10 @@ def _summary_table(result: EvaluationResult) -> str:
                        "per-channel scheme, e.g. z-score), SSIM and relative L2 distance to the clean input. A "
                        "condition whose change the normalisation removes (e.g. a global contrast or brightness "
                        "change under z-scoring) is marked cancelled and left out of every robustness summary.")
-    return explanation + table(["model", "condition", "what the model saw", *(METRIC_TITLES[m] for m in TABLE_METRICS)],
-                               rows, text_columns=(0, 1, 2))
+    body = table(["model", "condition", "what the model saw", *(METRIC_TITLES[m] for m in TABLE_METRICS)], rows,
+                 text_columns=(0, 1, 2))
+    # long tables fold away (shown at first); the verdict above is what most readers need
+    return explanation + f"<details open><summary>{len(rows)} rows</summary>{body}</details>"
 
 
 def _curves(result: EvaluationResult) -> str:
