@@ -141,7 +141,10 @@ def test_smoke_scale_of_every_study_end_to_end(tmp_path, nnunet_env):
         summary = json.loads((folder / STUDY_JSON).read_text())
         verdicts = [f["verdict"] for f in summary["findings"]]
         assert verdicts and set(verdicts) <= {REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_EVALUATED}, name
-        assert verdicts.count(NOT_EVALUATED) == (1 if name == "skip-complexity" else 0), verdicts  # one level
+        # smoke trains one level: F1's hard-level finding has no data; F3's FBR finding has none when no
+        # test FBR lies outside the (tiny) training range, which depends on 10 sampled batches
+        allowed = {"skip-complexity": (1,), "noise": (0,), "context-fbr": (0, 1)}[name]
+        assert verdicts.count(NOT_EVALUATED) in allowed, verdicts
         assert summary["training_curves"] and summary["model_checks"]
         html = (folder / STUDY_HTML).read_text()
         assert "Verdict per finding" in html and "Training curves" in html
