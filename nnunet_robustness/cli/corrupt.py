@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int | None:
     if args.input is None or args.output is None:
         raise UserInputError("corrupt needs -i/--input and -o/--output (or --list)")
     conditions = _conditions(args.family, args.severity, args.preset)
+    from nnunet_robustness.corruptions._core import shared_image_statistics
     from nnunet_robustness.runner.cases import list_cases
 
     found = list_cases(args.input)
@@ -86,20 +87,21 @@ def run(args: argparse.Namespace) -> int | None:
     with tqdm(total=len(cases) * len(conditions), desc="corrupt", unit="image") as progress:
         for case, files in cases:
             loaded: _LoadedCase | None = None
-            for condition in conditions:
-                targets = [args.output / condition.folder / f.name for f in files]
-                if not args.overwrite and all(t.exists() for t in targets):
-                    skipped += 1
+            with shared_image_statistics():  # per-image statistics once for all conditions of the case
+                for condition in conditions:
+                    targets = [args.output / condition.folder / f.name for f in files]
+                    if not args.overwrite and all(t.exists() for t in targets):
+                        skipped += 1
+                        progress.update()
+                        continue
+                    if loaded is None:
+                        loaded = _load_case(reader_writer, files, args.labels, case, ending)
+                    label = loaded.label if condition.corruption.requires_label else None
+                    corrupted = condition.corruption(loaded.data, loaded.spacing, label=label,
+                                                     seed=item_seed(args.seed, case, condition.condition))
+                    _write_case(reader_writer, corrupted, loaded, targets)
+                    written += 1
                     progress.update()
-                    continue
-                if loaded is None:
-                    loaded = _load_case(reader_writer, files, args.labels, case, ending)
-                label = loaded.label if condition.corruption.requires_label else None
-                corrupted = condition.corruption(loaded.data, loaded.spacing,
-                                                 seed=item_seed(args.seed, case, condition.condition), label=label)
-                _write_case(reader_writer, corrupted, loaded, targets)
-                written += 1
-                progress.update()
     print(f"corrupt: {written} case-condition(s) written, {skipped} already present "
           f"({len(cases)} cases x {len(conditions)} conditions) in {args.output}")
     return 0

@@ -9,12 +9,14 @@ values for *this* image; ``apply`` is then a deterministic function of ``(image,
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import hashlib
 import math
+from contextlib import contextmanager
 from numbers import Real
-from typing import Any, Callable, ClassVar, Mapping, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -215,7 +217,7 @@ def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike |
         raise UserInputError(f"{family}: image must have shape (C, X, Y) or (C, X, Y, Z), got {shape}")
     if tensor.numel() == 0:
         raise UserInputError(f"{family}: image of shape {shape} is empty")
-    if tensor.is_floating_point() and not _all_finite(tensor):
+    if tensor.is_floating_point() and not shared_per_image("finite", tensor, lambda: _all_finite(tensor)):
         bad = int((~torch.isfinite(tensor)).sum())
         raise UserInputError(f"{family}: image contains {bad} NaN or Inf value(s); corruptions need "
                              f"finite intensities")
@@ -330,20 +332,59 @@ class IntensityReference:
     as a fraction of ``span`` means the same on HU, MR arbitrary units and 0-255 images.
     """
 
-    low: list[float]
-    high: list[float]
-    span: list[float]
-    median: list[float]
-    minimum: list[float]
-    maximum: list[float]
+    # tuples: one instance is shared by every condition of an image (shared_image_statistics)
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    span: tuple[float, ...]
+    median: tuple[float, ...]
+    minimum: tuple[float, ...]
+    maximum: tuple[float, ...]
+
+
+# --- per-image work shared by every condition of one image ---------------------------------------------
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared_per_image", default=None)
+
+
+@contextmanager
+def shared_image_statistics() -> Iterator[None]:
+    """Within the block, work that depends on the image only (the finiteness check, the robust intensity
+    reference) is done once per image and reused by every corruption applied to it: ``run`` and
+    ``corrupt`` wrap all conditions of one case in it. Results are identical to computing them anew."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def shared_per_image(kind: str, tensor: torch.Tensor, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or its earlier result for the same image inside ``shared_image_statistics``.
+
+    The key is the tensor's memory, layout and in-place version counter; the cache holds a reference to
+    the tensor, so its memory cannot be reused by another image while the block lasts.
+    """
+    cache = _SHARED.get()
+    if cache is None:
+        return compute()
+    key = (kind, tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype, str(tensor.device),
+           tensor._version)
+    if key not in cache:
+        cache[key] = (compute(), tensor)
+    return cache[key][0]
 
 
 def intensity_reference(image: torch.Tensor) -> IntensityReference:
-    """Robust per-channel intensity statistics of float32 ``image`` (C, *spatial).
+    """Robust per-channel intensity statistics of float32 ``image`` (C, *spatial), computed once per image
+    inside ``shared_image_statistics``.
 
     Percentiles come from a deterministic strided subsample of at most 65536 voxels (the stride is
     odd so it does not alias with power-of-two row lengths), which keeps this cheap on large volumes.
     """
+    return shared_per_image("intensity_reference", image, lambda: _intensity_reference(image))
+
+
+def _intensity_reference(image: torch.Tensor) -> IntensityReference:
     flat = image.reshape(image.shape[0], -1)
     minimum = flat.amin(dim=1)
     maximum = flat.amax(dim=1)
@@ -372,7 +413,8 @@ def intensity_reference(image: torch.Tensor) -> IntensityReference:
         high.append(q_high)
         span.append(channel_span)
         median.append(q_median)
-    return IntensityReference(low, high, span, median, [float(v) for v in minimum], [float(v) for v in maximum])
+    return IntensityReference(tuple(low), tuple(high), tuple(span), tuple(median), tuple(float(v) for v in minimum),
+                              tuple(float(v) for v in maximum))
 
 
 def _percentiles(values: torch.Tensor, fractions: Sequence[float]) -> list[float]:

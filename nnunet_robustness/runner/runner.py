@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from nnunet_robustness.conditions import Condition
+from nnunet_robustness.corruptions._core import shared_image_statistics
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, check_image_file, json_ready
@@ -238,12 +239,13 @@ class RobustnessRunner:
                 clean_input = (self.input_space.normalise(image)
                                if any(not (c.is_clean or c.is_context) for c in todo) else None)
                 stats.seconds_input_space += time.perf_counter() - t
-                for condition in todo:
-                    bar.set_postfix_str(f"{case} / {condition.name}")
-                    self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
-                                       save_probabilities, stats, view_range)
-                    stats.predicted += 1
-                    bar.update(1)
+                with shared_image_statistics():  # per-image statistics once for all conditions of the case
+                    for condition in todo:
+                        bar.set_postfix_str(f"{case} / {condition.name}")
+                        self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
+                                           save_probabilities, stats, view_range)
+                        stats.predicted += 1
+                        bar.update(1)
         stats.seconds_total = time.perf_counter() - start
         return stats
 
