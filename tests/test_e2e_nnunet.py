@@ -41,8 +41,7 @@ def planned(env) -> dict[int, Path]:
 
 CASES = [
     # (dim, trainer, plans, plan-arch arguments or None, expected skip levels, expected attention)
-    (2, "nnUNetTrainerNoSkip_tiny", "nnUNetPlans", None, (), False),
-    (2, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
+    # (2D No-Skip and attention-gated trainers train and predict in the study smoke test, tests/studies)
     (3, "nnUNetTrainerNoSkip_tiny", "nnUNetPlans", None, (), False),
     (3, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
     (3, "nnUNetTrainer_tiny", "nnUNetPlansNoSkip", ["--arch", "noskip"], (), False),

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_robustness.corruptions import CORRUPTIONS, get_corruption
-from nnunet_robustness.corruptions import _core
+from nnunet_robustness.corruptions import CORRUPTIONS, _core, get_corruption
 from nnunet_robustness.corruptions._core import intensity_reference, shared_image_statistics
 
 

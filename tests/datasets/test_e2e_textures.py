@@ -23,8 +23,9 @@ def run(args: list[str], env: dict[str, str], timeout: int = 600) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("dataset_id,shape,configuration", [(541, (64, 64), "2d"), (542, (32, 32, 32), "3d_fullres")],
-                         ids=["2d", "3d"])
+# 2D: the smoke scale of `nnunet-robust study` (tests/studies) makes, plans, trains and scores a 2D texture
+# dataset through the same CLIs, so only the 3D dataset is trained here.
+@pytest.mark.parametrize("dataset_id,shape,configuration", [(542, (32, 32, 32), "3d_fullres")], ids=["3d"])
 def test_generated_dataset_plans_and_trains_with_nnunet(nnunet_env, dataset_id, shape, configuration):
     env = {**nnunet_env, "OMP_NUM_THREADS": "2"}
     run(["nnunet-robust", "make-dataset", "textures", "-d", dataset_id, "--shape", *shape,
