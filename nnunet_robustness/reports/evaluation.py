@@ -215,7 +215,7 @@ def _overview(result: EvaluationResult) -> str:
     policy = settings.get("empty_mask_policy", {})
     empty_rows = [(f"{kind} empty", f"{int(counts.get(kind, 0))} structure(s): {policy.get(kind, '')}")
                   for kind in ("both", "reference", "prediction")]
-    return section("Overview", table(["", ""], rows + empty_rows, text_columns=(0, 1)))
+    return section("Overview", table(["setting", "value"], rows + empty_rows, text_columns=(0, 1)))
 
 
 def _summary_table(result: EvaluationResult) -> str:

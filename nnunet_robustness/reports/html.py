@@ -39,9 +39,9 @@ def finite(value: Any) -> bool:
 
 
 def fmt(value: Any) -> str:
-    """Numbers to text a reader can compare down a column: fixed decimals by magnitude (3 below 10, 2
-    below 100, 1 above), never scientific notation or "-0.000"; values too small to show as "< 0.001";
-    undefined values (None, NaN, inf) as 'n/a'."""
+    """Numbers to text a reader can compare down a column: whole numbers as such, otherwise fixed
+    decimals by magnitude (3 below 10, 2 below 100, 1 above), never scientific notation or "-0.000";
+    values too small to show as "< 0.001"; undefined values (None, NaN, inf) as 'n/a'."""
     if value is None or isinstance(value, str):
         return "n/a" if value is None else value
     if isinstance(value, (bool, np.bool_)):
@@ -51,6 +51,8 @@ def fmt(value: Any) -> str:
     if not finite(value):
         return "n/a"
     value = float(value)
+    if value.is_integer() and abs(value) < 1e15:  # severities, counts, tolerances: 3, not 3.000
+        return str(int(value))
     magnitude = abs(value)
     if 0 < magnitude < 0.0005:
         return "< 0.001" if value > 0 else "> -0.001"
