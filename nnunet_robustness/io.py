@@ -162,27 +162,37 @@ def check_image_file(path: str | os.PathLike) -> None:
       its end checks its length and CRC, which ITK does not.
     - NaN or Inf voxels in a floating-point NIfTI: SimpleITK (nnU-Net's default reader) returns them as
       0, so the check reads the data with nibabel (integer files, e.g. label maps, cannot hold them and
-      cost only a header read).
+      cost only a header read). The file is decompressed once for both checks.
     """
     import gzip
     import zlib
 
+    import numpy as np
+
     path = Path(path)
+    image_class = None  # nibabel's class of a floating-point NIfTI, whose voxels must be checked
+    if path.name.endswith((".nii", ".nii.gz")):
+        import nibabel
+
+        try:
+            header_image = nibabel.load(path)
+        except Exception:  # noqa: BLE001 - not our reader's business; the checks below and nnU-Net's reader report it
+            header_image = None
+        if header_image is not None and np.issubdtype(header_image.get_data_dtype(), np.floating):
+            image_class = type(header_image)
+    data = None
     if path.name.endswith(".gz"):
         try:
             with gzip.open(path, "rb") as stream:
-                while stream.read(1 << 22):
-                    pass
+                if image_class is not None:
+                    data = stream.read()
+                else:
+                    while stream.read(1 << 22):
+                        pass
         except (EOFError, OSError, zlib.error) as e:
             raise UserInputError(f"{path}: cannot be read: truncated or corrupt gzip file ({e}); copy it again") from None
-    if path.name.endswith((".nii", ".nii.gz")):
-        import nibabel
-        import numpy as np
-
-        try:
-            image = nibabel.load(path)
-        except Exception:  # noqa: BLE001 - not our reader's business; nnU-Net's reader reports it next
-            return
-        if np.issubdtype(image.get_data_dtype(), np.floating) and not np.isfinite(np.asanyarray(image.dataobj)).all():
-            raise UserInputError(f"{path}: contains NaN or Inf values (SimpleITK, nnU-Net's reader, would read "
-                                 "them as 0); fix or mask them before using this file")
+    elif image_class is not None:
+        data = path.read_bytes()
+    if data is not None and not np.isfinite(np.asanyarray(image_class.from_bytes(data).dataobj)).all():
+        raise UserInputError(f"{path}: contains NaN or Inf values (SimpleITK, nnU-Net's reader, would read "
+                             "them as 0); fix or mask them before using this file")

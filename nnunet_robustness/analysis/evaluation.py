@@ -184,9 +184,10 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     comparisons = robustness.compare_degradation(degradation_rows, judged, seed, n_bootstrap).assign(
         **{STRATUM: ALL_CASES})
     strata_statistics = pd.DataFrame()
-    if strata:
-        groups = {name: sorted(c for c, s in strata.items() if s == name) for name in dict.fromkeys(
-            strata[c] for c in sorted(strata))}
+    groups: dict[str, list[str]] = {}  # stratum -> its cases, strata in the order of their first case
+    for case in sorted(strata or {}):
+        groups.setdefault(strata[case], []).append(case)
+    if groups:
         parts, summaries = [comparisons], []
         foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
         for name, members in groups.items():
@@ -229,9 +230,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
             "strata": ({"source": str(strata_file) if strata_file else "make-dataset generation record",
-                        "cases": {name: sum(1 for s in strata.values() if s == name)
-                                  for name in dict.fromkeys(strata[c] for c in sorted(strata))}}
-                       if strata else None),
+                        "cases": {name: len(members) for name, members in groups.items()}} if groups else None),
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,

@@ -41,14 +41,9 @@ def read_strata_file(path: Path) -> dict[str, str]:
 def generation_strata(dataset_json: Path) -> dict[str, str] | None:
     """Test case -> ``alpha X`` from make-dataset's record next to dataset.json; None for other datasets or
     a single level (nothing to stratify)."""
-    from nnunet_robustness.datasets.textures_dataset import GENERATION_FILE
-    from nnunet_robustness.io import read_json
+    from nnunet_robustness.datasets.textures_dataset import case_alphas
 
-    record = Path(dataset_json).parent / GENERATION_FILE
-    if not record.is_file():
-        return None
-    cases = read_json(record, "texture dataset record").get("cases", [])
-    strata = {c["case"]: f"alpha {float(c['alpha']):g}" for c in cases if c.get("split") == "test"}
+    strata = {case: f"alpha {alpha:g}" for case, alpha in case_alphas(Path(dataset_json).parent, "test").items()}
     return strata if len(set(strata.values())) > 1 else None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from tqdm import tqdm
 
 from nnunet_robustness.datasets.complexity import CaseComplexity, case_complexity
 from nnunet_robustness.datasets.raw_dataset import list_labelled_cases, raw_dataset_json
-from nnunet_robustness.datasets.textures_dataset import GENERATION_FILE
+from nnunet_robustness.datasets.textures_dataset import case_alphas
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_text
 
@@ -46,17 +45,6 @@ class GroupSummary:
     foreground_fraction_median: float
 
 
-def _case_alphas(folder: Path) -> dict[str, float]:
-    generation_file = folder / GENERATION_FILE
-    if not generation_file.is_file():
-        return {}
-    try:
-        records = json.loads(generation_file.read_text()).get("cases", [])
-        return {record["case"]: float(record["alpha"]) for record in records}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise UserInputError(f"{generation_file} is unreadable ({e!r})") from e
-
-
 def measure_dataset(folder: Path, channel: int = 0, show_progress: bool = True) -> list[CaseResult]:
     """Complexity of every labelled case (imagesTr/labelsTr, then imagesTs/labelsTs if present), read
     with the reader nnU-Net itself would pick for the dataset."""
@@ -71,7 +59,7 @@ def measure_dataset(folder: Path, channel: int = 0, show_progress: bool = True) 
     if not cases:
         raise UserInputError(f"{folder / 'imagesTr'} has no images ending in {file_ending}")
     ignore_label = dataset_json["labels"].get("ignore")
-    alphas = _case_alphas(folder)
+    alphas = case_alphas(folder)
 
     # No example file: nnU-Net would then trial-read it with every reader and print their tracebacks;
     # a file that the chosen reader cannot read is reported by name below instead.

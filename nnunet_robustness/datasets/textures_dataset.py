@@ -34,7 +34,7 @@ from nnunet_robustness.datasets.complexity import case_complexity
 from nnunet_robustness.datasets.raw_dataset import SPLIT_FOLDERS
 from nnunet_robustness.datasets.texture_sources import get_texture
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json
+from nnunet_robustness.io import atomic_path, atomic_write_json, read_json
 
 FILE_ENDING = ".nii.gz"
 GENERATION_FILE = "textures_generation.json"
@@ -117,7 +117,15 @@ def case_memory_bytes(shape: tuple[int, ...]) -> int:
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the system can give now (Linux/macOS sysconf); None where unknown."""
+    """Memory the system can give now: Linux's MemAvailable (free memory plus the page cache it can
+    drop; sysconf's free pages alone leave that cache out and would refuse shapes that fit), else
+    sysconf's free pages; None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -262,6 +270,20 @@ def _generation_record(config: TexturesDatasetConfig, cases: list[dict] | None) 
         "complete": cases is not None,
         "cases": cases or [],
     }
+
+
+def case_alphas(folder: Path, split: str | None = None) -> dict[str, float]:
+    """Case -> blend level alpha, from the generation record of a dataset made by ``make-dataset
+    textures`` (``folder`` holds its dataset.json), only the cases of ``split`` ("train"/"test") when
+    given; empty for a folder without the record."""
+    record = Path(folder) / GENERATION_FILE
+    if not record.is_file():
+        return {}
+    try:
+        cases = read_json(record, "texture dataset record").get("cases", [])
+        return {c["case"]: float(c["alpha"]) for c in cases if split is None or c.get("split") == split}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserInputError(f"{record} is unreadable ({e!r})") from e
 
 
 def _json_number(value: float) -> float | None:

@@ -69,13 +69,18 @@ def esc(value: Any) -> str:
     return html.escape(fmt(value))
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: Sequence[int] = ()) -> str:
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], text_columns: Sequence[int] = (),
+          row_styles: Sequence[str] | None = None) -> str:
+    """An HTML table; ``row_styles``: one inline CSS style per row (e.g. a background by verdict)."""
     def cell(tag: str, index: int, value: Any) -> str:
         css = " class='text'" if index in text_columns else ""
         return f"<{tag}{css}>{esc(value)}</{tag}>"
 
+    rows = list(rows)
+    styles = [f" style='{html.escape(style)}'" if style else "" for style in (row_styles or [""] * len(rows))]
     head = "".join(cell("th", i, h) for i, h in enumerate(header))
-    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(f"<tr{style}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>"
+                   for row, style in zip(rows, styles))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -59,10 +59,10 @@ def case_picture(row: pd.Series) -> str | None:
     figure, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.3), squeeze=False)
     for axis, (item, title) in zip(axes[0], panels):
         axis.imshow(item.image, cmap="gray", vmin=0, vmax=255)
-        for mask, colour in ((reference, "#00c000"), (predicted, "#ff3030")):
+        # the prediction shown is the one under the condition: on the clean panel, the reference only
+        outlines = [(reference, "#00c000")] + ([] if item is clean_view else [(predicted, "#ff3030")])
+        for mask, colour in outlines:
             plane = item.mask_slice(mask)
-            if item is clean_view and colour == "#ff3030":
-                continue  # the prediction shown is the one under the condition
             if plane.shape == item.image.shape and plane.any():
                 axis.contour(plane.astype(float), levels=[0.5], colors=colour, linewidths=1.0)
         axis.set_title(title, fontsize=7)

@@ -65,27 +65,23 @@ def _md(value: Any) -> str:
 
 
 def _findings(findings: list[dict]) -> str:
+    def signed(value: Any) -> str:
+        return "n/a" if value is None else f"{value:+.3f}"
+
     rows = []
     for f in findings:
         s = f["statistics"] or {}
-        colour = VERDICT_COLOURS.get(f["verdict"], "#ffffff")
-        ci = f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]" if s else "n/a"
-        cells = [f["claim"], f["verdict"], f["difference"], s.get("mean_difference"), ci, s.get("hodges_lehmann"),
-                 s.get("n"), f["p_fdr"], f["reason"], f["published"]]
-        formatted = [esc(c) if i != 3 and i != 5 else (f"{c:+.3f}" if c is not None else "n/a")
-                     for i, c in enumerate(cells)]
-        rows.append(f"<tr style='background:{colour}'>" + "".join(
-            f"<td class='text'>{v}</td>" if i in (0, 1, 2, 8, 9) else f"<td>{v}</td>"
-            for i, v in enumerate(formatted)) + "</tr>")
+        ci = f"[{signed(s['ci_low'])}, {signed(s['ci_high'])}]" if s else "n/a"
+        rows.append([f["claim"], f["verdict"], f["difference"], signed(s.get("mean_difference")), ci,
+                     signed(s.get("hodges_lehmann")), s.get("n"), f["p_fdr"], f["reason"], f["published"]])
     header = ["finding", "verdict", "paired difference", "mean", "95% BCa CI", "Hodges-Lehmann", "n", "FDR p",
               "why", "published"]
-    head = "".join(f"<th class='text'>{esc(h)}</th>" if i in (0, 1, 2, 8, 9) else f"<th>{esc(h)}</th>"
-                   for i, h in enumerate(header))
     return (note("Each finding is a paired difference per test case whose expected sign is positive: reproduced "
                  "= the 95 % BCa interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
                  "(over this study's findings); not reproduced = the interval lies below 0 (the opposite holds); "
                  "inconclusive otherwise.")
-            + f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            + table(header, rows, text_columns=(0, 1, 2, 8, 9),
+                    row_styles=[f"background:{VERDICT_COLOURS.get(f['verdict'], '#ffffff')}" for f in findings])
             + "<ul>" + "".join(f"<li>{esc(f['sentence'])}</li>" for f in findings if f.get("sentence")) + "</ul>")
 
 

@@ -100,13 +100,15 @@ class Pipeline:
     def run(self, steps: Sequence[Step]) -> list[StepRecord]:
         start = time.perf_counter()
         ran_weight, ran_seconds = 0.0, 0.0
+        # what is left to do, judged once at the start (each done() reads files; the ETA needs no more)
+        pending_weight = [0.0 if step.done() else step.weight for step in steps]
         for number, step in enumerate(steps, start=1):
             prefix = f"[{number}/{len(steps)}] {step.title}"
             if step.done():
                 self.records.append(StepRecord(step.title, "reused", 0.0))
                 self.printer(f"{prefix} (reused)")
                 continue
-            remaining = sum(s.weight for s in steps[number - 1:] if not s.done())
+            remaining = sum(pending_weight[number - 1:])
             rate = ran_seconds / ran_weight if ran_weight > 0 else 1.0
             elapsed = time.perf_counter() - start
             self.printer(f"{prefix} (running; elapsed {_duration(elapsed)}, about {_duration(remaining * rate)} "

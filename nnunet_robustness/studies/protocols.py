@@ -77,16 +77,12 @@ class StudyContext:
         trainer = trainer_name(architecture, self.scale.schedule)
         return self.root / "nnUNet_results" / dataset / f"{trainer}__nnUNetPlans__{configuration}"
 
-    def case_alphas(self, dataset: str) -> dict[str, float]:
-        """Case -> blend level, from make-dataset's generation record."""
-        from nnunet_robustness.datasets.textures_dataset import GENERATION_FILE
-        from nnunet_robustness.io import read_json
-
-        record = read_json(self.raw(dataset) / GENERATION_FILE, "texture dataset record")
-        return {c["case"]: float(c["alpha"]) for c in record["cases"]}
-
     def cases_at(self, dataset: str, alpha: float) -> list[str]:
-        return [c for c, a in self.case_alphas(dataset).items() if c.startswith("ts_") and round(a, 2) == round(alpha, 2)]
+        """The dataset's test cases at blend level ``alpha`` (make-dataset's generation record)."""
+        from nnunet_robustness.datasets.textures_dataset import case_alphas
+
+        return [case for case, level in case_alphas(self.raw(dataset), "test").items()
+                if round(level, 2) == round(alpha, 2)]
 
 
 class Study:
