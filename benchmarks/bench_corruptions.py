@@ -27,22 +27,27 @@ import torch
 from figures import Figure, write_figures
 
 from nnunet_robustness.corruptions import CORRUPTIONS, get_corruption
+from nnunet_robustness.errors import UserInputError
 
 SHAPE = (128, 128, 128)
 SPACING = (1.0, 1.0, 1.0)
 SEVERITY = 3
+RATIO_GOAL = 0.5  # ours / TorchIO CPU time, every family TorchIO shares
 
 # Why a shared family can be slower than TorchIO, and what would close the gap; printed under the
-# table for every family whose ratio is above 1.0 in the run.
+# table for every family whose ratio is above the goal in the run.
 GAP_EXPLANATIONS = {
     "gaussian_noise": (
         "Both sides are dominated by one `torch.randn` of 2M values from the same stream (the outputs are "
-        "bitwise identical). Ours also checks that the input is finite (its min and max) and computes the "
-        "robust intensity range (per-channel min/max, then three order statistics of a 65k-voxel sample by "
-        "`torch.kthvalue`) so that sigma is a fraction of it: about 1 ms of the ~10 ms on one thread. A "
-        "ratio above 1.0 is load, not work: on a busy 2-core machine every parallel torch op waits for a "
-        "time slice, and ours issues a few more ops than TorchIO. Plan: compute the intensity reference "
-        "once per image in the runner (it corrupts each image at several severities) and pass it in."),
+        "bitwise identical), so the ratio cannot fall far below 1 without drawing fewer random numbers. "
+        "Ours also checks that the input is finite and computes the robust intensity range so that sigma is "
+        "a fraction of it (~1 ms of ~10 ms); `run` and `corrupt` compute both once per image for all its "
+        "conditions (`shared_image_statistics`), which this single isolated call does not show."),
+    "ghosting": (
+        "Both sides are one forward and one inverse 3D FFT of the volume plus a k-space mask; ours adds the "
+        "intensity reference. Far below TorchIO's time would need skipping an FFT, which the physics needs."),
+    "spike": (
+        "As for ghosting: one forward and one inverse 3D FFT on both sides."),
     "gaussian_blur": (
         "One banded-matrix product per axis (BLAS) against SciPy's C `gaussian_filter`, which is "
         "single-threaded and so does not slow down when another process holds a core. Plan: if it persists "
@@ -61,8 +66,8 @@ GAP_EXPLANATIONS = {
 }
 
 
-def phantom(device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    axes = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
+def phantom(device: str = "cpu", shape: tuple[int, ...] = SHAPE) -> tuple[torch.Tensor, torch.Tensor]:
+    axes = torch.meshgrid(*[torch.linspace(-1, 1, n) for n in shape], indexing="ij")
     body = (sum((a / r) ** 2 for a, r in zip(axes, (0.85, 0.75, 0.8))) < 1).float()
     organ = (sum(((a - c) / 0.3) ** 2 for a, c in zip(axes, (0.2, -0.1, 0.0))) < 1).float()
     image = 1000.0 * body * (0.45 + 0.1 * axes[0] + 0.05 * torch.cos(3 * axes[1])) + 450.0 * organ
@@ -76,6 +81,7 @@ def torchio_equivalent(family: str, params: dict, image: torch.Tensor) -> Callab
     except ImportError:
         return None
     lps = np.array([-1.0, -1.0, 1.0])
+    shape = tuple(image.shape[1:])
     if family == "gaussian_noise":
         transform = tio.Noise(mean=0.0, std=params["std"][0], seed=params["noise_seed"] % 2**31)
     elif family == "gaussian_blur":
@@ -90,7 +96,7 @@ def torchio_equivalent(family: str, params: dict, image: torch.Tensor) -> Callab
         transform = tio.Ghosting(num_ghosts=params["num_ghosts"], axis=params["axis"],
                                  intensity=params["intensity"], restore=params["restore"])
     elif family == "spike":
-        positions = (np.array(params["frequencies"]) + np.array(SHAPE) // 2 + 0.5) / np.array(SHAPE)
+        positions = (np.array(params["frequencies"]) + np.array(shape) // 2 + 0.5) / np.array(shape)
         spectrum_max = float(torch.fft.fftn(image[0]).abs().max())
         transform = tio.Spike(spikes_positions=positions,
                               intensity=params["amplitude"][0] * image.numel() / spectrum_max)
@@ -99,7 +105,7 @@ def torchio_equivalent(family: str, params: dict, image: torch.Tensor) -> Callab
     else:
         return None
     affine = np.diag([*SPACING, 1.0])
-    affine[:3, 3] = -np.array([(n - 1) / 2 * s for n, s in zip(SHAPE, SPACING)])
+    affine[:3, 3] = -np.array([(n - 1) / 2 * s for n, s in zip(shape, SPACING)])
     return lambda: transform(tio.ScalarImage(tensor=image, affine=affine))
 
 
@@ -117,7 +123,11 @@ def benchmark(repeats: int, gpu: bool) -> list[dict]:
     for family in CORRUPTIONS:
         corruption = get_corruption(family, severity=SEVERITY)
         ours = lambda: corruption(image, SPACING, seed=0, label=label)  # noqa: E731
-        params = corruption.sample_parameters(image, SPACING, torch.Generator().manual_seed(0))
+        try:
+            params = corruption.sample_parameters(image, SPACING, torch.Generator().manual_seed(0))
+        except UserInputError as e:  # e.g. stain families need an RGB image, not this 1-channel volume
+            print(f"{family:18s} skipped: {e}", flush=True)
+            continue
         theirs = torchio_equivalent(family, params, image)
         ours(), theirs() if theirs else None  # warm-up
         ours_times, theirs_times = [], []
@@ -159,8 +169,13 @@ def markdown(rows: list[dict], repeats: int) -> str:
                f"ours and TorchIO interleaved in one process; torch {torch.__version__} "
                f"({torch.get_num_threads()} threads), {os.cpu_count()} CPUs, {platform.machine()}, {device}; "
                f"load average at the end {load}.")
-    slower = [row for row in rows if row["torchio"] and row["ours"] > row["torchio"]]
-    notes = ["", "Ratios above 1.0:" if slower else "Every shared family is at most as slow as TorchIO."]
+    slower = [row for row in rows if row["torchio"] and row["ours"] > RATIO_GOAL * row["torchio"]]
+    notes = ["", f"Ratios above the goal ({RATIO_GOAL:g}):" if slower else
+             f"Every shared family takes at most {RATIO_GOAL:g}x TorchIO's time."]
+    untimed = [family for family in CORRUPTIONS if family not in {row["family"] for row in rows}]
+    if untimed:
+        notes.insert(0, f"\nNot timed, because they need another kind of image than this 1-channel volume "
+                        f"(e.g. RGB for stain families): {', '.join(untimed)}.")
     for row in slower:
         notes.append(f"- **{row['family']}** ({row['ours'] / row['torchio']:.2f}): "
                      f"{GAP_EXPLANATIONS.get(row['family'], 'not analysed yet.')}")
@@ -174,10 +189,10 @@ def markdown(rows: list[dict], repeats: int) -> str:
 
 
 def headline_figures(rows: list[dict]) -> list[Figure]:
-    """One figure per family TorchIO shares: CPU time ours / TorchIO, goal <= 1.0 (the issue's criterion)."""
+    """One figure per family TorchIO shares: CPU time ours / TorchIO, goal <= RATIO_GOAL."""
     return [Figure(figure=f"{row['family']}: CPU time (ms), {SHAPE[0]}^3", ours=row["ours"] * 1e3,
-                   reference=row["torchio"] * 1e3, ratio=row["ours"] / row["torchio"], goal="ours / TorchIO <= 1.0",
-                   met=row["ours"] <= row["torchio"])
+                   reference=row["torchio"] * 1e3, ratio=row["ours"] / row["torchio"], goal=f"ours / TorchIO <= {RATIO_GOAL:g}",
+                   met=row["ours"] <= RATIO_GOAL * row["torchio"])
             for row in rows if row["torchio"] is not None]
 
 

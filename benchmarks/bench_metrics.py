@@ -31,6 +31,7 @@ from scipy import ndimage
 SHAPE = (128, 128, 128)
 TOLERANCE_MM = 1.0
 SPEEDUP_GOAL = 2.0  # surface-distance time / ours, on every pair
+GEOMETRIC_MEAN_GOAL = 3.0  # surface-distance time / ours, geometric mean over the pairs
 SAME_VALUES_TOLERANCE = 1e-9  # largest |difference| of HD95/ASSD (mm) and NSD that counts as the same value
 
 
@@ -136,8 +137,8 @@ def run(repeats: int) -> tuple[str, list[Figure]]:
     figures = [
         Figure(figure=f"HD95+ASSD+NSD time (ms), geometric mean of {len(speedups)} mask pairs",
                ours=float(np.exp(np.mean(np.log(ours_all_ms)))), reference=float(np.exp(np.mean(np.log(theirs_all_ms)))),
-               ratio=geometric_mean, goal=f"surface-distance / ours >= {SPEEDUP_GOAL:g}",
-               met=geometric_mean >= SPEEDUP_GOAL),
+               ratio=geometric_mean, goal=f"surface-distance / ours >= {GEOMETRIC_MEAN_GOAL:g}",
+               met=geometric_mean >= GEOMETRIC_MEAN_GOAL),
         Figure(figure=f"HD95+ASSD+NSD time (ms), pair with the smallest speed-up ({pair_names[slowest]})", ours=ours_all_ms[slowest],
                reference=theirs_all_ms[slowest], ratio=speedups[slowest], goal=f"surface-distance / ours >= {SPEEDUP_GOAL:g}",
                met=speedups[slowest] >= SPEEDUP_GOAL),

@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
     work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")
     work.add_argument("--part-id", type=int, default=0, help="which shard this process runs (0-based)")
+    work.add_argument("--devices", default=None, metavar="0,1,...",
+                      help="one worker process per device on this node (CUDA indices, or cpu), each running "
+                           "its share of the items into the same folder (docs/scaling.md); combines with "
+                           "--num-parts/--part-id across nodes")
     work.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -82,6 +86,14 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.runner.cases import list_cases
     from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
 
+    if args.devices is not None:
+        from nnunet_robustness.runner.devices import parse_devices, run_on_devices
+
+        devices = parse_devices(args.devices)
+        if not 0 <= args.part_id < args.num_parts:
+            raise UserInputError(f"--part-id {args.part_id} must be in [0, --num-parts {args.num_parts})")
+        return run_on_devices(args.argv, devices, args.output,
+                              args.num_parts, args.part_id, progress=not args.no_progress)
     if args.model_folder is None:
         if not (args.dataset and args.configuration):
             raise UserInputError("give the model as -m MODEL_FOLDER or as -d DATASET -c CONFIGURATION [-tr] [-p]")
@@ -110,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
                        reference_folder=args.reference, progress=not args.no_progress,
                        severity_scale=args.severity_scale, calibration_cases=args.calibration_cases)
     print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
-          f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.1f} s, "
-          f"{stats.seconds_predictor:.1f} s in nnU-Net's predictor, {stats.seconds_input_space:.1f} s measuring what "
+          f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.2f} s, "
+          f"{stats.seconds_predictor:.2f} s in nnU-Net's predictor, {stats.seconds_input_space:.2f} s measuring what "
           "the model saw")
     print(f"predictions: {args.output}/<condition>/, manifest: {args.output}/run.json")
     return 0

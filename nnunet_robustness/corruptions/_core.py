@@ -347,11 +347,14 @@ _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("shared_pe
 
 
 @contextmanager
-def shared_image_statistics() -> Iterator[None]:
+def shared_image_statistics(cache: dict | None = None) -> Iterator[None]:
     """Within the block, work that depends on the image only (the finiteness check, the robust intensity
     reference) is done once per image and reused by every corruption applied to it: ``run`` and
-    ``corrupt`` wrap all conditions of one case in it. Results are identical to computing them anew."""
-    token = _SHARED.set({})
+    ``corrupt`` wrap all conditions of one case in it. Results are identical to computing them anew.
+
+    ``cache``: a dict to keep the results in, so that blocks in several threads (``run`` prepares the
+    conditions of a case in parallel) share them; a fresh one by default."""
+    token = _SHARED.set({} if cache is None else cache)
     try:
         yield
     finally:

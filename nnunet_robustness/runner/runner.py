@@ -19,17 +19,29 @@ seed, cases and package versions; it is identical for every shard, so shards mer
 Work is the list of (case, condition) items in a fixed order; ``num_parts``/``part_id`` take every
 ``num_parts``-th item from ``part_id``. Every file is written to a temporary name and renamed, and
 the segmentation is written last, so a finished item is one whose segmentation exists: a re-run
-skips those, and an interrupted run loses at most the item in flight.
+skips those, and an interrupted run loses at most the items in flight.
+
+The predictor is kept busy: while it predicts one item, a reader thread reads the next case, worker
+threads corrupt and measure the next items, and a writer thread writes the finished ones (compressing
+NIfTI is slow). Only the prediction runs on the calling thread, in the fixed item order, and each item's
+work depends on its own seed alone, so the outputs are the same as one item after another. On a CUDA
+device the corruptions run on the GPU too (one copy of the case there, shared by its conditions); the
+corrupted image then goes to the host, because nnU-Net's preprocessing (crop, resampling, normalisation)
+takes NumPy arrays. A GPU's random generator differs from the CPU's, so noise realisations differ
+between ``-device cpu`` and ``-device cuda``: ``run.json`` records the corruption device, and a folder
+started on one is not resumed on the other.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import time
 import warnings
-from collections import defaultdict
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -43,7 +55,7 @@ from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, check_image_file, json_ready
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
-from nnunet_robustness.runner.input_space import ModelInputSpace
+from nnunet_robustness.runner.input_space import InputChange, ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
 from nnunet_robustness.runner.views import ItemView, display_range
 
@@ -59,6 +71,12 @@ class PredictionSettings:
     use_mirroring: bool = True
     device: str = "cuda"
 
+    @property
+    def corruption_device(self) -> torch.device:
+        """Where corruptions run: the predictor's GPU, else the CPU (MPS lacks ops the corruptions use)."""
+        device = torch.device(self.device)
+        return device if device.type == "cuda" else torch.device("cpu")
+
     def manifest(self) -> dict:
         return {
             "model_folder": str(Path(self.model_folder).resolve()),
@@ -66,6 +84,8 @@ class PredictionSettings:
             "checkpoint": self.checkpoint,
             "step_size": self.step_size,
             "tta": self.use_mirroring,
+            # random corruptions draw from the device's generator: CPU and CUDA realisations differ
+            "corruption_device": self.corruption_device.type,
         }
 
 
@@ -76,7 +96,34 @@ class RunStats:
     skipped: int = 0
     seconds_total: float = 0.0
     seconds_predictor: float = 0.0
-    seconds_input_space: float = 0.0  # normalising and comparing inputs: what the model saw
+    seconds_input_space: float = 0.0  # normalising and comparing inputs: what the model saw (worker threads)
+    seconds_waiting: float = 0.0  # the predictor's thread waiting for the next prepared item
+
+
+@dataclass
+class _CaseData:
+    """One case as read once and shared by all its conditions."""
+
+    image: np.ndarray
+    properties: dict
+    label: np.ndarray | None
+    view_range: tuple[float, float]
+    clean_input: np.ndarray | None  # what the model sees of the clean image (None when no condition needs it)
+    on_device: torch.Tensor | None = None  # the image on the CUDA corruption device
+    statistics: dict = field(default_factory=dict)  # shared_image_statistics' cache, shared across threads
+
+
+@dataclass
+class _Prepared:
+    """One item ready for the predictor: the image it gets and what is written with its prediction."""
+
+    case: str
+    condition: Condition
+    data: _CaseData
+    image: np.ndarray | None  # None: prepared on the predictor's thread (attacks, context crops)
+    change: "InputChange | None" = None
+    view: ItemView | None = None
+    seconds_input_space: float = 0.0
 
 
 def work_items(cases: Sequence[str], conditions: Sequence[Condition], num_parts: int = 1,
@@ -123,6 +170,10 @@ class RobustnessRunner:
         self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
         self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
         self.input_space = ModelInputSpace(self.predictor.plans_manager, self.predictor.configuration_manager)
+        # threads that corrupt and measure the next items while the predictor works: on a CPU one (more
+        # would only share the cores the predictor uses), on a GPU machine up to 4 (its cores are idle)
+        self.prepare_workers = (max(1, min(4, (os.cpu_count() or 1) // 4))
+                                if settings.corruption_device.type == "cuda" else 1)
 
     # ---------------------------------------------------------------- manifest
 
@@ -214,40 +265,69 @@ class RobustnessRunner:
 
         items = work_items(list(cases), conditions, num_parts, part_id)
         stats = RunStats(items=len(items))
+        todo = [(case, c) for case, c in items if overwrite or not self.is_done(output, case, c, save_probabilities)]
+        stats.skipped = len(items) - len(todo)
         start = time.perf_counter()
-        by_case: dict[str, list[Condition]] = defaultdict(list)
-        for case, condition in items:
-            by_case[case].append(condition)
-        with tqdm(total=len(items), desc=f"run part {part_id + 1}/{num_parts}", unit="item",
+        with tqdm(total=len(items), initial=stats.skipped, desc=f"run part {part_id + 1}/{num_parts}", unit="item",
                   disable=not progress) as bar:
-            for case, case_conditions in by_case.items():
-                todo = [c for c in case_conditions
-                        if overwrite or not self.is_done(output, case, c, save_probabilities)]
-                stats.skipped += len(case_conditions) - len(todo)
-                bar.update(len(case_conditions) - len(todo))
-                if not todo:
-                    continue
-                image, properties = self._read_case(case, cases[case])
-                # the reference, when a condition needs it or (when given) to pick the slice of the views
-                label = (self._read_reference(reference_folder, case, image.shape)
-                         if any(requires_label(c) for c in todo) or (
-                             reference_folder is not None
-                             and (Path(reference_folder) / f"{case}{self.file_ending}").is_file()) else None)
-                view_range = display_range(image)  # every view of the case shares the clean image's range
-                # what the model sees of the clean image, once per case for all its conditions
-                t = time.perf_counter()
-                clean_input = (self.input_space.normalise(image)
-                               if any(not (c.is_clean or c.is_context) for c in todo) else None)
-                stats.seconds_input_space += time.perf_counter() - t
-                with shared_image_statistics():  # per-image statistics once for all conditions of the case
-                    for condition in todo:
-                        bar.set_postfix_str(f"{case} / {condition.name}")
-                        self._predict_item(image, properties, label, clean_input, case, condition, output, seed,
-                                           save_probabilities, stats, view_range)
-                        stats.predicted += 1
-                        bar.update(1)
+            self._predict_all(todo, cases, output, seed, save_probabilities, reference_folder, stats, bar)
         stats.seconds_total = time.perf_counter() - start
         return stats
+
+    def _predict_all(self, todo: list[tuple[str, Condition]], cases: dict[str, list[Path]], output: Path, seed: int,
+                     save_probabilities: bool, reference_folder: Path | None, stats: RunStats, bar: tqdm) -> None:
+        """Predict ``todo`` in order on this thread while threads read, corrupt and write around it."""
+        if not todo:
+            return
+        workers = self.prepare_workers
+        lookahead = 2 * workers
+        needed: dict[str, list[Condition]] = {}
+        for case, condition in todo:
+            needed.setdefault(case, []).append(condition)
+        remaining = {case: len(conds) for case, conds in needed.items()}
+        reader = ThreadPoolExecutor(1, thread_name_prefix="run-read")
+        preparer = ThreadPoolExecutor(workers, thread_name_prefix="run-prepare")
+        writer = ThreadPoolExecutor(1, thread_name_prefix="run-write")
+        case_futures: dict[str, Future] = {}
+        prepared: deque[Future] = deque()
+        written: deque[Future] = deque()
+
+        def submit(index: int) -> None:
+            case, condition = todo[index]
+            if case not in case_futures:
+                case_futures[case] = reader.submit(self._load_case, case, cases[case], needed[case],
+                                                   reference_folder)
+            prepared.append(preparer.submit(self._prepare_item, case_futures[case], case, condition, seed))
+
+        try:
+            for index in range(min(lookahead, len(todo))):
+                submit(index)
+            for index in range(len(todo)):
+                t = time.perf_counter()
+                item = prepared.popleft().result()
+                stats.seconds_waiting += time.perf_counter() - t
+                if index + lookahead < len(todo):
+                    submit(index + lookahead)
+                remaining[item.case] -= 1
+                if not remaining[item.case]:
+                    del case_futures[item.case]  # its items hold the data they need; let the case go
+                bar.set_postfix_str(f"{item.case} / {item.condition.name}")
+                segmentation, probabilities = self._predict_prepared(item, output, seed, save_probabilities, stats)
+                stats.seconds_input_space += item.seconds_input_space
+                written.append(writer.submit(self._write_item, segmentation, probabilities, item, output))
+                # bounded: finished items are written in order, and at most two wait in memory
+                while len(written) > 2 or (written and written[0].done()):
+                    written.popleft().result()
+                stats.predicted += 1
+                bar.update(1)
+            while written:
+                written.popleft().result()
+        finally:
+            # on an error or an interruption: no new work, but what is being written is finished (atomic
+            # writes; the segmentation, written last, marks an item done)
+            for pool in (preparer, reader):
+                pool.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)
 
     def calibrate(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], seed: int,
                   calibration_cases: int = CALIBRATION_CASES) -> list[Condition]:
@@ -263,69 +343,105 @@ class RobustnessRunner:
             warnings.warn(note, UserWarning, stacklevel=2)
         return calibrated
 
-    def _predict_item(self, image: np.ndarray, properties: dict, label: np.ndarray | None,
-                      clean_input: np.ndarray | None, case: str, condition: Condition, output: Path, seed: int,
-                      save_probabilities: bool, stats: RunStats, view_range: tuple[float, float]) -> None:
-        if condition.is_context:
-            return self._predict_context_item(image, properties, label, case, condition, output,
-                                              save_probabilities, stats)
+    def _load_case(self, case: str, files: list[Path], conditions: list[Condition],
+                   reference_folder: Path | None) -> _CaseData:
+        """Read a case once for all its conditions (reader thread)."""
+        image, properties = self._read_case(case, files)
+        # the reference, when a condition needs it or (when given) to pick the slice of the views
+        label = (self._read_reference(reference_folder, case, image.shape)
+                 if any(requires_label(c) for c in conditions) or (
+                     reference_folder is not None
+                     and (Path(reference_folder) / f"{case}{self.file_ending}").is_file()) else None)
+        # what the model sees of the clean image, once per case for all its conditions
+        clean_input = (self.input_space.normalise(image)
+                       if any(not (c.is_clean or c.is_context) for c in conditions) else None)
+        data = _CaseData(image, properties, label, display_range(image), clean_input)
+        device = self.settings.corruption_device
+        if device.type == "cuda" and any(not (c.is_clean or c.is_context or is_attack(c)) for c in conditions):
+            data.on_device = torch.from_numpy(image).to(device)
+        return data
+
+    def _prepare_item(self, case_future: Future, case: str, condition: Condition, seed: int) -> _Prepared:
+        """Corrupt and measure one item (worker thread); attacks and context crops need the predictor and
+        are left to its thread."""
+        data = case_future.result()
+        if condition.is_context or is_attack(condition):
+            return _Prepared(case, condition, data, None)
         if condition.is_clean:
-            corrupted = image
-        else:
-            if is_attack(condition):  # white-box, away from the model's own clean prediction (docs/adversarial.md)
-                from nnunet_robustness.adversarial import attack_case, get_attack
-
-                corrupted = attack_case(self.predictor, image, properties,
-                                        get_attack(condition.family, severity=condition.severity),
-                                        seed=item_seed(seed, case, condition)).image
+            return _Prepared(case, condition, data, data.image, view=ItemView.of(data.image, data.view_range,
+                                                                                   data.label))
+        corruption = corruption_for(condition)
+        with shared_image_statistics(data.statistics):  # per-image statistics once for all its conditions
+            if data.on_device is not None:
+                corrupted = corruption(data.on_device, spacing=data.properties["spacing"], label=data.label,
+                                       seed=item_seed(seed, case, condition)).cpu().numpy()
             else:
-                corrupted = corruption_for(condition)(image, spacing=properties["spacing"], label=label,
-                                                      seed=item_seed(seed, case, condition))
-            # written before the segmentation, whose presence marks the item done
-            t = time.perf_counter()
-            self.input_space.change(clean_input, corrupted).write(output / condition.name, case)
-            stats.seconds_input_space += time.perf_counter() - t
-        # the picture of what the predictor gets, for eval's report (written before the segmentation too)
-        ItemView.of(corrupted, view_range, label).write(output / condition.name, case)
+                corrupted = corruption(data.image, spacing=data.properties["spacing"], label=data.label,
+                                       seed=item_seed(seed, case, condition))
+        return self._measured(_Prepared(case, condition, data, corrupted))
 
+    def _measured(self, item: _Prepared) -> _Prepared:
+        """The item with what the model saw of its change and the picture of what the predictor gets."""
+        t = time.perf_counter()
+        item.change = self.input_space.change(item.data.clean_input, item.image)
+        item.seconds_input_space = time.perf_counter() - t
+        item.view = ItemView.of(item.image, item.data.view_range, item.data.label)
+        return item
+
+    def _predict_prepared(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
+                          stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
+        data, condition = item.data, item.condition
+        if condition.is_context:
+            return self._predict_context_item(item, output, save_probabilities, stats)
+        if item.image is None:  # white-box, away from the model's own clean prediction (docs/adversarial.md)
+            from nnunet_robustness.adversarial import attack_case, get_attack
+
+            item.image = attack_case(self.predictor, data.image, data.properties,
+                                     get_attack(condition.family, severity=condition.severity),
+                                     seed=item_seed(seed, item.case, condition)).image
+            self._measured(item)
         t = time.perf_counter()
         # preprocessing mutates the properties it is given
-        result = self.predictor.predict_single_npy_array(corrupted, deepcopy(properties), None, None,
+        result = self.predictor.predict_single_npy_array(item.image, deepcopy(data.properties), None, None,
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
-        segmentation, probabilities = result if save_probabilities else (result, None)
-        self._write_item(segmentation, probabilities, properties, case, condition, output)
+        return result if save_probabilities else (result, None)
 
-    def _predict_context_item(self, image: np.ndarray, properties: dict, label: np.ndarray, case: str,
-                              condition: Condition, output: Path, save_probabilities: bool,
-                              stats: RunStats) -> None:
+    def _predict_context_item(self, item: _Prepared, output: Path, save_probabilities: bool,
+                              stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
         """Test-time context shift: predict a crop around the reference foreground, paste it back into a
         background canvas of the full image (see :mod:`nnunet_robustness.fbr`)."""
         from nnunet_robustness.fbr import context_box, paste_into_background, write_context_record
 
+        data = item.data
         ignore = self.predictor.label_manager.ignore_label
-        box = context_box(label[0], properties["spacing"], condition.context_fbr, ignore)
-        cropped = np.ascontiguousarray(image[(slice(None), *box.slices)])
+        box = context_box(data.label[0], data.properties["spacing"], item.condition.context_fbr, ignore)
+        cropped = np.ascontiguousarray(data.image[(slice(None), *box.slices)])
         t = time.perf_counter()
-        result = self.predictor.predict_single_npy_array(cropped, deepcopy(properties), None, None,
+        result = self.predictor.predict_single_npy_array(cropped, deepcopy(data.properties), None, None,
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
         segmentation, probabilities = result if save_probabilities else (result, None)
-        segmentation, probabilities = paste_into_background(segmentation, image.shape[1:], box, probabilities)
-        write_context_record(output / condition.name, case, box)
-        self._write_item(segmentation, probabilities, properties, case, condition, output)
+        write_context_record(output / item.condition.name, item.case, box)
+        return paste_into_background(segmentation, data.image.shape[1:], box, probabilities)
 
-    def _write_item(self, segmentation: np.ndarray, probabilities: np.ndarray | None, properties: dict, case: str,
-                    condition: Condition, output: Path) -> None:
-        """Probabilities (when given) first, the segmentation last: its presence marks the item done."""
-        paths = self.output_paths(output, case, condition)
+    def _write_item(self, segmentation: np.ndarray, probabilities: np.ndarray | None, item: _Prepared,
+                    output: Path) -> None:
+        """The item's records and probabilities first, the segmentation last: its presence marks the item done
+        (writer thread)."""
+        folder = output / item.condition.name
+        if item.change is not None:
+            item.change.write(folder, item.case)
+        if item.view is not None:  # the picture of what the predictor got, for eval's report
+            item.view.write(folder, item.case)
+        paths = self.output_paths(output, item.case, item.condition)
         if probabilities is not None:
             with atomic_path(paths["npz"]) as tmp:
                 np.savez_compressed(tmp, probabilities=probabilities)
             with atomic_path(paths["pkl"]) as tmp:
-                tmp.write_bytes(pickle.dumps(properties))
+                tmp.write_bytes(pickle.dumps(item.data.properties))
         with atomic_path(paths["seg"]) as tmp:
-            self.reader_writer.write_seg(segmentation, str(tmp), properties)
+            self.reader_writer.write_seg(segmentation, str(tmp), item.data.properties)
 
 
 def condition_parameters(condition: Condition) -> dict:

@@ -52,20 +52,32 @@ def feature_signs(names: Sequence[str]) -> list[int]:
 
 # --- probabilities -------------------------------------------------------------------------------------
 
+_BLOCK_VOXELS = 1 << 20  # voxels per block of apply_temperature (~50 MB of float64 temporaries for 3 channels)
+
+
 def apply_temperature(probabilities: np.ndarray, temperature: float, regions: bool) -> np.ndarray:
     """Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017) on saved
     probabilities: log p is the logit up to a per-voxel constant, so softmax(log p / T) is exactly the
     softmax of the logits divided by T; for regions, sigmoid(logit(p) / T)."""
     if temperature == 1.0:
         return probabilities
-    p = np.clip(probabilities.astype(np.float64, copy=False), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
-    if regions:
-        logits = np.log(p) - np.log1p(-p)
-        return (1 / (1 + np.exp(-logits / temperature))).astype(np.float32)
-    scaled = np.log(p) / temperature
-    scaled -= scaled.max(axis=0, keepdims=True)
-    exp = np.exp(scaled)
-    return (exp / exp.sum(axis=0, keepdims=True)).astype(np.float32)
+    # Voxel by voxel, so computed in blocks of voxels: the float64 temporaries of a 512x512x300 case
+    # would otherwise take ~4x its float32 probabilities (the arithmetic per voxel, and so the result, is
+    # the same either way).
+    flat = probabilities.reshape(probabilities.shape[0], -1)
+    out = np.empty(flat.shape, dtype=np.float32)
+    for start in range(0, flat.shape[1], _BLOCK_VOXELS):
+        block = slice(start, start + _BLOCK_VOXELS)
+        p = np.clip(flat[:, block].astype(np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+        if regions:
+            logits = np.log(p) - np.log1p(-p)
+            out[:, block] = 1 / (1 + np.exp(-logits / temperature))
+        else:
+            scaled = np.log(p) / temperature
+            scaled -= scaled.max(axis=0, keepdims=True)
+            exp = np.exp(scaled)
+            out[:, block] = exp / exp.sum(axis=0, keepdims=True)
+    return out.reshape(probabilities.shape)
 
 
 def binary_entropy(q: np.ndarray) -> np.ndarray:
@@ -112,6 +124,10 @@ def neighbourhood(mask: np.ndarray, width: int) -> np.ndarray:
     return ndimage.binary_dilation(mask, _structure(mask.ndim), iterations=width) if mask.any() else mask.copy()
 
 
+def _mean_entropy(q: np.ndarray, mask: np.ndarray) -> float:
+    return float(binary_entropy(q[mask]).mean()) if mask.any() else 0.0
+
+
 def _mean(values: np.ndarray, mask: np.ndarray) -> float:
     # An empty region has no uncertainty to average; 0 keeps the feature finite (an absent structure
     # with scattered probability still shows up in expected_dice and uncertain_fraction).
@@ -129,7 +145,6 @@ def structure_features(q: np.ndarray, predicted: np.ndarray, voxel_volume: float
     """
     if valid is not None:
         q, predicted = np.where(valid, q, 0), predicted & valid
-    entropy = binary_entropy(q)
     band = boundary_band(predicted, band_width)
     predicted_voxels = int(np.count_nonzero(predicted))
     soft_total = float(q.sum(dtype=np.float64)) + predicted_voxels
@@ -138,8 +153,9 @@ def structure_features(q: np.ndarray, predicted: np.ndarray, voxel_volume: float
     features = {
         # Dice of the prediction against a reference drawn from q: 2 sum_{pred} q / (|pred| + sum q)
         "expected_dice": 1.0 if soft_total < 1e-6 else 2 * float(q[predicted].sum(dtype=np.float64)) / soft_total,
-        "entropy_structure": _mean(entropy, predicted),
-        "entropy_boundary": _mean(entropy, band),
+        # entropy only where it is averaged (the same values in the same order as masking a full map)
+        "entropy_structure": _mean_entropy(q, predicted),
+        "entropy_boundary": _mean_entropy(q, band),
         "uncertain_fraction": uncertain_voxels / max(predicted_voxels, 1),
         "uncertain_volume": uncertain_voxels * voxel_volume,
         "predicted_volume": predicted_voxels * voxel_volume,

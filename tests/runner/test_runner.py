@@ -278,3 +278,61 @@ def test_calibrated_severities_are_recorded_and_reached(trained, runner, tmp_pat
     for name, target in (("gaussian_noise_cal1", 0.95), ("gaussian_noise_cal3", 0.80)):
         ssim = np.mean([InputChange.read(out / name / f"{case}.input.json").ssim for case in cases])
         assert ssim == pytest.approx(target, abs=0.01), name
+
+
+# ------------------------------------------------------------------ threads and devices
+
+
+def test_devices_are_parsed_and_workers_take_their_shards():
+    from nnunet_robustness.runner.devices import parse_devices, worker_commands
+
+    assert parse_devices("cpu, cpu") == ["cpu", "cpu"]
+    for bad, message in (("", "give CUDA device indices"), ("gpu0", "give CUDA device indices"),
+                         ("0,0", "named twice"), ("7", "torch sees")):
+        with pytest.raises(UserInputError, match=message):
+            parse_devices(bad)
+    argv = ["run", "-i", "in", "-o", "out", "--devices", "cpu,cpu", "--num-parts", "2", "--part-id", "1"]
+    commands = worker_commands(argv, ["cpu", "3"], num_parts=2, part_id=1)
+    assert [c.count("--devices") for c, _ in commands] == [0, 0]
+    # node shard 1 of 2 with two devices: worker shards 2 and 3 of 4 (argparse keeps the last occurrence)
+    assert commands[0][0][-7:] == ["--num-parts", "4", "--part-id", "2", "-device", "cpu", "--no-progress"]
+    assert commands[1][0][-7:] == ["--num-parts", "4", "--part-id", "3", "-device", "cuda", "--no-progress"]
+    assert commands[1][1]["CUDA_VISIBLE_DEVICES"] == "3"
+    assert commands[0][1].get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@pytest.mark.e2e
+def test_parallel_preparation_and_device_workers_give_the_sequential_outputs(trained, runner, tmp_path, monkeypatch):
+    """Threads that prepare items ahead (as on a GPU machine) and one worker process per device must give
+    the outputs of one item after another, bit for bit."""
+    raw = trained["raw"]
+    cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
+    conditions = resolve_conditions(["gaussian_noise:3", "bias_field:2", "seed-study:easier"])
+    common = dict(seed=3, reference_folder=raw / "labelsTs", progress=False)
+    one = tmp_path / "one"
+    runner.run(cases, conditions, one, **common)
+    monkeypatch.setattr(runner, "prepare_workers", 3)
+    threads = tmp_path / "threads"
+    stats = runner.run(cases, conditions, threads, **common)
+    assert stats.predicted == len(cases) * len(conditions)
+
+    devices = tmp_path / "devices"
+    run_cli(["nnunet-robust", "run", "-i", str(raw / "imagesTs"), "-o", str(devices), "-m", str(trained["model"]),
+             "-f", "0", "--disable_tta", "--reference", str(raw / "labelsTs"), "--seed", "3", "--devices", "cpu,cpu",
+             "--conditions", "gaussian_noise:3", "bias_field:2", "seed-study:easier"], trained["env"])
+    segmentations = _arrays(one)
+    names = [p.name[: -len(".nii.gz")] for p in sorted((raw / "labelsTs").glob("*.nii.gz"))]
+    for folder in (threads, devices):
+        got = _arrays(folder)
+        assert got.keys() == segmentations.keys()
+        for name in segmentations:
+            np.testing.assert_array_equal(got[name], segmentations[name])
+        for condition in conditions:  # what the model saw and the pictures, item by item
+            for case in names:
+                assert InputChange.read_if_present(folder / condition.name, case) == InputChange.read_if_present(
+                    one / condition.name, case)
+                np.testing.assert_array_equal(ItemView.read_if_present(folder / condition.name, case).image,
+                                              ItemView.read_if_present(one / condition.name, case).image)
+    assert len(list((devices / ".worker1.log").read_text().splitlines())) >= 1
+    assert json.loads((devices / MANIFEST_NAME).read_text())["cases"] == json.loads(
+        (one / MANIFEST_NAME).read_text())["cases"]

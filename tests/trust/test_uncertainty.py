@@ -67,6 +67,27 @@ def test_temperature_for_regions_uses_sigmoid():
                                (1 / (1 + np.exp(-3 * logits / temperature)))[exact], atol=1e-5)
 
 
+@pytest.mark.parametrize("regions", [False, True])
+def test_temperature_scaling_in_blocks_is_the_whole_array_formula(monkeypatch, regions):
+    """apply_temperature works on blocks of voxels to bound its float64 temporaries; every voxel must get
+    what the whole-array formula gives, whatever the block size."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0, 3, size=(3, 7, 11, 5))
+    probabilities = (np.exp(logits) / np.exp(logits).sum(0)).astype(np.float32)
+    p = np.clip(probabilities.astype(np.float64), unc.PROBABILITY_FLOOR, 1 - unc.PROBABILITY_FLOOR)
+    if regions:
+        expected = (1 / (1 + np.exp(-(np.log(p) - np.log1p(-p)) / 1.7))).astype(np.float32)
+    else:
+        scaled = np.log(p) / 1.7
+        exp = np.exp(scaled - scaled.max(axis=0, keepdims=True))
+        expected = (exp / exp.sum(axis=0, keepdims=True)).astype(np.float32)
+    for block in (1, 13, 10_000):
+        monkeypatch.setattr(unc, "_BLOCK_VOXELS", block)
+        got = unc.apply_temperature(probabilities, 1.7, regions)
+        assert got.dtype == np.float32 and got.shape == probabilities.shape
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_structure_features_definitions():
     q = np.zeros((1, 10, 10), dtype=np.float32)
     q[0, 2:6, 2:6] = 0.9

@@ -1,0 +1,35 @@
+"""The GPU check script must work before a GPU machine runs it: its dry mode (``--device cpu``) runs
+every step on tiny inputs, writes its table and judges no goal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.e2e
+def test_gpu_check_dry_mode_runs_every_step(tmp_path, nnunet_env):
+    output = tmp_path / "results" / "gpu.md"
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
+                             "--workdir", str(tmp_path / "work"), "--output", str(output)],
+                            env=nnunet_env, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    text = output.read_text()
+    assert text.startswith("# GPU check (dry mode on the CPU: goals not judged)")
+    figures = {f["figure"]: f for f in json.loads(output.with_suffix(".json").read_text())["figures"]}
+    assert all(f["met"] is None for f in figures.values()), "the dry mode must not judge a goal"
+    shared = [f for name, f in figures.items() if "vs TorchIO" in name]
+    assert len(shared) == 7 and all(f["ours"] > 0 and f["reference"] > 0 for f in shared)
+    busy = next(f for name, f in figures.items() if "busy share" in name)
+    assert 0 < busy["ours"] <= 100
+    agreement = next(f for name, f in figures.items() if "voxels agreeing" in name)
+    assert agreement["ours"] == agreement["reference"] == 100.0  # on the CPU run = nnUNetv2_predict, bit for bit
+    with pytest.raises(subprocess.CalledProcessError):  # the dry mode never overwrites results/gpu.md
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu"],
+                       env=nnunet_env, capture_output=True, check=True, cwd=REPO)
