@@ -28,7 +28,6 @@ import platform
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from bench_corruptions import SPACING, phantom, timed, torchio_equivalent
+from bench_runner import sh
 from figures import Figure, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,14 +57,6 @@ def executable(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name}: not found next to {sys.executable} nor on PATH; install the project first")
     return found
-
-
-def sh(args: list, env: dict) -> tuple[float, str]:
-    start = time.perf_counter()
-    result = subprocess.run([str(a) for a in args], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, args))} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start, result.stdout
 
 
 # ---------------------------------------------------------------- 1. corruptions on the device

@@ -49,6 +49,8 @@ BENCHMARKS = {b.name: b for b in (
     Benchmark("ct", "bench_ct.py", "CT family time per 512x512x100 volume vs skimage radon/iradon", takes_device=False),
     Benchmark("adversarial", "bench_adversarial.py", "PGD-10 through the sliding window vs a clean prediction",
               takes_device=False),
+    Benchmark("robust_training", "bench_robust_training.py",
+              "training iteration time with corruption augmentation vs nnUNetTrainer", takes_device=False),
     Benchmark("gpu", "gpu_check.py", "the GPU checks: corruptions on the GPU vs TorchIO, run on a 3D model",
               takes_device=True, cuda_only=True),
     Benchmark("scale", "bench_scale.py", "eval on a 512x512x300 case vs nnU-Net; eval and run against size",

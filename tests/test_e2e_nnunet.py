@@ -46,6 +46,7 @@ CASES = [
     (3, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
     (3, "nnUNetTrainer_tiny", "nnUNetPlansNoSkip", ["--arch", "noskip"], (), False),
     (2, "nnUNetTrainer_tiny", "nnUNetPlansAttentionGate", ["--arch", "attention"], "all", True),
+    (2, "nnUNetTrainerNoSkipAdversarial_tiny", "nnUNetPlans", None, (), False),  # PGD inside train_step
 ]
 
 

@@ -8,6 +8,7 @@ editable install, so it is kept to the checks that differ between the two.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def test_doctor_and_install_shim_work_after_a_wheel_install(user_venv, tmp_path)
 
 
 def test_real_cli_smoke_from_the_wheel_install(user_venv, tmp_path):
-    """nnUNetv2_train with our `_tiny` trainer, nnUNetv2_predict, then `nnunet-robust run` and `eval`."""
+    """nnUNetv2_train with one of our `_tiny` trainers (No-Skip with corruption augmentation: found by
+    nnU-Net's lookup through the wheel's shim), nnUNetv2_predict, then `nnunet-robust run` and `eval`."""
     b = user_venv["bin"]
     env = {**user_venv["env"], "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
            "OMP_NUM_THREADS": "2",
@@ -117,12 +119,14 @@ def test_real_cli_smoke_from_the_wheel_install(user_venv, tmp_path):
     for name in ("nnUNet_preprocessed", "nnUNet_results"):
         (tmp_path / name).mkdir()
     _run([str(b / "nnUNetv2_plan_and_preprocess"), "-d", "911", "-c", "2d", "-np", "1", "-npfp", "1"], tmp_path, env)
-    _run([str(b / "nnUNetv2_train"), "911", "2d", "0", "-tr", "nnUNetTrainerNoSkip_tiny", "-device", "cpu"],
+    _run([str(b / "nnUNetv2_train"), "911", "2d", "0", "-tr", "nnUNetTrainerNoSkipCorruptionAug_tiny", "-device", "cpu"],
          tmp_path, env)
     _run([str(b / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "pred"), "-d", "911",
-          "-c", "2d", "-tr", "nnUNetTrainerNoSkip_tiny", "-f", "0", "-device", "cpu", "--disable_tta"], tmp_path, env)
+          "-c", "2d", "-tr", "nnUNetTrainerNoSkipCorruptionAug_tiny", "-f", "0", "-device", "cpu", "--disable_tta"], tmp_path, env)
     assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 2
-    model = tmp_path / "nnUNet_results" / raw.name / "nnUNetTrainerNoSkip_tiny__nnUNetPlans__2d"
+    model = tmp_path / "nnUNet_results" / raw.name / "nnUNetTrainerNoSkipCorruptionAug_tiny__nnUNetPlans__2d"
+    record = json.loads((model / "robust_training_record.json").read_text())  # what eval reads as "seen"
+    assert record["trainer"] == "nnUNetTrainerNoSkipCorruptionAug_tiny" and record["corruption_augmentation"]["families"]
     _run([str(b / "nnunet-robust"), "run", "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "robust"), "-m",
           str(model), "-f", "0", "-device", "cpu", "--disable_tta", "--conditions", "gaussian_noise:3"], tmp_path, env)
     _run([str(b / "nnunet-robust"), "eval", "-i", str(tmp_path / "robust"), "-ref", str(raw / "labelsTs"),

@@ -15,6 +15,7 @@ from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
+from nnunet_robustness.analysis.robust_training import before_after, training_records
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
 from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM, resolve_strata
@@ -38,6 +39,7 @@ PER_CASE_PARQUET = "per_case.parquet"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 RATERS_CSV = "raters.csv"
+ROBUST_TRAINING_CSV = "robust_training.csv"
 CONSENSUS_FOLDER = "consensus_reference"
 OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
 
@@ -80,6 +82,9 @@ class EvaluationResult:
     # of each stratum are rows of robustness_comparisons with their stratum named
     strata_verdicts: dict[str, list[str]] = field(default_factory=dict)
     strata_statistics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # robust-trained models against their baselines: per family (seen / unseen in training), pooled per
+    # group, and the clean cost (nnunet_robustness.analysis.robust_training); empty without a robust model
+    robust_training: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,6 +125,7 @@ class EvaluationResult:
             "raters": ({f"{m} / {c}": summarize_raters(g) for (m, c), g in self.raters.groupby(
                 ["model", "condition"], sort=False)} if len(self.raters) else {}),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
+            "robust_training": self.robust_training.to_dict(orient="records"),
             "strata": {"verdicts": self.strata_verdicts,
                        "statistics": self.strata_statistics.to_dict(orient="records")} if self.strata_verdicts else {},
         })
@@ -201,6 +207,11 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     pairwise = stats.pairwise_tests(robust, model_names)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
+    records = training_records({model.name: model.folder for model in predictions})
+    foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    robust_training = (before_after(records, judged, comparisons[comparisons[STRATUM] == ALL_CASES],
+                                    degradation_rows, foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
+                       if records and len(judged) > 1 else pd.DataFrame())
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
@@ -220,6 +231,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
                                                   stats.FOREGROUND_MEAN)
                          for name in dict.fromkeys(comparisons[STRATUM]) if name != ALL_CASES},
         strata_statistics=strata_statistics,
+        robust_training=robust_training,
         model_checks=[{**c.to_json(), "kept": c.passed or allow_weak_models} for c in checks],
         conditions=conditions,
         clean_condition=clean,
@@ -236,6 +248,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "empty_mask_policy": EMPTY_MASK_POLICY,
             "versions": package_versions(),
             "training_fbr_ranges": fbr_ranges,
+            "robust_training_records": {model: {"trainer": r.trainer, **r.options} for model, r in records.items()},
         },
     )
     if output is not None:
@@ -271,6 +284,9 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     if len(result.raters):
         with atomic_path(output / RATERS_CSV) as tmp:
             result.raters.to_csv(tmp, index=False)
+    if len(result.robust_training):
+        with atomic_path(output / ROBUST_TRAINING_CSV) as tmp:
+            result.robust_training.to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
 
 

@@ -52,6 +52,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
         sections.append(section("Strata: the verdict and scores per group of cases", _strata(result)))
     if len(result.models) > 1:
         sections.append(section("Model comparison", _comparison(result)))
+    if len(result.robust_training):
+        sections.append(section("Robust training: before and after", _robust_training(result)))
     if len(result.raters):
         sections.append(section("Rater disagreement", _raters(result)))
     sections.append(section("What the worst and median cases looked like",
@@ -118,6 +120,35 @@ def _verdict(result: EvaluationResult) -> str:
                               "95% BCa CI", "p", "smallest p at n", "p (BH-FDR)"], rows, text_columns=(0, 1, 2, 3))
                      + "</details>")
     return "".join(parts)
+
+
+def _robust_training(result: EvaluationResult) -> str:
+    from nnunet_robustness.analysis.robust_training import sentences
+
+    table_rows = result.robust_training
+    records = result.settings.get("robust_training_records", {})
+    trained = "; ".join(
+        f"{model}: {record['trainer']}" + (f", trained on {', '.join(record['corruption_augmentation']['families'])}"
+                                           if "corruption_augmentation" in record else "")
+        + (" with adversarial examples" if "adversarial" in record else "")
+        for model, record in records.items())
+    sentence_list = "".join(f"<li>{esc(s)}</li>" for s in sentences(table_rows))
+    order = {"clean": 0, "pooled": 1, "family": 2}
+    ordered = table_rows.assign(_order=table_rows["scope"].map(order)).sort_values(
+        ["robust", "baseline", "_order", "seen", "name"], ascending=[True, True, True, False, True])
+    rows = [[r["robust"], r["baseline"], r["scope"], r["name"],
+             "-" if r["seen"] is None or r["scope"] == "clean" else ("seen" if r["seen"] else "unseen"), r["n"],
+             r["mean_difference"], r["hodges_lehmann"], f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", r["p_value"],
+             r["p_fdr"]] for _, r in ordered.iterrows()]
+    return (note(f"Models trained with robust training (their record next to the checkpoints): {esc(trained)}. "
+                 "Each is compared with every model trained without it, on the same cases. Degradation rows: paired "
+                 "difference robust - baseline of the Dice degradation (area over severities; negative = the robust "
+                 "model degrades less); families it trained on are 'seen'. Clean row: paired difference of clean "
+                 "Dice (negative = robust training costs clean performance). Per-family p (BH) are the report-wide "
+                 "ones of the verdict; pooled and clean rows are adjusted over this table's rows.")
+            + f"<ul>{sentence_list}</ul>"
+            + table(["robust", "baseline", "scope", "family / group", "seen?", "n", "mean difference",
+                     "Hodges-Lehmann", "95% BCa CI", "p", "p (BH)"], rows, text_columns=(0, 1, 2, 3, 4)))
 
 
 def _rood_mri(result: EvaluationResult) -> str:

@@ -12,6 +12,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_robustness.trainers.builders import skip_selective_builder
 from nnunet_robustness.trainers.fbr import FBRLoggingMixin
 from nnunet_robustness.trainers.learned_skip import LearnedSkipGatesMixin
+from nnunet_robustness.trainers.robust_training import AdversarialTrainingMixin, CorruptionAugmentationMixin
 
 
 class nnUNetTrainerNoSkip(nnUNetTrainer):
@@ -34,6 +35,37 @@ class nnUNetTrainerLearnedSkip(LearnedSkipGatesMixin, nnUNetTrainer):
 
 
 ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate, nnUNetTrainerLearnedSkip)
+
+
+class nnUNetTrainerCorruptionAug(CorruptionAugmentationMixin, nnUNetTrainer):
+    """nnU-Net's U-Net trained with corruption augmentation (catalogue families first in the pipeline;
+    options: robust_training.json next to the preprocessed dataset)."""
+
+
+class nnUNetTrainerNoSkipCorruptionAug(CorruptionAugmentationMixin, nnUNetTrainerNoSkip):
+    """No-Skip U-Net trained with corruption augmentation."""
+
+
+class nnUNetTrainerAttentionGateCorruptionAug(CorruptionAugmentationMixin, nnUNetTrainerAttentionGate):
+    """Attention-gated U-Net trained with corruption augmentation."""
+
+
+class nnUNetTrainerAdversarial(AdversarialTrainingMixin, nnUNetTrainer):
+    """nnU-Net's U-Net with adversarial training (PGD on a share of each batch; options:
+    robust_training.json next to the preprocessed dataset)."""
+
+
+class nnUNetTrainerNoSkipAdversarial(AdversarialTrainingMixin, nnUNetTrainerNoSkip):
+    """No-Skip U-Net with adversarial training."""
+
+
+class nnUNetTrainerAttentionGateAdversarial(AdversarialTrainingMixin, nnUNetTrainerAttentionGate):
+    """Attention-gated U-Net with adversarial training."""
+
+
+ROBUST_TRAINERS: tuple[type, ...] = (
+    nnUNetTrainerCorruptionAug, nnUNetTrainerNoSkipCorruptionAug, nnUNetTrainerAttentionGateCorruptionAug,
+    nnUNetTrainerAdversarial, nnUNetTrainerNoSkipAdversarial, nnUNetTrainerAttentionGateAdversarial)
 
 # suffix -> hyper-parameters set after nnUNetTrainer.__init__ (where nnU-Net sets its defaults).
 # The epoch counts mirror nnU-Net's variants/training_length. Two CPU schedules are new: "tiny" is a
@@ -59,8 +91,9 @@ FG_SCHEDULES = (*CPU_SCHEDULES, "10epochs")
 # their training patches (FBRLoggingMixin), so fg033 is "nnU-Net's default sampling, measured".
 FOREGROUND_OVERSAMPLING: dict[str, float] = {"fg000": 0.0, "fg033": 0.33, "fg066": 0.66, "fg100": 1.0}
 
-# The bases the fg variants are generated for: nnU-Net's U-Net and our architectures.
-FG_BASES: tuple[type, ...] = (nnUNetTrainer, *ARCHITECTURE_TRAINERS)
+# The bases the fg variants are generated for: nnU-Net's U-Net, our architectures and the robust
+# trainers (so that a robust model trains with the same sampling and schedule as its baseline).
+FG_BASES: tuple[type, ...] = (nnUNetTrainer, *ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS)
 
 
 def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyperparameters) -> type:
@@ -99,7 +132,7 @@ _KNOWN_HYPERPARAMETERS = frozenset({
 
 def _generate() -> dict[str, type]:
     generated = {}
-    for base in ARCHITECTURE_TRAINERS:
+    for base in (*ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS):
         for suffix, hyperparameters in SCHEDULES.items():
             cls = make_variant(base, suffix, **hyperparameters)
             generated[cls.__name__] = cls
@@ -124,7 +157,7 @@ GENERATED_TRAINERS = _generate()
 globals().update(GENERATED_TRAINERS)
 
 TRAINERS: dict[str, type] = {
-    **{cls.__name__: cls for cls in ARCHITECTURE_TRAINERS},
+    **{cls.__name__: cls for cls in (*ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS)},
     **GENERATED_TRAINERS,
 }
 __all__ = sorted(TRAINERS)

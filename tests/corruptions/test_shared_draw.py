@@ -17,9 +17,6 @@ from tests.corruptions.phantoms import SEED_FREE
 
 STOCHASTIC = [name for name, cls in CORRUPTIONS.items()
               if cls.group in GENERAL_GROUPS and name not in SEED_FREE and not cls.cancelled_by]
-# k-space mixing of moved copies saturates: on these phantoms the change stops growing beyond ~2 mm of
-# motion and then fluctuates, even with one shared motion path (docs/evaluation.md, "Severity").
-SATURATING = {"motion"}
 
 
 def test_the_item_seed_depends_on_family_and_case_not_severity():
@@ -66,8 +63,22 @@ def test_the_change_the_model_sees_grows_with_severity_per_case(family, dim):
             changes.append(input_change(clean, _zscore(corrupted)).relative_l2)
         curves.append(changes)
     curves = np.array(curves)
-    if family in SATURATING:  # monotone on average, and up to where it saturates per case
-        assert np.all(np.diff(curves.mean(0)[:3]) > 0), curves.round(3)
-        assert np.all(np.diff(curves[:, :2], axis=1) >= 0), curves.round(3)
-    else:
-        assert np.all(np.diff(curves, axis=1) >= -1e-6 * curves[:, 1:]), curves.round(3)
+    assert np.all(np.diff(curves, axis=1) >= -1e-6 * curves[:, 1:]), curves.round(3)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_motion_grows_with_severity_on_textured_images(dim):
+    """Grading the movement's size made the change oscillate on textures (a shift by a texture period
+    changes the image little); grading the share of k-space acquired after the movement cannot: the moved
+    lines only grow. Checked on strongly textured images, in the model's input space."""
+    rng = np.random.default_rng(11)
+    shape = (48, 48) if dim == 2 else (24, 24, 20)
+    for case in range(10):
+        texture = gaussian_filter(rng.normal(0, 1, shape), rng.uniform(0.6, 2.0))
+        image = (100 + 40 * texture / texture.std()).astype(np.float32)[None]
+        clean = _zscore(image)
+        condition = family_condition("motion", 1)
+        changes = [input_change(clean, _zscore(get_corruption("motion", severity=s)(
+            image, (1.0,) * dim, seed=item_seed(case, f"case_{case}", condition)))).relative_l2 for s in range(1, 6)]
+        assert np.all(np.diff(changes) >= -1e-6 * np.array(changes[1:])), np.round(changes, 4)
+        assert changes[0] > 0

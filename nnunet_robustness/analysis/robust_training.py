@@ -1,0 +1,160 @@
+"""Before and after robust training: what a corruption-augmented (or adversarially trained) model bought.
+
+A robust trainer records what it trained with next to its checkpoints (:class:`TrainingRecord`,
+``<model folder>/robust_training_record.json``). ``eval`` reads it through each prediction folder's
+``run.json`` and, for every pair of a robust model R and a model B trained without a record (the
+baseline), reports on the same test cases:
+
+- per corruption family, the paired difference in degradation R - B (the family's area under the
+  degradation curve, per case; negative = R degrades less), marked *seen* when R trained on that
+  family and *unseen* otherwise: these are the verdict's own family comparisons, with their
+  report-wide Benjamini-Hochberg p;
+- pooled over the seen families and over the unseen ones (per case, the mean area over the group's
+  families), so "robust to what it saw" and "robust to what it did not see" each get one number;
+- the clean cost: the paired difference of clean Dice R - B (negative = R is worse on clean images).
+
+The pooled and clean rows are paired differences of per-case values with a 95 % BCa interval and a
+Wilcoxon test like every comparison of the report; their p-values are adjusted by Benjamini-Hochberg
+over the rows of this table. Torch-free, like the rest of ``eval``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import atomic_write_json, read_json
+
+RECORD_FILE = "robust_training_record.json"
+COLUMNS = ["robust", "baseline", "scope", "name", "seen", "n", "mean_difference", "hodges_lehmann", "ci_low",
+           "ci_high", "p_value", "p_fdr"]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """``<model folder>/robust_training_record.json``: the trainer and the options it trained with."""
+
+    trainer: str
+    options: dict[str, Any] = field(default_factory=dict)  # sections: corruption_augmentation, adversarial
+
+    @property
+    def seen_families(self) -> tuple[str, ...]:
+        return tuple(self.options.get("corruption_augmentation", {}).get("families", ()))
+
+    @property
+    def kind(self) -> str:
+        return " + ".join(name.replace("_", " ") for name in self.options) or "robust training"
+
+    def write(self, model_folder: Path) -> None:
+        atomic_write_json(Path(model_folder) / RECORD_FILE, {"trainer": self.trainer, **self.options})
+
+    @classmethod
+    def read_if_present(cls, model_folder: Path) -> "TrainingRecord | None":
+        path = Path(model_folder) / RECORD_FILE
+        if not path.is_file():
+            return None
+        data = read_json(path, "robust-training record")
+        if not isinstance(data, dict) or not isinstance(data.get("trainer"), str):
+            raise UserInputError(f"{path}: not a robust-training record (needs a trainer name)")
+        return cls(data["trainer"], {k: v for k, v in data.items() if k != "trainer"})
+
+
+def training_records(prediction_folders: Mapping[str, Path]) -> dict[str, TrainingRecord]:
+    """model -> the record of the model behind its ``run`` output folder (models without one left out)."""
+    from nnunet_robustness.runner.manifest import RunManifest
+
+    records = {}
+    for model, folder in prediction_folders.items():
+        manifest = RunManifest.read_if_present(folder)
+        if manifest is not None and manifest.model_folder.is_dir():
+            record = TrainingRecord.read_if_present(manifest.model_folder)
+            if record is not None:
+                records[model] = record
+    return records
+
+
+def before_after(records: Mapping[str, TrainingRecord], models: list[str], comparisons: pd.DataFrame,
+                 degradation: pd.DataFrame, per_case_clean: pd.DataFrame, label: str, seed: int,
+                 n_bootstrap: int) -> pd.DataFrame:
+    """The before/after table (module docstring) for every robust model x baseline pair.
+
+    ``comparisons``: the report's robustness comparisons; ``degradation``: per-case degradation rows of
+    the foreground mean (``robustness.per_case_degradation``); ``per_case_clean``: model, case, dice of
+    the clean condition (foreground mean).
+    """
+    from nnunet_robustness.analysis import robustness
+
+    rows = []
+    areas = robustness.family_area(degradation[degradation["metric"] == "dice"]) if len(degradation) else None
+    for robust in (m for m in models if m in records):
+        seen = set(records[robust].seen_families)
+        for baseline in (m for m in models if m not in records):
+            pair = {"robust": robust, "baseline": baseline}
+            # per family: the verdict's own comparison, oriented robust - baseline
+            family_rows = comparisons[(comparisons["scope"] == "family") & (comparisons["metric"] == "dice")
+                                      & (comparisons["label"] == label)
+                                      & comparisons["model_a"].isin([robust, baseline])
+                                      & comparisons["model_b"].isin([robust, baseline])]
+            for _, r in family_rows.iterrows():
+                sign = 1.0 if r["model_a"] == robust else -1.0
+                low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
+                rows.append({**pair, "scope": "family", "name": r["name"], "seen": r["name"] in seen, "n": r["n"],
+                             "mean_difference": sign * r["mean_difference"],
+                             "hodges_lehmann": sign * r["hodges_lehmann"], "ci_low": low, "ci_high": high,
+                             "p_value": r["p_value"], "p_fdr": r["p_fdr"]})
+            pooled = []
+            if areas is not None and len(areas):
+                wide = areas.pivot_table(index=["case", "family"], columns="model", values="area", aggfunc="first")
+                if robust in wide and baseline in wide:
+                    wide = wide[[robust, baseline]].dropna().reset_index()
+                    for group, is_seen in (("seen families", True), ("unseen families", False)):
+                        members = wide[wide["family"].isin(seen) == is_seen]
+                        if not len(members):
+                            continue
+                        per_case = members.groupby("case")[[robust, baseline]].mean()
+                        d = (per_case[robust] - per_case[baseline]).to_numpy(dtype=float)
+                        families = ", ".join(sorted(members["family"].unique()))
+                        pooled.append({**pair, "scope": "pooled", "name": f"{group} ({families})", "seen": is_seen,
+                                       **_paired(d, seed, n_bootstrap)})
+            clean = per_case_clean.pivot_table(index="case", columns="model", values="dice", aggfunc="first")
+            if robust in clean and baseline in clean:
+                both = clean[[robust, baseline]].dropna()
+                pooled.append({**pair, "scope": "clean", "name": "clean Dice (robust - baseline)", "seen": None,
+                               **_paired((both[robust] - both[baseline]).to_numpy(dtype=float), seed, n_bootstrap)})
+            if pooled:
+                adjusted = robustness.benjamini_hochberg(pd.Series([r["p_value"] for r in pooled]).to_numpy(float))
+                rows += [{**r, "p_fdr": float(p)} for r, p in zip(pooled, adjusted)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _paired(d, seed: int, n_bootstrap: int) -> dict:
+    from nnunet_robustness.analysis.robustness import paired_difference
+
+    result = paired_difference(d, seed, n_bootstrap)
+    return {k: result[k] for k in ("n", "mean_difference", "hodges_lehmann", "ci_low", "ci_high", "p_value")}
+
+
+def sentences(table: pd.DataFrame) -> list[str]:
+    """One quotable sentence per robust/baseline pair and pooled group, and the clean cost (the verdict's
+    rule: detected when the BH-adjusted p < 0.05 and the interval excludes 0)."""
+    from nnunet_robustness.analysis.robustness import _detectable
+
+    out = []
+    for _, r in table[table["scope"] != "family"].iterrows():
+        numbers = (f"paired difference {r['mean_difference']:+.3f}, 95% BCa CI [{r['ci_low']:+.3f}, "
+                   f"{r['ci_high']:+.3f}], n = {int(r['n'])}, FDR-adjusted p = {r['p_fdr']:.3g}")
+        detected = _detectable(r)
+        if r["scope"] == "clean":
+            what = (("loses" if r["mean_difference"] < 0 else "gains") + " clean Dice" if detected
+                    else "changes clean Dice by no detectable amount")
+            out.append(f"Clean cost: {r['robust']} {what} against {r['baseline']} ({numbers}).")
+        else:
+            what = (("degrades less" if r["mean_difference"] < 0 else "degrades more") + f" than {r['baseline']}"
+                    if detected else f"shows no detectable difference in degradation from {r['baseline']}")
+            out.append(f"{r['name'][0].upper()}{r['name'][1:]}: {r['robust']} {what} (Dice, area over severities; "
+                       f"{numbers}; negative = degrades less).")
+    return out
