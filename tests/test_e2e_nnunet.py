@@ -41,12 +41,12 @@ def planned(env) -> dict[int, Path]:
 
 CASES = [
     # (dim, trainer, plans, plan-arch arguments or None, expected skip levels, expected attention)
-    # (2D No-Skip and attention-gated trainers train and predict in the study smoke test, tests/studies)
+    # (2D No-Skip and attention-gated trainers train and predict in the study smoke test, tests/studies;
+    # the No-Skip plans route builds its network in tests/plans and trains here through the 2D attention one)
     (3, "nnUNetTrainerNoSkip_tiny", "nnUNetPlans", None, (), False),
-    (3, "nnUNetTrainerAttentionGate_tiny", "nnUNetPlans", None, "all", True),
-    (3, "nnUNetTrainer_tiny", "nnUNetPlansNoSkip", ["--arch", "noskip"], (), False),
+    # 3D attention gates, trained with PGD examples in train_step (adversarial training)
+    (3, "nnUNetTrainerAttentionGateAdversarial_tiny", "nnUNetPlans", None, "all", True),
     (2, "nnUNetTrainer_tiny", "nnUNetPlansAttentionGate", ["--arch", "attention"], "all", True),
-    (2, "nnUNetTrainerNoSkipAdversarial_tiny", "nnUNetPlans", None, (), False),  # PGD inside train_step
 ]
 
 
