@@ -104,9 +104,12 @@ class RunManifest:
             raise UserInputError(f"{self.path(folder)}: the input files of case {changed[0]} (and {len(changed) - 1} "
                                  "more) changed since this folder's predictions were made; use another output "
                                  "folder or pass --overwrite")
-        # compared above (older run.json files have none); copies, so that self.model stays whole
-        theirs["model"] = {k: v for k, v in theirs["model"].items() if k != "checkpoint_sha256"}
-        mine["model"] = {k: v for k, v in mine["model"].items() if k != "checkpoint_sha256"}
+        # compared above (older run.json files have none); copies, so that self.model stays whole. Runs
+        # before the corruption device was recorded corrupted on the CPU whatever -device said.
+        theirs["model"] = {"corruption_device": "cpu",
+                           **{k: v for k, v in theirs["model"].items() if k != "checkpoint_sha256"}}
+        mine["model"] = {"corruption_device": "cpu",
+                         **{k: v for k, v in mine["model"].items() if k != "checkpoint_sha256"}}
         for key in self.IDENTITY:
             if theirs[key] != mine[key]:
                 raise UserInputError(

@@ -41,3 +41,18 @@ def test_resume_with_changed_inputs_or_checkpoint_is_refused(tmp_path):
         _manifest(tmp_path, first.inputs, checkpoint="bbb").merged_into(tmp_path)
     assert _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path, overwrite=True).inputs[
         "a"] == input_fingerprint([image])
+
+
+def test_a_folder_is_not_resumed_on_another_corruption_device(tmp_path):
+    """CPU and CUDA random streams differ, so noise drawn on one device must not be mixed with the other's;
+    a run.json from before the device was recorded was corrupted on the CPU."""
+    def on(device: str | None) -> RunManifest:
+        manifest = _manifest(tmp_path, {"a": "a_0000.nii.gz:10:1"})
+        if device is not None:
+            manifest.model["corruption_device"] = device
+        return manifest
+
+    on(None).write(tmp_path)  # an older run.json
+    assert on("cpu").merged_into(tmp_path).model["corruption_device"] == "cpu"
+    with pytest.raises(UserInputError, match="holds a different run .*corruption_device.*cuda"):
+        on("cuda").merged_into(tmp_path)
