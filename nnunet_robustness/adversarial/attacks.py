@@ -102,6 +102,12 @@ def severity_eps(severity: float) -> float:
     return 2.0 ** (float(severity) - 1.0) / 255.0
 
 
+def pgd_step_fraction(steps: int) -> float:
+    """PGD's default step size as a fraction of eps: 2.5 / steps, so that the walk can cross the ball
+    (Madry et al., ICLR 2018)."""
+    return 2.5 / steps
+
+
 def _label(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -157,7 +163,7 @@ class AttackSpec:
         """Step size as a fraction of eps: ``step``, else 1 for FGSM and 2.5/steps for PGD."""
         if self.step is not None:
             return float(self.step)
-        return 1.0 if self.kind.fixed_steps else 2.5 / self.n_steps
+        return 1.0 if self.kind.fixed_steps else pgd_step_fraction(self.n_steps)
 
     def channel_eps(self, spans: Sequence[float]) -> list[float]:
         """Per-channel epsilon in raw intensity units, given each channel's robust range ``span``."""

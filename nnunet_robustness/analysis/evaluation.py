@@ -208,9 +208,9 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
     records = training_records({model.name: model.folder for model in predictions})
-    foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    clean_foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
     robust_training = (before_after(records, judged, comparisons[comparisons[STRATUM] == ALL_CASES],
-                                    degradation_rows, foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
+                                    degradation_rows, clean_foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
                        if records and len(judged) > 1 else pd.DataFrame())
     result = EvaluationResult(
         per_case=per_case,

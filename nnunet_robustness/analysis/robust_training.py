@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from nnunet_robustness.errors import UserInputError
@@ -126,7 +127,7 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
                 pooled.append({**pair, "scope": "clean", "name": "clean Dice (robust - baseline)", "seen": None,
                                **_paired((both[robust] - both[baseline]).to_numpy(dtype=float), seed, n_bootstrap)})
             if pooled:
-                adjusted = robustness.benjamini_hochberg(pd.Series([r["p_value"] for r in pooled]).to_numpy(float))
+                adjusted = robustness.benjamini_hochberg(np.array([r["p_value"] for r in pooled], dtype=float))
                 rows += [{**r, "p_fdr": float(p)} for r, p in zip(pooled, adjusted)]
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -112,13 +112,17 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], output: Path, nu
                                                                stderr=subprocess.STDOUT)))
     print(f"{len(workers)} worker(s) on device(s) {', '.join(devices)}; logs: {output}/.worker<i>.log", flush=True)
     bar = tqdm(desc="run (all devices)", unit="item", disable=not progress)
+
+    def show_progress() -> None:
+        counts = _finished_items(output)
+        if counts:
+            bar.total, bar.n = counts[1], counts[0]
+            bar.refresh()
+
     try:
         while any(process.poll() is None for _, _, process in workers):
             time.sleep(POLL_SECONDS)
-            counts = _finished_items(output)
-            if counts:
-                bar.total, bar.n = counts[1], counts[0]
-                bar.refresh()
+            show_progress()
     except KeyboardInterrupt:
         for _, _, process in workers:  # each worker finishes what it is writing (atomic writes) and stops
             if process.poll() is None:
@@ -127,9 +131,7 @@ def run_on_devices(argv: Sequence[str], devices: Sequence[str], output: Path, nu
             process.wait()
         raise
     finally:
-        counts = _finished_items(output)
-        if counts:
-            bar.total, bar.n = counts[1], counts[0]
+        show_progress()
         bar.close()
     failed = [(device, log, process.returncode) for device, log, process in workers if process.returncode]
     for device, log, code in failed:

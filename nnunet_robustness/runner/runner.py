@@ -97,7 +97,6 @@ class RunStats:
     seconds_total: float = 0.0
     seconds_predictor: float = 0.0
     seconds_input_space: float = 0.0  # normalising and comparing inputs: what the model saw (worker threads)
-    seconds_waiting: float = 0.0  # the predictor's thread waiting for the next prepared item
 
 
 @dataclass
@@ -111,6 +110,7 @@ class _CaseData:
     clean_input: np.ndarray | None  # what the model sees of the clean image (None when no condition needs it)
     on_device: torch.Tensor | None = None  # the image on the CUDA corruption device
     statistics: dict = field(default_factory=dict)  # shared_image_statistics' cache, shared across threads
+    seconds_input_space: float = 0.0  # normalising the clean image
 
 
 @dataclass
@@ -121,7 +121,7 @@ class _Prepared:
     condition: Condition
     data: _CaseData
     image: np.ndarray | None  # None: prepared on the predictor's thread (attacks, context crops)
-    change: "InputChange | None" = None
+    change: InputChange | None = None
     view: ItemView | None = None
     seconds_input_space: float = 0.0
 
@@ -303,11 +303,11 @@ class RobustnessRunner:
             for index in range(min(lookahead, len(todo))):
                 submit(index)
             for index in range(len(todo)):
-                t = time.perf_counter()
                 item = prepared.popleft().result()
-                stats.seconds_waiting += time.perf_counter() - t
                 if index + lookahead < len(todo):
                     submit(index + lookahead)
+                if remaining[item.case] == len(needed[item.case]):  # the case's first item: its clean input
+                    stats.seconds_input_space += item.data.seconds_input_space
                 remaining[item.case] -= 1
                 if not remaining[item.case]:
                     del case_futures[item.case]  # its items hold the data they need; let the case go
@@ -353,9 +353,11 @@ class RobustnessRunner:
                      reference_folder is not None
                      and (Path(reference_folder) / f"{case}{self.file_ending}").is_file()) else None)
         # what the model sees of the clean image, once per case for all its conditions
+        t = time.perf_counter()
         clean_input = (self.input_space.normalise(image)
                        if any(not (c.is_clean or c.is_context) for c in conditions) else None)
-        data = _CaseData(image, properties, label, display_range(image), clean_input)
+        data = _CaseData(image, properties, label, display_range(image), clean_input,
+                         seconds_input_space=time.perf_counter() - t)
         device = self.settings.corruption_device
         if device.type == "cuda" and any(not (c.is_clean or c.is_context or is_attack(c)) for c in conditions):
             data.on_device = torch.from_numpy(image).to(device)

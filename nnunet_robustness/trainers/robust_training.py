@@ -125,8 +125,10 @@ class AdversarialTraining:
 
     @property
     def step_size(self) -> float:
-        # Madry et al.'s rule of thumb: 2.5 * epsilon / steps, so the walk can cross the ball; FGSM: epsilon
-        return self.epsilon if self.steps == 1 else 2.5 * self.epsilon / self.steps
+        """FGSM's one full step for one step, else PGD's default step (the attacks' own rule)."""
+        from nnunet_robustness.adversarial.attacks import pgd_step_fraction
+
+        return self.epsilon if self.steps == 1 else self.epsilon * pgd_step_fraction(self.steps)
 
 
 @dataclass(frozen=True)
