@@ -10,6 +10,7 @@ import torch
 from nnunet_robustness.corruptions import get_corruption, intensity_reference
 from nnunet_robustness.errors import UserInputError
 from tests.corruptions.phantoms import ABSOLUTE_SCALE, FAMILIES, SEED_FREE, phantom, spacing_for
+from tests.helpers.tolerance import assert_equal_up_to_rounding
 
 SEEDS = (0, 1, 2)
 
@@ -113,10 +114,10 @@ def test_multi_channel_inputs_are_corrupted_per_channel_at_their_own_scale(famil
     assert out.shape == stacked.shape
     per_channel = [distortion(out[c:c + 1], stacked[c:c + 1]) for c in range(3)]
     assert min(per_channel) > 0.2 * max(per_channel), per_channel  # same relative severity on each
-    if family in SEED_FREE:  # no randomness: each channel exactly as if corrupted alone
-        for c in range(3):
+    if family in SEED_FREE:  # no randomness: each channel as if corrupted alone, up to the FFT's rounding
+        for c in range(3):  # (a 3-channel transform splits its work over threads unlike a 1-channel one)
             alone = get_corruption(family, severity=4)(stacked[c:c + 1], spacing_for(3), seed=0, label=label)
-            torch.testing.assert_close(out[c:c + 1], alone)
+            assert_equal_up_to_rounding(out[c:c + 1], alone)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
