@@ -14,11 +14,13 @@ import pandas as pd
 from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
+from nnunet_robustness.analysis.ranking import rank_stability
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
 from nnunet_robustness.analysis.robust_training import before_after, training_records
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
 from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM, resolve_strata
+from nnunet_robustness.analysis.verdict import verdict
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import (
@@ -65,9 +67,14 @@ class EvaluationResult:
     # the model saw) and cancelled (by the model's normalisation: left out of every robustness summary)
     conditions: pd.DataFrame
     clean_condition: str | None
-    # which model degrades less: paired differences in degradation per family/condition (BCa CI, Wilcoxon,
-    # BH-FDR) and the sentences of the verdict (nnunet_robustness.analysis.robustness)
+    # which model is more robust: paired differences on two axes (drop from clean, score under the condition)
+    # per family/condition and on clean (intervals, Wilcoxon or two-level bootstrap, BH-FDR;
+    # nnunet_robustness.analysis.robustness) and the sentences of the verdict (analysis.verdict)
     robustness_comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # three or more models: rank, P(rank 1) and 95 % rank interval per model and criterion (analysis.ranking)
+    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # model -> the names of its training runs in the per-case table (one run: the model's own name)
+    runs: dict[str, list[str]] = field(default_factory=dict)
     # ROOD-MRI's severity-weighted degradation and overall score (Dice, HD95) per model x family, to set
     # next to published ROOD-MRI numbers (nnunet_robustness.analysis.rood_mri)
     rood_mri: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -125,21 +132,27 @@ class EvaluationResult:
             "raters": ({f"{m} / {c}": summarize_raters(g) for (m, c), g in self.raters.groupby(
                 ["model", "condition"], sort=False)} if len(self.raters) else {}),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
+            "ranking": self.ranking.to_dict(orient="records"),
+            "runs": self.runs,
             "robust_training": self.robust_training.to_dict(orient="records"),
             "strata": {"verdicts": self.strata_verdicts,
                        "statistics": self.strata_statistics.to_dict(orient="records")} if self.strata_verdicts else {},
         })
 
 
-def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLike | Sequence[str | os.PathLike],
+def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+             reference: str | os.PathLike | Sequence[str | os.PathLike],
              dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
              seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
              consensus_method: str = "staple", allow_weak_models: bool = False,
-             strata_file: str | os.PathLike | None = None) -> EvaluationResult:
+             strata_file: str | os.PathLike | None = None, equivalence: float | None = None) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
-    ``inputs``). With ``output``, writes ``per_case.csv``, ``per_case.parquet`` and, last, as the
+    ``inputs``), or to several: one per training run (seeds, or nnU-Net's folds predicted separately), named
+    ``NAME:1``, ``NAME:2``, ... in the per-case table; the verdict then compares models with the two-level
+    bootstrap over runs and cases. ``equivalence``: a margin (metric units) for "equivalent within +/-margin"
+    (two one-sided tests) in the verdict. With ``output``, writes ``per_case.csv``, ``per_case.parquet`` and, last, as the
     mark of a complete evaluation, ``summary.json`` (each atomically; ``nnunet-robust eval`` writes
     them with the report through a staging folder, so a failed re-run leaves the earlier outputs whole).
     Bad input raises ``UserInputError`` before anything is written.
@@ -153,6 +166,9 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
     if n_bootstrap < 1:
         raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
+    if equivalence is not None and not (math.isfinite(equivalence) and equivalence > 0):
+        raise UserInputError(f"equivalence margin must be a finite number > 0, got {equivalence}")
+    runs, folders = expand_runs(models)
     output = None if output is None else Path(output)
     dataset = load_dataset_json(Path(dataset_json))
     raters = [Path(reference)] if isinstance(reference, (str, os.PathLike)) else [Path(r) for r in reference]
@@ -162,8 +178,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         reference = write_consensus_folder(raters, output / CONSENSUS_FOLDER, consensus_method, dataset.file_ending)
     else:
         reference = raters[0]
-    predictions, cases, references = collect_predictions({k: Path(v) for k, v in models.items()}, Path(reference),
-                                                         dataset.file_ending)
+    predictions, cases, references = collect_predictions(folders, Path(reference), dataset.file_ending)
     conditions = conditions_table(predictions)
     fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
     per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
@@ -185,9 +200,11 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     # the sanity gate: a model that fails on clean images is left out of the verdict (analysis/sanity.py)
     checks = check_models(per_case, clean, {model.name: model.folder for model in predictions})
     judged = [c.model for c in checks if c.passed or allow_weak_models]
+    judged_runs = {arm: [run for run in members if run in judged] for arm, members in runs.items()}
+    judged_runs = {arm: members for arm, members in judged_runs.items() if members}
     degradation_rows = robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions,
                                                        clean)
-    comparisons = robustness.compare_degradation(degradation_rows, judged, seed, n_bootstrap).assign(
+    comparisons = robustness.compare_models(degradation_rows, judged_runs, seed, n_bootstrap).assign(
         **{STRATUM: ALL_CASES})
     strata_statistics = pd.DataFrame()
     groups: dict[str, list[str]] = {}  # stratum -> its cases, strata in the order of their first case
@@ -197,38 +214,45 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
         parts, summaries = [comparisons], []
         foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
         for name, members in groups.items():
-            stratum_rows = robustness.compare_degradation(
-                degradation_rows[degradation_rows["case"].isin(members)], judged, seed, n_bootstrap)
+            stratum_rows = robustness.compare_models(
+                degradation_rows[degradation_rows["case"].isin(members)], judged_runs, seed, n_bootstrap)
             parts.append(stratum_rows.assign(**{STRATUM: name}))
             summaries.append(stats.summary_statistics(foreground[foreground["case"].isin(members)], seed,
                                                       n_bootstrap).assign(**{STRATUM: name}))
         comparisons = pd.concat(parts, ignore_index=True)
         strata_statistics = pd.concat(summaries, ignore_index=True)
-    pairwise = stats.pairwise_tests(robust, model_names)
+    # with several runs per model, the model comparisons of the scores use each model's run-averaged cases
+    by_model = _average_runs(robust, runs)
+    pairwise = stats.pairwise_tests(by_model, list(runs) if by_model is not robust else model_names)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
     records = training_records({model.name: model.folder for model in predictions})
     clean_foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    single_runs = all(len(members) == 1 for members in runs.values())  # before/after reads one run per model
     robust_training = (before_after(records, judged, comparisons[comparisons[STRATUM] == ALL_CASES],
                                     degradation_rows, clean_foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
-                       if records and len(judged) > 1 else pd.DataFrame())
+                       if records and len(judged) > 1 and single_runs else pd.DataFrame())
     result = EvaluationResult(
         per_case=per_case,
         statistics=statistics,
         degradation=stats.degradation(robust, clean, seed, n_bootstrap),
         severity_curves=stats.severity_curves(statistics[~statistics["condition"].isin(cancelled)], first_condition,
                                               clean),
-        best_model_shares=stats.best_model_shares(robust, model_names),
+        best_model_shares=stats.best_model_shares(by_model, list(runs) if by_model is not robust else model_names),
         pairwise_tests=pairwise,
         robustness_comparisons=comparisons,
+        ranking=rank_stability(degradation_rows, judged_runs, stats.FOREGROUND_MEAN, seed=seed,
+                               n_bootstrap=n_bootstrap),
+        runs=runs,
         rood_mri=_rood_mri(robust, conditions),
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
                             dataset.file_ending, nsd_tolerance_mm, consensus_method)
                 if len(raters) > 1 else pd.DataFrame()),
-        verdict=_gate_sentences(checks, allow_weak_models) + robustness.verdict(
-            comparisons[comparisons[STRATUM] == ALL_CASES], judged, stats.FOREGROUND_MEAN),
-        strata_verdicts={name: robustness.verdict(comparisons[comparisons[STRATUM] == name], judged,
-                                                  stats.FOREGROUND_MEAN)
+        verdict=_gate_sentences(checks, allow_weak_models) + verdict(
+            comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
+            equivalence=equivalence),
+        strata_verdicts={name: verdict(comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
+                                       equivalence=equivalence)
                          for name in dict.fromkeys(comparisons[STRATUM]) if name != ALL_CASES},
         strata_statistics=strata_statistics,
         robust_training=robust_training,
@@ -241,6 +265,7 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
             "consensus_method": consensus_method if len(raters) > 1 else None,
             "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
+            "runs": runs, "equivalence_margin": equivalence,
             "strata": ({"source": str(strata_file) if strata_file else "make-dataset generation record",
                         "cases": {name: len(members) for name, members in groups.items()}} if groups else None),
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
@@ -256,11 +281,40 @@ def evaluate(models: Mapping[str, str | os.PathLike], reference: str | os.PathLi
     return result
 
 
-def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike]) -> None:
+def expand_runs(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
+                ) -> tuple[dict[str, list[str]], dict[str, Path]]:
+    """Model -> its runs' names, and run name -> prediction folder: one folder keeps the model's name,
+    several become ``NAME:1``, ``NAME:2``, ... (training runs of one model)."""
+    runs: dict[str, list[str]] = {}
+    folders: dict[str, Path] = {}
+    for name, given in models.items():
+        listed = [given] if isinstance(given, (str, os.PathLike)) else list(given)
+        if not listed:
+            raise UserInputError(f"model {name!r}: no prediction folder given")
+        if len(set(map(str, listed))) < len(listed):
+            raise UserInputError(f"model {name!r}: the same prediction folder is given twice as a training run")
+        names = [name] if len(listed) == 1 else [f"{name}:{index}" for index in range(1, len(listed) + 1)]
+        runs[name] = names
+        folders.update({run: Path(folder) for run, folder in zip(names, listed)})
+    return runs, folders
+
+
+def _average_runs(table: pd.DataFrame, runs: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """Per model, condition, case and label: the metrics averaged over the model's runs (``table`` itself
+    when every model has one run)."""
+    if all(len(members) == 1 for members in runs.values()):
+        return table
+    arm_of = {run: arm for arm, members in runs.items() for run in members}
+    metrics = list(METRICS)
+    return (table.assign(model=table["model"].map(arm_of))
+            .groupby(["model", "condition", "case", "label"], sort=False)[metrics].mean().reset_index())
+
+
+def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]) -> None:
     """Refuse an output folder whose files eval did not write (nnU-Net's summary.json in a prediction
     folder) or that lies inside a prediction folder: eval never overwrites what it did not make."""
     output = Path(output).resolve()
-    for name, folder in models.items():
+    for name, folder in expand_runs(models)[1].items():
         folder = Path(folder).resolve()
         if output == folder or folder in output.parents:
             raise UserInputError(f"{output}: the output folder is inside model {name}'s prediction folder {folder}; "

@@ -13,8 +13,8 @@ baseline), reports on the same test cases:
   families), so "robust to what it saw" and "robust to what it did not see" each get one number;
 - the clean cost: the paired difference of clean Dice R - B (negative = R is worse on clean images).
 
-The pooled and clean rows are paired differences of per-case values with a 95 % BCa interval and a
-Wilcoxon test like every comparison of the report; their p-values are adjusted by Benjamini-Hochberg
+The pooled and clean rows are paired differences of per-case values with a 95 % interval (t united
+with the studentized bootstrap) and a Wilcoxon test like every comparison of the report; their p-values are adjusted by Benjamini-Hochberg
 over the rows of this table. Torch-free, like the rest of ``eval``.
 """
 
@@ -32,7 +32,7 @@ from nnunet_robustness.io import atomic_write_json, read_json
 
 RECORD_FILE = "robust_training_record.json"
 COLUMNS = ["robust", "baseline", "scope", "name", "seen", "n", "mean_difference", "hodges_lehmann", "ci_low",
-           "ci_high", "p_value", "p_fdr"]
+           "ci_high", "direction", "p_value", "p_fdr"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,7 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
             pair = {"robust": robust, "baseline": baseline}
             # per family: the verdict's own comparison, oriented robust - baseline
             family_rows = comparisons[(comparisons["scope"] == "family") & (comparisons["metric"] == "dice")
+                                      & (comparisons["axis"] == "drop")
                                       & (comparisons["label"] == label)
                                       & comparisons["model_a"].isin([robust, baseline])
                                       & comparisons["model_b"].isin([robust, baseline])]
@@ -106,6 +107,7 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
                 rows.append({**pair, "scope": "family", "name": r["name"], "seen": r["name"] in seen, "n": r["n"],
                              "mean_difference": sign * r["mean_difference"],
                              "hodges_lehmann": sign * r["hodges_lehmann"], "ci_low": low, "ci_high": high,
+                             "direction": sign * r["direction"],
                              "p_value": r["p_value"], "p_fdr": r["p_fdr"]})
             pooled = []
             if areas is not None and len(areas):
@@ -136,26 +138,27 @@ def _paired(d, seed: int, n_bootstrap: int) -> dict:
     from nnunet_robustness.analysis.robustness import paired_difference
 
     result = paired_difference(d, seed, n_bootstrap)
-    return {k: result[k] for k in ("n", "mean_difference", "hodges_lehmann", "ci_low", "ci_high", "p_value")}
+    return {k: result[k] for k in ("n", "mean_difference", "hodges_lehmann", "ci_low", "ci_high", "direction",
+                                   "p_value")}
 
 
 def sentences(table: pd.DataFrame) -> list[str]:
     """One quotable sentence per robust/baseline pair and pooled group, and the clean cost (the verdict's
-    rule: detected when the BH-adjusted p < 0.05 and the interval excludes 0)."""
-    from nnunet_robustness.analysis.robustness import _detectable
+    rule ``robustness.detected``: BH-adjusted p < 0.05, the interval excludes 0, directions agree)."""
+    from nnunet_robustness.analysis.robustness import detected
 
     out = []
     for _, r in table[table["scope"] != "family"].iterrows():
-        numbers = (f"paired difference {r['mean_difference']:+.3f}, 95% BCa CI [{r['ci_low']:+.3f}, "
+        numbers = (f"paired difference {r['mean_difference']:+.3f}, 95% CI [{r['ci_low']:+.3f}, "
                    f"{r['ci_high']:+.3f}], n = {int(r['n'])}, FDR-adjusted p = {r['p_fdr']:.3g}")
-        detected = _detectable(r)
+        found = detected(r)
         if r["scope"] == "clean":
-            what = (("loses" if r["mean_difference"] < 0 else "gains") + " clean Dice" if detected
+            what = (("loses" if r["mean_difference"] < 0 else "gains") + " clean Dice" if found
                     else "changes clean Dice by no detectable amount")
             out.append(f"Clean cost: {r['robust']} {what} against {r['baseline']} ({numbers}).")
         else:
             what = (("degrades less" if r["mean_difference"] < 0 else "degrades more") + f" than {r['baseline']}"
-                    if detected else f"shows no detectable difference in degradation from {r['baseline']}")
+                    if found else f"shows no detectable difference in degradation from {r['baseline']}")
             out.append(f"{r['name'][0].upper()}{r['name'][1:]}: {r['robust']} {what} (Dice, area over severities; "
                        f"{numbers}; negative = degrades less).")
     return out

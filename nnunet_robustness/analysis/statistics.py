@@ -1,4 +1,4 @@
-"""Robustness summaries of a per-case table: BCa bootstrap confidence intervals (scipy.stats.bootstrap), degradation vs clean,
+"""Robustness summaries of a per-case table: confidence intervals (``analysis.intervals``), degradation vs clean,
 metric-vs-severity curves (area, coefficient of variation), best-model shares and paired tests.
 
 All functions take the tidy per-case table (one row per model x condition x case x label, one column
@@ -21,11 +21,12 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.analysis import intervals
 from nnunet_robustness.metrics.masks import METRICS
 
 FOREGROUND_MEAN = "foreground_mean"
 ALL_CONDITIONS = "(all conditions)"
-CONFIDENCE = 0.95
+CONFIDENCE = intervals.CONFIDENCE
 KEYS = ["model", "condition", "case", "label"]
 CASE_RESAMPLES = "case resamples"  # one stream of case indices for every group (see the module docstring)
 DIRECTED_METRICS = [name for name, metric in METRICS.items() if metric.higher_is_better is not None]
@@ -46,34 +47,6 @@ def add_foreground_mean(per_case: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per_case[KEYS + metrics], means[KEYS + metrics]], ignore_index=True)
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, n_bootstrap: int,
-                       statistic=np.mean) -> tuple[float, float]:
-    """95 % BCa bootstrap interval of ``statistic`` over a 1-D sample of cases (Efron 1987,
-    ``scipy.stats.bootstrap``); a sample whose values are all equal gives that value, and where BCa is
-    undefined (its acceleration 0/0, e.g. very discrete data) the percentile interval of the same
-    resamples is used."""
-    from scipy.stats import bootstrap
-
-    values = np.asarray(values, dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    if len(values) < 2 or np.all(values == values[0]):
-        value = float(statistic(values))
-        return value, value
-    state = rng.bit_generator.state
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # scipy warns on small or discrete samples; the interval is still its best
-        result = bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=n_bootstrap,
-                           method="BCa", random_state=rng, vectorized=True, axis=-1)
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-        if not (math.isfinite(low) and math.isfinite(high)):
-            rng.bit_generator.state = state
-            result = bootstrap((values,), statistic, confidence_level=CONFIDENCE, n_resamples=n_bootstrap,
-                               method="percentile", random_state=rng, vectorized=True, axis=-1)
-            low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    return low, high
-
-
 def _replay(rng: np.random.Generator) -> np.random.Generator:
     """A generator at ``rng``'s current state: every column of a group draws the same case indices."""
     copy = np.random.Generator(type(rng.bit_generator)())
@@ -83,8 +56,9 @@ def _replay(rng: np.random.Generator) -> np.random.Generator:
 
 def bootstrap_statistics(values: np.ndarray, rng: np.random.Generator, n_bootstrap: int
                          ) -> dict[str, np.ndarray]:
-    """Mean and median of each column of ``values`` (cases x metrics) with 95 % BCa bootstrap intervals
-    from resampling cases (``bootstrap_interval``). NaN entries (undefined values) are left out per
+    """Mean and median of each column of ``values`` (cases x metrics) with 95 % intervals: the mean's from
+    ``intervals.mean_interval`` (t united with the studentized bootstrap over cases), the median's from its
+    order statistics (``intervals.median_interval``). NaN entries (undefined values) are left out per
     column; every column resamples with the same stream of ``rng``."""
     n_cases, n_metrics = values.shape
     defined = (~np.isnan(values)).sum(axis=0)
@@ -97,10 +71,9 @@ def bootstrap_statistics(values: np.ndarray, rng: np.random.Generator, n_bootstr
             continue
         result["mean"][column], result["median"][column] = sample.mean(), np.median(sample)
         result["std"][column] = sample.std(ddof=1) if len(sample) > 1 else 0.0
-        result["mean_ci_low"][column], result["mean_ci_high"][column] = bootstrap_interval(
-            sample, _replay(rng), n_bootstrap, np.mean)
-        result["median_ci_low"][column], result["median_ci_high"][column] = bootstrap_interval(
-            sample, _replay(rng), n_bootstrap, np.median)
+        result["mean_ci_low"][column], result["mean_ci_high"][column] = intervals.mean_interval(
+            sample, _replay(rng), n_bootstrap)
+        result["median_ci_low"][column], result["median_ci_high"][column] = intervals.median_interval(sample)
     return result
 
 

@@ -4,10 +4,13 @@ Compares nnU-Net-style prediction folders against a reference folder (labelsTs; 
 folders, whose consensus is then the reference) with the labels and regions of dataset.json: Dice,
 IoU, HD95, ASSD, NSD, volume differences and TP/FP/FN per case, label and condition, and what the
 model saw of each condition (from run's records). For several models, the report opens with a
-verdict: which model degrades least per corruption family (paired degradation differences, BCa
-intervals, Wilcoxon tests, Benjamini-Hochberg FDR), after a sanity gate that leaves out models failing
-on clean images. Also: bootstrap intervals, degradation vs clean, metric-vs-severity curves, the
-ROOD-MRI summary, best-model shares and paired tests. Writes per_case.csv, per_case.parquet,
+verdict: which model is more robust under each family and condition, judged on the drop from clean
+and the score under the condition together (paired differences, intervals checked for coverage by
+simulation, Wilcoxon tests, Benjamini-Hochberg FDR, the smallest detectable difference, training-run
+variance with several runs per model), after a sanity gate that leaves out models failing on clean
+images; three or more models are ranked with P(rank 1) and rank intervals. Also: intervals of every
+mean, degradation vs clean, metric-vs-severity curves, the ROOD-MRI summary, best-model shares and
+paired tests. Writes per_case.csv, per_case.parquet,
 summary.json and report.html (raters.csv with several references) into the output folder; a failing
 re-run leaves an earlier output whole (see docs/evaluation.md).
 """
@@ -27,9 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", action="append", metavar="NAME=DIR", default=None,
+    source.add_argument("--model", action="append", metavar="NAME=DIR[,DIR...]", default=None,
                         help="a model's prediction folder (run's output, a folder of condition sub-folders, or a "
-                             "folder of predictions); repeat to compare models")
+                             "folder of predictions); several folders separated by commas are training runs of "
+                             "the model (seeds, or nnU-Net's folds predicted separately): the verdict then includes "
+                             "the variance between runs; repeat to compare models")
     source.add_argument("-i", "--input", type=Path, help="one prediction folder (model named after the folder)")
     parser.add_argument("-ref", "--reference", type=Path, required=True, action="append",
                         help="reference labels folder (labelsTs); repeat for several raters: statistics and the "
@@ -52,21 +57,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strata", type=Path, default=None, metavar="CSV",
                         help="case,stratum CSV: the verdict and scores are also given per stratum (default: the "
                              "levels of a dataset made by make-dataset textures, from its record next to -djfile)")
+    parser.add_argument("--equivalence", type=float, default=None, metavar="DELTA",
+                        help="equivalence margin in Dice: a drop difference whose 90%% interval lies inside "
+                             "+/-DELTA is reported as 'equivalent within +/-DELTA' (two one-sided tests)")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.set_defaults(func=run)
 
 
-def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path]:
+def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path | list[Path]]:
+    """NAME=FOLDER, or NAME=FOLDER1,FOLDER2,... for several training runs of one model."""
     if single is not None:
         return {single.resolve().name: single}
-    models: dict[str, Path] = {}
+    models: dict[str, Path | list[Path]] = {}
     for spec in specs or []:
         name, sep, folder = spec.partition("=")
         if not sep or not name or not folder:
             raise UserInputError(f"--model {spec!r}: expected NAME=FOLDER, e.g. --model baseline=out/baseline")
         if name in models:
             raise UserInputError(f"--model {spec!r}: model name {name!r} given twice")
-        models[name] = Path(folder)
+        if ":" in name:
+            raise UserInputError(f"--model {spec!r}: a model name cannot contain ':' (it names training runs)")
+        parts = folder.split(",")
+        if any(not part.strip() for part in parts):
+            raise UserInputError(f"--model {spec!r}: an empty folder in the comma-separated list of runs")
+        folders = [Path(part) for part in parts]
+        models[name] = folders[0] if len(folders) == 1 else folders
     return models
 
 
@@ -82,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
                               consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,
-                              strata_file=args.strata)
+                              strata_file=args.strata, equivalence=args.equivalence)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

@@ -33,7 +33,7 @@ def study_markdown(summary: dict[str, Any]) -> str:
              f"Command: `{summary['command']}` (device {summary['device']}); steps took "
              f"{summary['wall_seconds_steps'] / 60:.1f} min in all. Full report: study.html; data: study.json.", "",
              "## Verdict per finding", "",
-             "| finding | verdict | paired difference | mean | 95% BCa CI | n | FDR p | why | published |",
+             "| finding | verdict | paired difference | mean | 95% CI | n | FDR p | why | published |",
              "|---|---|---|---|---|---|---|---|---|"]
     for f in summary["findings"]:
         s = f["statistics"] or {}
@@ -74,10 +74,10 @@ def _findings(findings: list[dict]) -> str:
         ci = f"[{signed(s['ci_low'])}, {signed(s['ci_high'])}]" if s else "n/a"
         rows.append([f["claim"], f["verdict"], f["difference"], signed(s.get("mean_difference")), ci,
                      signed(s.get("hodges_lehmann")), s.get("n"), f["p_fdr"], f["reason"], f["published"]])
-    header = ["finding", "verdict", "paired difference", "mean", "95% BCa CI", "Hodges-Lehmann", "n", "FDR p",
+    header = ["finding", "verdict", "paired difference", "mean", "95% CI", "Hodges-Lehmann", "n", "FDR p",
               "why", "published"]
     return (note("Each finding is a paired difference per test case whose expected sign is positive: reproduced "
-                 "= the 95 % BCa interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
+                 "= the 95 % interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
                  "(over this study's findings); not reproduced = the interval lies below 0 (the opposite holds); "
                  "inconclusive otherwise.")
             + table(header, rows, text_columns=(0, 1, 2, 8, 9),

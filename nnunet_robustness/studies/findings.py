@@ -4,8 +4,8 @@
 Every finding is phrased as one paired difference per test case whose *expected* sign is positive
 (e.g. ``Dice(No-Skip) - Dice(U-Net)`` on shifted test data, or ``degradation(U-Net) -
 degradation(No-Skip)`` under speckle noise). It is tested with the statistics ``eval`` uses for its own
-verdict (``analysis.robustness.paired_difference``: mean, median and Hodges-Lehmann, a BCa bootstrap
-interval of the mean over cases, a two-sided Wilcoxon signed-rank test), with Benjamini-Hochberg FDR
+verdict (``analysis.robustness.paired_difference``: mean, median and Hodges-Lehmann, the 95 %
+interval of the mean over cases (``analysis.intervals.mean_interval``), a two-sided Wilcoxon signed-rank test), with Benjamini-Hochberg FDR
 over all findings of the study. The verdict:
 
 - **reproduced**: the 95 % interval lies above 0 and the FDR-adjusted p < 0.05;
@@ -116,6 +116,6 @@ def sentence(finding: Finding) -> str:
     if not s:
         return f"{finding.claim}: {finding.verdict} ({finding.reason})."
     return (f"{finding.claim}: {finding.verdict.upper()} ({finding.reason}); {finding.difference} = "
-            f"{s['mean_difference']:+.3f} on average, 95% BCa CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}], "
+            f"{s['mean_difference']:+.3f} on average, 95% CI [{s['ci_low']:+.3f}, {s['ci_high']:+.3f}], "
             f"Hodges-Lehmann {s['hodges_lehmann']:+.3f}, n = {s['n']} cases, FDR-adjusted p "
             f"{'' if fmt(finding.p_fdr).startswith(('<', '>')) else '= '}{fmt(finding.p_fdr)}.")
