@@ -9,7 +9,7 @@ from nnunet_robustness.errors import UserInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nnunet_robustness.conditions import CONDITION_SETS
+    from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ADVERSARIAL_NOTE, CONDITION_SETS, CONTEXT_NOTE
 
     parser = subparsers.add_parser(
         "run",
@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                f"Condition sets (--preset): {', '.join(CONDITION_SETS)}, or auto (the modality's set, from "
                "the model's dataset.json channel names). Condition specs: FAMILY, FAMILY:3, "
                "FAMILY:1,3,5, FAMILY:1-5, a corruption preset such as seed-study:harder; "
-               "`nnunet-robust corrupt --list` lists the families.",
+               "`nnunet-robust corrupt --list` lists the corruption families and presets.\n"
+               f"Adversarial conditions: {ADVERSARIAL_NOTE}:\n"
+               + "".join(f"  {name:<16} {meaning}\n" for name, meaning in ADVERSARIAL_FAMILIES.items())
+               + f"Context condition:\n  {'context':<16} {CONTEXT_NOTE}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = parser.add_argument_group("input and output")
