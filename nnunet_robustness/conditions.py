@@ -114,6 +114,23 @@ def family_condition(family: str, severity: float) -> Condition:
 
 ALL_FAMILIES = "all"
 
+# The adversarial condition families of ``run`` and what each does, here (torch-free) so that
+# ``run --help`` and ``corrupt --list`` can list them without loading torch; the attacks themselves are
+# defined in nnunet_robustness.adversarial.attacks, which takes these names and words.
+ADVERSARIAL_FAMILIES: dict[str, str] = {
+    "adv_fgsm": "FGSM, one gradient-sign step (Goodfellow et al. 2015)",
+    "adv_pgd_linf": "PGD, L-inf ball (Madry et al. 2018); alias adv_pgd",
+    "adv_pgd_l2": "PGD, L2 ball of RMS eps (Madry et al. 2018)",
+    "adv_segpgd": "SegPGD (Gu et al. 2022)",
+    "adv_cospgd": "CosPGD (Agnihotri et al. 2023)",
+    "adv_random_sign": "control: random-sign noise of the same norm, no model involved",
+}
+ADVERSARIAL_NOTE = ("white-box attacks on the model through nnU-Net's preprocessing and sliding window; severities "
+                    "1..5 = eps 1/255 ... 16/255 of each image's robust intensity range (docs/adversarial.md)")
+CONTEXT_NOTE = ("crops of each test image around the reference foreground at foreground fractions "
+                f"{', '.join(f'{level:g}' for level in CONTEXT_FBR_LEVELS)} (context:0.5,0.1 for others); needs "
+                "--reference (docs/context_fbr.md)")
+
 # Named condition sets (``run --preset NAME``). ``clean`` is always added by resolve_conditions;
 # ``all`` is every family of the general groups (noise, blur, resolution, intensity, k-space) at
 # severities 1..5; modality-specific families (CT, ultrasound, microscopy) come with their modality's set.

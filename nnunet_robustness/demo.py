@@ -35,6 +35,10 @@ from nnunet_robustness.studies.pipeline import (
 DATASET_ID = 901
 DATASET_NAME = "Dataset901_DemoTextures"
 CONFIGURATION = "2d"
+# the demo's data is synthetic; the last line it prints says where a user's own model goes from here
+NEXT_STEP = ("Next, your own data: README.md, section \"Your own data\" (a trained nnU-Net model folder -> "
+             "nnunet-robust run -> nnunet-robust eval -> report.html)")
+
 MODELS = {  # report name -> trainer
     "UNet": "nnUNetTrainer_short",
     "NoSkip": "nnUNetTrainerNoSkip_short",
@@ -132,4 +136,5 @@ class Demo:
         Pipeline(nnunet_environment(s.output), None, self.runner, printer=printer).run(self.steps())
         report = s.evaluation / "report.html"
         print(f"\nDemo finished in {(time.perf_counter() - start) / 60:.1f} min. Report: {report}", flush=True)
+        print(NEXT_STEP, flush=True)
         return report

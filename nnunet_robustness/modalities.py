@@ -97,7 +97,28 @@ ROOD_MRI_SOURCE = _ROOD_MRI_SOURCE
 _CT = re.compile(r"^(ct|cta|cect|nect|ncct|computed[ _-]?tomography|hu|noncontrast[ _-]?ct|contrast[ _-]?ct)$")
 _US = re.compile(r"^(us|ultrasound|b[ _-]?mode|bmode|echo|sonography)$")
 _RGB = {"r", "g", "b", "red", "green", "blue"}
-_HISTOLOGY = re.compile(r"^(rgb|h&e|he|h_e|hematoxylin|haematoxylin|eosin|histology|histopathology|wsi)$")
+_HISTOLOGY = re.compile(r"^(rgb|rgb_to_0_1|h&e|he|h_e|hematoxylin|haematoxylin|eosin|histology|histopathology|wsi)$")
+# Names that say "not CT, not ultrasound, not RGB": MR sequences and maps, PET. Used only to refuse
+# modality-specific families; an unknown name ("image", "0", "noNorm") says nothing and refuses nothing.
+_MR = re.compile(r"^(mr|mri|t1|t1w|t1[ _-]?(c|ce|gd|post|pre|contrast|weighted)|t1ce|t1gd|mprage|t2|t2w|t2\*|t2star|"
+                 r"t2[ _-]?(weighted|flair)|flair|pd|pdw|dwi|adc|swi|dti|bold|dce|perfusion|cbf|cbv|b0|b1000)$")
+_PET = re.compile(r"^(pet|suv|fdg|fdg[ _-]?pet|psma|psma[ _-]?pet)$")
+
+#: What a channel name says about its modality (:func:`channel_modality`), in words.
+MODALITY_WORDS: dict[str, str] = {"ct": "CT", "ultrasound": "ultrasound", "histology": "RGB / histology",
+                                  "mr": "MR", "pet": "PET"}
+
+
+def channel_modality(name: str) -> str | None:
+    """The modality one ``channel_names`` entry names (``"ct"``, ``"ultrasound"``, ``"histology"``,
+    ``"mr"``, ``"pet"``), or None when the name does not say (``"image"``, ``"0"``, ``"noNorm"``)."""
+    name = str(name).strip().lower()
+    for modality, pattern in (("ct", _CT), ("ultrasound", _US), ("mr", _MR), ("pet", _PET)):
+        if pattern.match(name):
+            return modality
+    if name in _RGB or _HISTOLOGY.match(name):
+        return "histology"
+    return None
 
 
 def modality_from_channel_names(channel_names: Mapping[str, str]) -> str | None:

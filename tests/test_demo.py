@@ -56,11 +56,16 @@ class FakeTools:
             (s.evaluation / "summary.json").touch()
 
 
-def test_demo_runs_the_real_tools_in_order(tmp_path):
+def test_demo_runs_the_real_tools_in_order(tmp_path, capsys):
     settings = DemoSettings(output=tmp_path / "demo")
     tools = FakeTools(settings)
     report = Demo(settings, runner=tools).run()
     assert report == settings.evaluation / "report.html"
+    # it ends with the report and then the way to one's own data, a README section that exists
+    last = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert str(report) in last[0] and "Your own data" in last[1] and "README.md" in last[1]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "\n## Your own data" in readme
     sequence = [c[0] if c[0] != "nnunet-robust" else c[1] for c in tools.calls]
     assert sequence == ["make-dataset", "nnUNetv2_plan_and_preprocess", "nnUNetv2_train", "nnUNetv2_train",
                         "nnUNetv2_train", "run", "run", "run", "eval"]

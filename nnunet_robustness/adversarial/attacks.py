@@ -63,7 +63,7 @@ from typing import Any
 
 import torch
 
-from nnunet_robustness.conditions import MAX_SEVERITY
+from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, MAX_SEVERITY
 from nnunet_robustness.errors import UserInputError
 
 FAMILY_PREFIX = "adv_"
@@ -80,13 +80,14 @@ class AttackKind:
     meaning: str = ""
 
 
+# names and words from the torch-free list that run --help and corrupt --list show
 ATTACKS: dict[str, AttackKind] = {
-    "adv_fgsm": AttackKind("linf", "ce", 1, False, True, "FGSM (Goodfellow et al. 2015)"),
-    "adv_pgd_linf": AttackKind("linf", "ce", 10, True, meaning="PGD, L-inf ball (Madry et al. 2018)"),
-    "adv_pgd_l2": AttackKind("l2", "ce", 10, True, meaning="PGD, L2 ball of RMS eps (Madry et al. 2018)"),
-    "adv_segpgd": AttackKind("linf", "segpgd", 10, True, meaning="SegPGD (Gu et al. 2022)"),
-    "adv_cospgd": AttackKind("linf", "cospgd", 10, True, meaning="CosPGD (Agnihotri et al. 2023)"),
-    "adv_random_sign": AttackKind("linf", None, 0, False, True, "random-sign control, same norm"),
+    "adv_fgsm": AttackKind("linf", "ce", 1, False, True, ADVERSARIAL_FAMILIES["adv_fgsm"]),
+    "adv_pgd_linf": AttackKind("linf", "ce", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_pgd_linf"]),
+    "adv_pgd_l2": AttackKind("l2", "ce", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_pgd_l2"]),
+    "adv_segpgd": AttackKind("linf", "segpgd", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_segpgd"]),
+    "adv_cospgd": AttackKind("linf", "cospgd", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_cospgd"]),
+    "adv_random_sign": AttackKind("linf", None, 0, False, True, ADVERSARIAL_FAMILIES["adv_random_sign"]),
 }
 
 

@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.trust import calibrate, write_calibrator
+    from nnunet_robustness.trust.conformal import no_statement_reason
 
     calibrator = calibrate(args.input, args.reference, args.dataset_json, alpha=args.alpha,
                            fnr_target=args.fnr_target, condition=args.condition, fit_fraction=args.fit_fraction,
@@ -52,9 +53,11 @@ def run(args: argparse.Namespace) -> int:
                            band_width=args.band_width, seed=args.seed)
     write_calibrator(calibrator, args.output)
     for name, label in calibrator.labels.items():
-        quantile = label.dice_bound.correction
-        print(f"calibrate: {name}: {label.dice_bound.n_conformal} conformal cases, Q = "
-              f"{'inf (too few cases: bound 0)' if quantile == float('inf') else f'{quantile:.4f}'}, "
+        bound = label.dice_bound
+        # a bound of 0 for every case says nothing; printing its quantile as a number would read as a result
+        quantile = (f"Q = {bound.correction:.4f}" if bound.informative
+                    else no_statement_reason(bound.n_conformal, calibrator.alpha))
+        print(f"calibrate: {name}: {bound.n_conformal} conformal cases, {quantile}, "
               f"FNR lambda = {label.risk_control.threshold:g}")
     print(f"calibrate: -> {args.output}")
     return 0

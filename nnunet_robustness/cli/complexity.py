@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+# the summary's abbreviated columns, printed under it (the same words as docs/datasets.md)
+COLUMN_LEGEND = ("NaN: cases whose TD is undefined (no foreground or no background), left out of the other "
+                 "columns; TD: texture disparity in bits (higher = foreground and background textures differ "
+                 "more = easier); CNR: contrast-to-noise ratio; fg fraction: foreground voxels / all voxels")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
     write_case_table(results, case_table)
     write_summary_table(summaries, summary_table)
     print(format_summary(summaries))
+    print(COLUMN_LEGEND)
     print(f"per-case table: {case_table}\nsummary table: {summary_table}")
     return 0

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int | None:
 
 
 def catalogue_text() -> str:
+    from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ADVERSARIAL_NOTE, CONTEXT_FAMILY, CONTEXT_NOTE
     from nnunet_robustness.corruptions import CORRUPTIONS, PRESETS
 
     width = max(len(name) for name in [*CORRUPTIONS, *PRESETS])
@@ -131,6 +132,12 @@ def catalogue_text() -> str:
         lines.append(f"  {name:<{width}}  {preset.description}")
     for source in dict.fromkeys(preset.source for preset in PRESETS.values()):
         lines.append(f"  source: {source}")
+    # conditions that `corrupt` cannot write (they need the model or the reference) but `run` takes: listed
+    # here too, because this is where a user looks for what can be run
+    lines.append(f"adversarial conditions, for `run` only (they need the model): {ADVERSARIAL_NOTE}:")
+    for name, meaning in ADVERSARIAL_FAMILIES.items():
+        lines.append(f"  {name:<{width}}  {meaning}")
+    lines.append(f"context condition, for `run` only:\n  {CONTEXT_FAMILY:<{width}}  {CONTEXT_NOTE}")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.reports.trust import write_report
     from nnunet_robustness.trust import load_calibrator, rate
     from nnunet_robustness.trust.calibrator import REPORT_HTML
+    from nnunet_robustness.trust.conformal import no_statement_reason
 
     result = rate(load_calibrator(args.calibrator), args.input, args.dataset_json, reference=args.reference,
                   output=args.output, conditions=args.condition, bands=args.bands, save_masks=args.save_masks)
@@ -44,7 +45,14 @@ def run(args: argparse.Namespace) -> int:
     cases = ratings[["condition", "case"]].drop_duplicates()
     flagged = ratings.loc[ratings["case_flagged"], ["condition", "case"]].drop_duplicates()
     print(f"rate: {len(cases)} case(s) x condition, {len(flagged)} flagged for review -> {args.output}")
+    calibrator = result.calibrator
     for _, row in result.coverage.iterrows():
+        bound = calibrator.labels[row["label"]].dice_bound
+        if not bound.informative:
+            # every bound is 0, so it "holds" for every case: a coverage of 1.000 would read as a result
+            print(f"rate: coverage {row['condition']} / {row['label']}: "
+                  f"{no_statement_reason(bound.n_conformal, calibrator.alpha)}")
+            continue
         print(f"rate: coverage {row['condition']} / {row['label']}: {row['coverage']:.3f} "
               f"(n = {row['n']}, nominal {row['nominal']:.2f})")
     return 0

@@ -9,7 +9,7 @@ from nnunet_robustness.errors import UserInputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nnunet_robustness.conditions import CONDITION_SETS
+    from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ADVERSARIAL_NOTE, CONDITION_SETS, CONTEXT_NOTE
 
     parser = subparsers.add_parser(
         "run",
@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                f"Condition sets (--preset): {', '.join(CONDITION_SETS)}, or auto (the modality's set, from "
                "the model's dataset.json channel names). Condition specs: FAMILY, FAMILY:3, "
                "FAMILY:1,3,5, FAMILY:1-5, a corruption preset such as seed-study:harder; "
-               "`nnunet-robust corrupt --list` lists the families.",
+               "`nnunet-robust corrupt --list` lists the corruption families and presets.\n"
+               f"Adversarial conditions: {ADVERSARIAL_NOTE}:\n"
+               + "".join(f"  {name:<16} {meaning}\n" for name, meaning in ADVERSARIAL_FAMILIES.items())
+               + f"Context condition:\n  {'context':<16} {CONTEXT_NOTE}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io = parser.add_argument_group("input and output")
@@ -58,6 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conditions.add_argument("--config", type=Path, default=None,
                             help='JSON/YAML file {"conditions": [SPEC, ...], "sets": [SET, ...]}')
     conditions.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it")
+    conditions.add_argument("--force-modality", action="store_true",
+                            help="apply CT (ct_*), ultrasound (us_*) and microscopy families even where the "
+                                 "model's dataset.json names channels of another modality (e.g. ct_metal on 'T1'); "
+                                 "without it such a run is refused. Warns and records it in run.json")
 
     conditions.add_argument("--severity-scale", choices=("physical", "calibrated"), default="physical",
                             help="physical (default): each family's documented parameter table; calibrated: per "
@@ -80,20 +87,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.conditions import AUTO_SET, read_conditions_file
-    from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.corruptions.specs import check_modality, modality_specific, resolve_conditions
     from nnunet_robustness.io import read_json
     from nnunet_robustness.nnunet_paths import model_folder_from_ids
     from nnunet_robustness.runner.cases import list_cases
     from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
 
-    if args.devices is not None:
-        from nnunet_robustness.runner.devices import parse_devices, run_on_devices
-
-        devices = parse_devices(args.devices)
-        if not 0 <= args.part_id < args.num_parts:
-            raise UserInputError(f"--part-id {args.part_id} must be in [0, --num-parts {args.num_parts})")
-        return run_on_devices(args.argv, devices, args.output,
-                              args.num_parts, args.part_id, progress=not args.no_progress)
     if args.model_folder is None:
         if not (args.dataset and args.configuration):
             raise UserInputError("give the model as -m MODEL_FOLDER or as -d DATASET -c CONFIGURATION [-tr] [-p]")
@@ -107,10 +106,26 @@ def run(args: argparse.Namespace) -> int:
     if args.config is not None:
         file_specs, file_sets = read_conditions_file(args.config)
         specs, sets = [*file_specs, *specs], [*file_sets, *sets]
-    # read before the model is loaded, so that a bad spec fails in a second, not after the model load
-    dataset_json = (read_json(Path(model_folder) / "dataset.json", "model's dataset.json")
-                    if AUTO_SET in sets else None)
+    # read before the model is loaded (and before --devices starts workers), so that a bad spec or a family
+    # of another modality fails in a second, not after the model load
+    dataset_json_path = Path(model_folder) / "dataset.json"
+    dataset_json = read_json(dataset_json_path, "model's dataset.json") if AUTO_SET in sets else None
     conditions = resolve_conditions(specs, sets, dataset_json)
+    modality_forced = {}
+    if modality_specific(conditions):
+        if dataset_json is None:
+            dataset_json = read_json(dataset_json_path, "model's dataset.json")
+        modality_forced = check_modality(conditions, dataset_json, str(dataset_json_path), args.force_modality,
+                                         recorded_in=f"{args.output}/run.json")
+
+    if args.devices is not None:
+        from nnunet_robustness.runner.devices import parse_devices, run_on_devices
+
+        devices = parse_devices(args.devices)
+        if not 0 <= args.part_id < args.num_parts:
+            raise UserInputError(f"--part-id {args.part_id} must be in [0, --num-parts {args.num_parts})")
+        return run_on_devices(args.argv, devices, args.output,
+                              args.num_parts, args.part_id, progress=not args.no_progress)
 
     settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
                                   checkpoint=args.checkpoint, step_size=args.step_size,
@@ -120,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,
                        overwrite=args.overwrite, num_parts=args.num_parts, part_id=args.part_id,
                        reference_folder=args.reference, progress=not args.no_progress,
-                       severity_scale=args.severity_scale, calibration_cases=args.calibration_cases)
+                       severity_scale=args.severity_scale, calibration_cases=args.calibration_cases,
+                       modality_forced=modality_forced)
     print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
           f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.2f} s, "
           f"{stats.seconds_predictor:.2f} s in nnU-Net's predictor, {stats.seconds_input_space:.2f} s measuring what "

@@ -38,7 +38,12 @@ from nnunet_robustness.conditions import (
 from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption, derive_seed
 from nnunet_robustness.corruptions.presets import PRESETS, preset_group
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.modalities import MODALITY_SETS, modality_from_channel_names
+from nnunet_robustness.modalities import (
+    MODALITY_SETS,
+    MODALITY_WORDS,
+    channel_modality,
+    modality_from_channel_names,
+)
 
 
 def is_attack(condition: Condition) -> bool:
@@ -156,6 +161,56 @@ def modality_set(dataset_json: dict, source: str = "dataset.json") -> str:
         raise UserInputError(f"{source}: cannot tell the modality from channel_names {channel_names}; choose a "
                              f"set: --preset {' | '.join(MODALITY_SETS)}")
     return modality
+
+
+# Corruption group -> the modality its families assume (they read absolute intensities: HU, B-mode
+# echo amplitude, 8-bit RGB or light); families of the other groups apply to any image.
+GROUP_MODALITY = {"ct": "ct", "ultrasound": "ultrasound", "microscopy": "histology"}
+_ASSUMES = {"ct": "CT images in HU", "ultrasound": "B-mode ultrasound images",
+            "histology": "RGB microscopy / histology images"}
+FORCE_MODALITY_OPTION = "--force-modality"
+
+
+def modality_specific(conditions: Iterable[Condition]) -> list[str]:
+    """The families among ``conditions`` that assume one modality (CT, ultrasound, microscopy)."""
+    return list(dict.fromkeys(c.family for c in conditions
+                              if c.family in CORRUPTIONS and CORRUPTIONS[c.family].group in GROUP_MODALITY))
+
+
+def modality_mismatches(conditions: Iterable[Condition], dataset_json: dict) -> dict[str, str]:
+    """family -> why it does not fit this data, for each modality-specific family among ``conditions``
+    (CT, ultrasound, microscopy) applied to a dataset whose channel names say another modality (e.g.
+    ``ct_metal`` on ``"T1"``). Channels whose name says nothing (``"image"``) count as fitting."""
+    channel_names = dataset_json.get("channel_names", dataset_json.get("modality", {})) or {}
+    named = {str(key): (name, channel_modality(name)) for key, name in channel_names.items()}
+    found: dict[str, str] = {}
+    for family in modality_specific(conditions):
+        assumed = GROUP_MODALITY[CORRUPTIONS[family].group]
+        others = [f"channel {key} is {name!r} ({MODALITY_WORDS[modality]})" for key, (name, modality) in named.items()
+                  if modality is not None and modality != assumed]
+        if others:
+            found[family] = f"assumes {_ASSUMES[assumed]}, but {', '.join(others)}"
+    return found
+
+
+def check_modality(conditions: Iterable[Condition], dataset_json: dict, source: str, force: bool = False,
+                   recorded_in: str | None = None) -> dict[str, str]:
+    """Refuse modality-specific families on data of another modality (a ``ct_metal`` insert of 5,000 HU
+    in an MR image of 0-850 says nothing about the model), unless ``force``: then warn in one line and
+    return family -> reason, for the run's record."""
+    import warnings
+
+    mismatches = modality_mismatches(conditions, dataset_json)
+    if not mismatches:
+        return {}
+    reasons = "; ".join(f"{family} {reason}" for family, reason in mismatches.items())
+    if not force:
+        raise UserInputError(f"{source}: {reasons}; leave {'it' if len(mismatches) == 1 else 'them'} out, or pass "
+                             f"{FORCE_MODALITY_OPTION} to apply {'it' if len(mismatches) == 1 else 'them'} anyway")
+    record = f" (recorded in {recorded_in})" if recorded_in else ""
+    warnings.warn(f"{FORCE_MODALITY_OPTION}: {source}: {reasons}; applied anyway, so these conditions do not "
+                  f"simulate what their names say{record}", UserWarning, stacklevel=2)
+    return mismatches
 
 
 def resolve_conditions(specs: Iterable[str] = (), sets: Iterable[str] = (),

@@ -12,6 +12,7 @@ import numpy as np
 
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, html_page, note, png, section, table
+from nnunet_robustness.trust.conformal import NO_STATEMENT
 from nnunet_robustness.trust.uncertainty import RELIABILITY_BINS
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def _calibrator_table(result: "RatingResult") -> str:
                       "FNR lambda", "CRC cases", "FNR target reachable", "ECE", "ECE before temperature"],
                      label_rows, text_columns=(0, 6))
             + note("A conformal quantile of n/a means the conformal part is smaller than (1 - alpha) / alpha "
-                    "cases: the bound is 0 for every case (no statement possible)."))
+                    f"cases: the bound is 0 for every case ({NO_STATEMENT})."))
 
 
 def _coverage(result: "RatingResult") -> str:

@@ -39,6 +39,9 @@ class RunManifest:
     # condition name -> the parameters it applied (a family's values and settings at that severity, an
     # attack's budget, a crop's target FBR): the definitions table of eval's report
     parameters: dict[str, dict] = field(default_factory=dict)
+    # family -> why it does not fit the model's data (run --force-modality applied it anyway: a CT family on
+    # MR channels, ...), so that a reader of the folder sees it; empty for runs that needed no forcing
+    modality_forced: dict[str, str] = field(default_factory=dict)
 
     # Keys whose change means another run: the folder cannot hold both.
     IDENTITY = ("format", "model", "seed", "file_ending")
@@ -55,7 +58,8 @@ class RunManifest:
         return {"format": self.format, "model": self.model, "seed": self.seed,
                 "save_probabilities": self.save_probabilities, "file_ending": self.file_ending,
                 "conditions": [c.to_json() for c in self.conditions], "cases": list(self.cases),
-                "versions": self.versions, "inputs": self.inputs, "parameters": self.parameters}
+                "versions": self.versions, "inputs": self.inputs, "parameters": self.parameters,
+                "modality_forced": self.modality_forced}
 
     @classmethod
     def from_json(cls, data: Any, path: Path) -> "RunManifest":
@@ -66,7 +70,8 @@ class RunManifest:
                        conditions=tuple(Condition.from_json(c) for c in data["conditions"]),
                        cases=tuple(str(c) for c in data["cases"]), versions=dict(data.get("versions", {})),
                        format=int(data.get("format", MANIFEST_FORMAT)), inputs=dict(data.get("inputs", {})),
-                       parameters=dict(data.get("parameters", {})))
+                       parameters=dict(data.get("parameters", {})),
+                       modality_forced=dict(data.get("modality_forced", {})))
         except (KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: not a valid run manifest ({type(e).__name__}: {e}); it needs model, seed, "
                                  "file_ending, conditions (with names) and cases") from None
@@ -119,7 +124,9 @@ class RunManifest:
                        cases=tuple(dict.fromkeys([*old.cases, *self.cases])),
                        save_probabilities=old.save_probabilities or self.save_probabilities,
                        versions=old.versions or self.versions, inputs={**old.inputs, **self.inputs},
-                       parameters={**old.parameters, **self.parameters})
+                       parameters={**old.parameters, **self.parameters},
+                       # not part of the identity: adding conditions to a forced run keeps its record
+                       modality_forced={**old.modality_forced, **self.modality_forced})
 
     def is_complete(self, folder: str | Path, conditions: Any = None) -> bool:
         """Whether every listed case has its prediction for every condition (or for ``conditions``)."""

@@ -178,7 +178,8 @@ class RobustnessRunner:
     # ---------------------------------------------------------------- manifest
 
     def manifest(self, conditions: Sequence[Condition], cases: Sequence[str], seed: int,
-                 save_probabilities: bool, inputs: dict[str, str] | None = None) -> RunManifest:
+                 save_probabilities: bool, inputs: dict[str, str] | None = None,
+                 modality_forced: dict[str, str] | None = None) -> RunManifest:
         model_folder = Path(self.settings.model_folder).resolve()
         model = {
             **self.settings.manifest(),
@@ -191,7 +192,8 @@ class RobustnessRunner:
         }
         return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
                            conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}),
-                           parameters={c.name: condition_parameters(c) for c in conditions if not c.is_clean})
+                           parameters={c.name: condition_parameters(c) for c in conditions if not c.is_clean},
+                           modality_forced=dict(modality_forced or {}))
 
     # ---------------------------------------------------------------- work
 
@@ -242,7 +244,7 @@ class RobustnessRunner:
     def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
             save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
             reference_folder: Path | None = None, progress: bool = True, severity_scale: str = "physical",
-            calibration_cases: int = CALIBRATION_CASES) -> RunStats:
+            calibration_cases: int = CALIBRATION_CASES, modality_forced: dict[str, str] | None = None) -> RunStats:
         output = Path(output)
         if severity_scale == "calibrated":
             conditions = self.calibrate(cases, conditions, seed, calibration_cases)
@@ -253,8 +255,8 @@ class RobustnessRunner:
             raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
         output.mkdir(parents=True, exist_ok=True)
         fingerprints = {case: input_fingerprint(files) for case, files in cases.items()}
-        manifest = self.manifest(conditions, list(cases), seed, save_probabilities, fingerprints).merged_into(
-            output, overwrite)
+        manifest = self.manifest(conditions, list(cases), seed, save_probabilities, fingerprints,
+                                 modality_forced).merged_into(output, overwrite)
         manifest.write(output)
         cancelled = self.input_space.cancelled_families(c.family for c in conditions if c.family and not c.is_context)
         if cancelled:

@@ -42,6 +42,25 @@ def conformal_rank(n: int, alpha: float) -> int:
     return math.ceil((n + 1) * (1 - alpha) - _RANK_SLACK)
 
 
+# What a bound from too few conformal cases lets one say; the report and the CLI use the same words.
+NO_STATEMENT = "no statement possible"
+
+
+def no_statement_reason(n_conformal: int, alpha: float) -> str:
+    """Why a label's bound is 0 for every case, and how many conformal cases would lift it."""
+    return (f"{NO_STATEMENT}: {n_conformal} conformal case(s) cannot certify 1 - alpha = {1 - alpha:g}, so every "
+            f"lower bound is 0 (needs >= {min_conformal_cases(alpha)} conformal cases; calibrate on more cases "
+            "or raise --alpha)")
+
+
+def min_conformal_cases(alpha: float) -> int:
+    """The fewest conformal scores that certify level 1-alpha (rank <= n): below it every bound is 0."""
+    n = 1
+    while conformal_rank(n, alpha) > n:
+        n += 1
+    return n
+
+
 def conformal_quantile(scores: Sequence[float] | np.ndarray, alpha: float) -> float:
     """The ceil((n+1)(1-alpha))-th smallest of the ``n`` scores (Angelopoulos & Bates 2023, eq. 1), or
     +inf when that rank exceeds n (fewer than (1-alpha)/alpha scores)."""

@@ -99,6 +99,7 @@ def test_complexity_of_a_users_dataset_by_id(robust_cli, nnunet_env, tmp_path, c
     assert robust_cli("complexity", "42") == 0
     out = capsys.readouterr().out
     assert "train" in out and "TD mean" in out
+    assert "NaN: cases whose TD is undefined" in out and "TD: texture disparity in bits" in out  # the legend
     rows = read_csv(tmp_path / "complexity_Dataset042_Mine.csv")
     assert [r["case"] for r in rows] == ["case0", "case1", "case2"]
     for row in rows:

@@ -155,3 +155,25 @@ def test_an_output_path_blocked_by_a_file_is_one_line_naming_it(verb, studies, r
     assert [line for line in error.splitlines() if line.startswith("nnunet-robust: error:")] == [
         line for line in error.splitlines() if "a_file" in line and line.startswith("nnunet-robust: error:")]
     assert "a_file" in error and "Traceback" not in error
+
+
+def test_too_few_calibration_cases_print_no_statement_instead_of_a_coverage(studies, tmp_path, capsys):
+    """6 conformal cases cannot certify 1 - alpha = 0.9 (9 are needed): every bound is 0 and so "holds" for
+    every case; the CLI must say so, as the HTML report does, not print "coverage 1.000"."""
+    cal, test = studies["cal"], studies["test"]
+    calibrator = tmp_path / "calibrator.json"
+    folds = [a for f in cal["folds"] for a in ("-i", str(f))]
+    assert main(["calibrate", *folds, "-ref", str(cal["labels"]), "-djfile", str(cal["dataset_json"]),
+                 "-o", str(calibrator), "--alpha", "0.1", "--fit-fraction", "0.8"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("6 conformal cases, no statement possible") == 2  # organ and tumour
+    assert "needs >= 9 conformal cases" in printed and "Q = inf" not in printed
+    folds = [a for f in test["folds"] for a in ("-i", str(f))]
+    assert main(["rate", "-c", str(calibrator), *folds, "-djfile", str(test["dataset_json"]),
+                 "-ref", str(test["labels"]), "-o", str(tmp_path / "rated")]) == 0
+    coverage_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("rate: coverage")]
+    assert len(coverage_lines) == 4  # 2 conditions x 2 labels
+    assert all("no statement possible" in line and "1.000" not in line for line in coverage_lines)
+    # the bound really is 0 everywhere (what the words stand for), and the HTML says the same
+    assert (pd.read_csv(tmp_path / "rated" / "ratings.csv")["lower_bound"] == 0).all()
+    assert "no statement possible" in (tmp_path / "rated" / "report.html").read_text()

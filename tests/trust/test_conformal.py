@@ -16,6 +16,7 @@ from nnunet_robustness.trust.conformal import (
     conformal_quantile,
     conformal_rank,
     conformal_risk_control,
+    min_conformal_cases,
 )
 from nnunet_robustness.trust.uncertainty import THRESHOLDS, fnr_curve
 from tests.trust.synthetic import dice_regression_data
@@ -96,6 +97,12 @@ def test_dice_bound_coverage_over_random_splits():
     x, _ = dice_regression_data(400, rng)
     bound = model.lower_bound(x)
     assert bound[x[:, 0] < 0.2].mean() > bound[x[:, 0] > 0.8].mean() + 0.2
+
+
+def test_fewest_conformal_cases_that_certify_a_level():
+    for alpha, fewest in ((0.1, 9), (0.2, 4), (0.05, 19)):
+        assert conformal_rank(fewest, alpha) <= fewest and conformal_rank(fewest - 1, alpha) > fewest - 1
+        assert min_conformal_cases(alpha) == fewest
 
 
 def test_too_few_conformal_cases_give_no_statement():
