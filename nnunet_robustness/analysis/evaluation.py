@@ -251,8 +251,9 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         verdict=_gate_sentences(checks, allow_weak_models) + verdict(
             comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
             equivalence=equivalence),
+        # each stratum's verdict without the training-run sentence, which the pooled verdict already states
         strata_verdicts={name: verdict(comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
-                                       equivalence=equivalence)
+                                       equivalence=equivalence)[1:]
                          for name in dict.fromkeys(comparisons[STRATUM]) if name != ALL_CASES},
         strata_statistics=strata_statistics,
         robust_training=robust_training,

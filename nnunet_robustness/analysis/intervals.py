@@ -1,12 +1,12 @@
 """Confidence intervals and power for per-case scores, chosen by simulation (benchmarks/bench_verdict.py).
 
 Segmentation scores at the sizes users have (8-50 test cases) are skewed, bounded and often contain
-exact failures (Dice 0). Measured on four Dice-like generators (docs/evaluation.md, "How the verdict
-was checked"), the 95 % BCa bootstrap interval covered the mean only 0.82-0.89 of the time at n = 8,
-the plain t-interval 0.92 on skewed scores, and the studentized bootstrap (bootstrap-t, Efron &
-Tibshirani 1993 ch. 12.5; second-order accurate for skewed data) 0.93 on paired differences with
-failures. Their union covered >= 0.94 on every generator except the one no interval built from the
-sample can cover (15 % failures with n <= 12: a third of such samples contain no failure at all).
+exact failures (Dice 0). On four Dice-like generators (``analysis.verdict_simulation``; table in
+docs/evaluation.md), the 95 % BCa bootstrap interval covered the mean 0.82-0.87 of the time at n = 8,
+the t-interval 0.87-0.92 on skewed scores, the studentized bootstrap (bootstrap-t; Efron & Tibshirani
+1993, ch. 12.5) 0.92-0.93 on paired differences with failures. Their union covered 0.95-0.97 on three of
+them at every n from 8 to 50; on the fourth (15 % failures) 0.91 at n = 8 and 0.92 at n = 12, where a
+third of the samples hold no failure at all and no interval built from the sample can cover.
 
 - ``mean_interval``: the union of the t-interval and the bootstrap-t interval of the mean;
 - ``median_interval``: the distribution-free order-statistic interval of the median (binomial, exact
@@ -18,6 +18,7 @@ sample can cover (15 % failures with n <= 12: a third of such samples contain no
   run and case components (3 runs leave few degrees of freedom: a normal quantile under-covers);
 - ``detectable_difference``: the smallest mean difference a two-sided paired t-test at 5 % finds with
   80 % power, from the noncentral t distribution (Cohen 1988) at this n and spread;
+  ``detectable_with_interval`` raises it to what the reported (wider) interval needs;
 - ``equivalent``: Schuirmann's two one-sided tests as interval inclusion: the 90 % interval inside
   +/- delta.
 """
@@ -126,6 +127,21 @@ def detectable_difference(spread: float, n: int, power: float = POWER, alpha: fl
 
     guess = (critical + t.ppf(power, df)) / math.sqrt(n)  # the normal-theory answer; the exact one lies near it
     return float(brentq(shortfall, guess / 4, guess * 4)) * spread
+
+
+def detectable_with_interval(spread: float, n: int, low: float, high: float, mean: float,
+                             power: float = POWER) -> float:
+    """The detectable difference of the verdict's own rule, which needs the reported interval to exclude 0:
+    the larger of the t-test's (``detectable_difference``) and the interval's wider half plus the shift that
+    moves a t-distributed mean past it with ``power`` (the union interval is wider than t's where the data
+    are skewed, so the t-test's number alone would promise more than the rule can find)."""
+    from scipy.stats import t
+
+    plain = detectable_difference(spread, n, power)
+    if not (math.isfinite(plain) and math.isfinite(low) and math.isfinite(high)):
+        return plain
+    half = max(mean - low, high - mean)
+    return max(plain, half + float(t.ppf(power, n - 1)) * spread / math.sqrt(n))
 
 
 def equivalent(low90: float, high90: float, margin: float | None) -> bool | None:

@@ -135,7 +135,8 @@ def paired_difference(differences: np.ndarray, seed: int, n_bootstrap: int) -> d
     return {"n": len(d), "mean_difference": float(d.mean()) if len(d) else math.nan,
             "median_difference": float(np.median(d)) if len(d) else math.nan,
             "hodges_lehmann": hodges_lehmann(d), "ci_low": low, "ci_high": high, "ci90_low": low90,
-            "ci90_high": high90, "sd": sd, "detectable": intervals.detectable_difference(sd, len(d)),
+            "ci90_high": high90, "sd": sd, "detectable": intervals.detectable_with_interval(sd, len(d), low, high,
+                                                                                             float(d.mean())),
             "test": "Wilcoxon signed-rank", "statistic": statistic, "direction": signed_rank_direction(d),
             "p_value": p_value, "p_floor": wilcoxon_p_floor(nonzero)}
 

@@ -6,17 +6,19 @@ severity, a preset such as the seed study's four, an attack, a context shift, a 
 For each of them and each pair of models, with W the model whose score falls less:
 
 - **more robust**: W's drop is detectably smaller *and* W does not score lower under the condition
-  (higher, or no detectable difference while W does not start lower on clean images);
-- **the clean gap**: W falls less but starts lower and scores the same under the condition: the
-  smaller drop is the clean gap, not robustness (a model that starts low has little to lose);
-- **mixed**: W falls less but still scores detectably lower under the condition;
+  (the score's 95 % interval lies on W's side, or spans 0 while W does not start lower on clean images);
+- **the clean gap**: W falls less but starts lower and scores the same under the condition (the
+  score's interval spans 0): the smaller drop is the clean gap, not robustness (a model that starts
+  low has little to lose);
+- **mixed**: W falls less but still scores lower under the condition (the interval on W's worse side);
 - **disagree**: interval or test say "different" but the mean and the typical case (median,
   Hodges-Lehmann, the test's direction) point different ways: both numbers, no winner;
 - **score only**: the drops do not differ detectably but the scores under the condition do;
 - **no detectable difference**, with the smallest difference this n and spread could show (80 %
   power), and "equivalent within +/-delta" where the 90 % interval lies inside the margin (TOST).
 
-"Detectably" is ``robustness.detected``. The first sentence says whether the intervals include the
+"Detectably" is ``robustness.detected`` (FDR-controlled); the score under the condition only guards a
+drop finding, so its interval alone decides there. The first sentence says whether the intervals include the
 variance between training runs: with one run per model they cannot separate architecture from seed.
 """
 
@@ -77,25 +79,35 @@ def _findings(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return [(FAMILY, f) for f in families] + [(CONDITION, c) for c in dict.fromkeys(conditions["name"])]
 
 
+def _favours(row: Mapping, model: str, better: int) -> int:
+    """+1 when ``row``'s 95 % interval lies on ``model``'s better side, -1 on its worse side, 0 when it spans 0."""
+    sign = better * (1 if row["model_a"] == model else -1)
+    low, high = sorted((sign * row["ci_low"], sign * row["ci_high"]))
+    return 1 if low > 0 else -1 if high < 0 else 0
+
+
 def judge(drop: Mapping, score: Mapping | None, clean: Mapping | None, better: int) -> tuple[str, str | None]:
     """The category of one finding for one pair (module docstring) and the model W it favours (or None).
-    ``better`` is +1 where a higher metric is better, -1 for distances."""
+    ``better`` is +1 where a higher metric is better, -1 for distances.
+
+    The drop decides (FDR-controlled: ``robustness.detected``); the score under the condition is a guard
+    read from its 95 % interval alone: an interval on W's worse side makes the finding "mixed", one that
+    spans 0 while W starts lower on clean images makes it "the clean gap"."""
     drop_found = detected(drop)
     if not drop_found and (drop["p_fdr"] < FDR_LEVEL or drop["ci_low"] > 0 or drop["ci_high"] < 0) \
             and not direction_agrees(drop):
         return DISAGREE, None
-    score_found = score is not None and detected(score)
     if not drop_found:
-        if score_found:
+        if score is not None and detected(score):
             return SCORE_ONLY, score["model_a"] if better * score["mean_difference"] > 0 else score["model_b"]
         return NO_DIFFERENCE, None
     winner = drop["model_a"] if drop["mean_difference"] < 0 else drop["model_b"]
-    if score_found:
-        score_winner = score["model_a"] if better * score["mean_difference"] > 0 else score["model_b"]
-        return (MORE_ROBUST if score_winner == winner else MIXED), winner
+    under = 0 if score is None else _favours(score, winner, better)
+    if under < 0:
+        return MIXED, winner
     starts_lower = clean is not None and better * clean["mean_difference"] * (1 if clean["model_a"] == winner
                                                                                else -1) < 0
-    return (CLEAN_GAP if starts_lower else MORE_ROBUST), winner
+    return (CLEAN_GAP if under == 0 and starts_lower else MORE_ROBUST), winner
 
 
 def _sentence(category: str, winner: str | None, name: str, drop: Mapping, score: Mapping | None,
@@ -107,7 +119,7 @@ def _sentence(category: str, winner: str | None, name: str, drop: Mapping, score
     score_text = "" if score is None else _numbers(score, winner or a, loser or b)
     clean_text = "" if clean is None else _numbers(clean, winner or a, loser or b)
     if category == MORE_ROBUST:
-        higher = score is not None and detected(score)
+        higher = score is not None and _favours(score, winner, better) > 0
         return (f"{name}: {winner} is more robust than {loser}: its {title} falls {gap:.3f} less (drop "
                 f"{_numbers(drop, winner, loser)}) and is {'higher' if higher else 'no lower'} {under} "
                 f"({title} {score_text}).")
@@ -126,8 +138,9 @@ def _sentence(category: str, winner: str | None, name: str, drop: Mapping, score
     # SCORE_ONLY
     on_clean = ("as on clean images" if clean is not None and detected(clean) else
                 "although not detectably on clean images")
-    return (f"{name}: no detectable difference in how far {title} falls (the smallest difference these cases could "
-            f"show: {drop['detectable']:.3f}); {winner} scores higher {under} ({title} {score_text}), {on_clean}.")
+    return (f"{name}: no detectable difference between {a} and {b} in how far {title} falls (the smallest difference "
+            f"these cases could show: {drop['detectable']:.3f}); {winner} scores higher {under} ({title} {score_text}), "
+            f"{on_clean}.")
 
 
 def _no_difference(items: list[tuple[str, Mapping]], title: str, equivalence: float | None) -> list[str]:
@@ -140,7 +153,8 @@ def _no_difference(items: list[tuple[str, Mapping]], title: str, equivalence: fl
     for (a, b), members in by_pair.items():
         listed = ", ".join(f"{name} ({row['detectable']:.3f})" for name, row in members)
         out.append(f"No detectable difference in {title} drop between {a} and {b} under {listed}: the number in "
-                   "brackets is the smallest mean difference these cases could show with 80% power (paired t, 5%).")
+                   "brackets is the smallest mean difference these cases could show with 80% power at 5% (before the FDR "
+                   "adjustment).")
         if equivalence is not None:
             equal = [name for name, row in members if -equivalence < row["ci90_low"] and row["ci90_high"] < equivalence]
             if equal:
@@ -178,11 +192,22 @@ def verdict(comparisons: pd.DataFrame, models: Sequence[str] | Mapping[str, Sequ
         members = sorted((j for j in judged if j[0] == category), key=lambda j: -abs(j[3]["mean_difference"]))
         sentences += [_sentence(c, w, n, d, s, k, title, better) for c, w, n, d, s, k in members]
     sentences += _no_difference([(n, d) for c, _, n, d, _, _ in judged if c == NO_DIFFERENCE], title, equivalence)
-    wins = {model: [n for c, w, n, *_ in judged if c == MORE_ROBUST and w == model] for model in arms}
-    counts = {category: len({n for c, _, n, *_ in judged if c == category}) for category in order + [NO_DIFFERENCE]}
-    overall = "; ".join(f"{model} is more robust under {len(names)} ({', '.join(names)})" if names
-                        else f"{model} under none" for model, names in sorted(wins.items(), key=lambda i: -len(i[1])))
+    wins: dict[str, dict[str, list[str]]] = {}  # model -> finding -> the models it is more robust than
+    for category, winner, name, drop, *_ in judged:
+        if category == MORE_ROBUST:
+            loser = drop["model_b"] if winner == drop["model_a"] else drop["model_a"]
+            wins.setdefault(winner, {}).setdefault(name, []).append(loser)
+    counts = {category: sum(1 for c, *_ in judged if c == category) for category in order + [NO_DIFFERENCE]}
+    winners = sorted(wins.items(), key=lambda item: -len(item[1]))
+    overall = ("; ".join(f"{model} is more robust under {len(found)} ("
+                         + ", ".join(name + ("" if len(arms) == 2 else f" than {' and '.join(losers)}")
+                                     for name, losers in found.items()) + ")" for model, found in winners)
+               if winners else "no model is more robust under any of them")
+    pairs = len(arms) * (len(arms) - 1) // 2
     extra = [f"{counts[c]} {c}" for c in (CLEAN_GAP, MIXED, DISAGREE, SCORE_ONLY, NO_DIFFERENCE) if counts[c]]
-    head = (f"Overall ({title}, {len(findings)} families/conditions judged on the drop and the score under each): "
-            f"{overall}" + (f"; {', '.join(extra)}" if extra else "") + ".")
+    judged_what = (f"{len(findings)} famil{'y' if len(findings) == 1 else 'ies'}/condition"
+                   f"{'' if len(findings) == 1 else 's'} judged on the drop and the score under each"
+                   + (f", {pairs} pairs of models" if pairs > 1 else ""))
+    head = (f"Overall ({title}, {judged_what}): {overall}"
+            + (f"; other comparisons: {', '.join(extra)}" if extra else "") + ".")
     return [single_run_sentence(arms), head] + sentences

@@ -133,14 +133,17 @@ def verdicts_against_the_median(n: int, repetitions: int, n_bootstrap: int = 499
     return int(contradictions), given
 
 
-def power(effect: float, spread: float, n: int, repetitions: int, n_bootstrap: int = 499, seed: int = 0) -> float:
-    """Share of comparisons the rule detects when the drop differences are normal(effect, spread)."""
+def power(effect: float, spread: float, n: int, repetitions: int, n_bootstrap: int = 499, seed: int = 0
+          ) -> tuple[float, float]:
+    """(share of comparisons the rule detects, median of the detectable difference it states) when the drop
+    differences are normal(effect, spread)."""
     rng = np.random.default_rng([seed, n, int(1000 * effect)])
-    found = 0
+    found, stated = 0, []
     for repetition in range(repetitions):
         row = paired_difference(rng.normal(effect, spread, n), repetition, n_bootstrap)
         found += detected({**row, "p_fdr": row["p_value"]})
-    return found / repetitions
+        stated.append(row["detectable"])
+    return found / repetitions, float(np.median(stated))
 
 
 def two_level_coverage(runs: int, n: int, repetitions: int, run_sd: float = 0.03, case_sd: float = 0.05,

@@ -266,3 +266,38 @@ def test_several_references_use_their_consensus_and_compare_each_rater(study, tm
     summary = _strict_json(output / "summary.json")
     assert summary["settings"]["consensus_method"] == "staple" and len(summary["settings"]["raters"]) == 2
     assert "Rater disagreement" in (output / "report.html").read_text()
+
+
+def test_several_training_runs_per_model_and_three_models(tmp_path: Path) -> None:
+    """eval --model NAME=RUN1,RUN2: runs named NAME:1.., compared with the two-level bootstrap; three models
+    are ranked with their stability; --equivalence reaches the verdict; the report shows the ranking."""
+    from tests.helpers.prediction_folders import write_study
+
+    folders = write_study(tmp_path, n_cases=6, models=("A1", "A2", "B1", "B2", "C"))
+    output = tmp_path / "eval"
+    status = main(["eval", "--model", f"A={folders['A1']},{folders['A2']}", "--model",
+                   f"B={folders['B1']},{folders['B2']}", "--model", f"C={folders['C']}",
+                   "-ref", str(tmp_path / "labelsTs"), "-djfile", str(tmp_path / "dataset.json"), "-o", str(output),
+                   "--n-bootstrap", "200", "-np", "1", "--equivalence", "0.05"])
+    assert status == 0
+    summary = _strict_json(output / "summary.json")
+    assert summary["runs"] == {"A": ["A:1", "A:2"], "B": ["B:1", "B:2"], "C": ["C"]}
+    assert summary["settings"]["equivalence_margin"] == 0.05
+    assert summary["verdict"][0].startswith("Training runs per model: A 2, B 2, C 1")
+    comparisons = pd.DataFrame(summary["robustness_comparisons"])
+    ab = comparisons[(comparisons["model_a"] == "A") & (comparisons["model_b"] == "B")]
+    assert (ab["runs_a"] == 2).all() and ab["test"].str.startswith("two-level bootstrap").all()
+    assert {r["model"] for r in summary["ranking"]} == {"A", "B", "C"}
+    per_case = pd.read_parquet(output / "per_case.parquet")
+    assert {"A:1", "A:2", "B:1", "B:2", "C"} == set(per_case["model"])
+    report = (output / "report.html").read_text()
+    assert "Ranking and its stability" in report and "P(rank 1)" in report
+
+
+@pytest.mark.parametrize("spec, problem", [("A=", "expected NAME=FOLDER"), ("A=x,,y", "an empty folder"),
+                                           ("A:1=x", "cannot contain ':'")])
+def test_bad_run_lists_are_one_line_errors(spec: str, problem: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    status = main(["eval", "--model", spec, "-ref", str(tmp_path), "-djfile", str(tmp_path / "d.json"),
+                   "-o", str(tmp_path / "out")])
+    assert status == 2 and problem in capsys.readouterr().err

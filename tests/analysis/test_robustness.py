@@ -51,7 +51,7 @@ def test_identical_models_show_no_detectable_difference():
                                       ["A", "B"], seed=0, n_bootstrap=500)
     sentences = verdict(comparisons, ["A", "B"], LABEL)
     assert sentences[0].startswith("Each model is one training run")
-    assert "no detectable difference" in sentences[1] and "A under none" in sentences[1]
+    assert "no model is more robust under any of them" in sentences[1] and "1 no detectable difference" in sentences[1]
     # the detectable size is stated for the family
     assert any(s.startswith("No detectable difference in Dice drop between A and B under noise (0.") for s in sentences)
 
@@ -59,7 +59,7 @@ def test_identical_models_show_no_detectable_difference():
 def test_the_model_that_degrades_more_is_named_correctly():
     comparisons = _compare({"A": 0.05, "B": 0.30})
     sentences = verdict(comparisons, ["A", "B"], LABEL)
-    assert sentences[1].startswith("Overall (Dice, 1 families/conditions judged") and \
+    assert sentences[1].startswith("Overall (Dice, 1 family/condition judged") and \
         "A is more robust under 1 (noise)" in sentences[1]
     assert any(s.startswith("noise: A is more robust than B: its Dice falls") for s in sentences)
     drop = comparisons[(comparisons["axis"] == "drop") & (comparisons["metric"] == "dice")]
@@ -83,7 +83,7 @@ def test_a_better_clean_model_is_not_called_more_robust():
     sentences = verdict(comparisons, ["A", "B"], LABEL)
     assert "more robust" not in " ".join(sentences[2:])
     # the score axis sees A's head start, and the verdict says it is not robustness
-    assert any(s.startswith("noise: no detectable difference in how far Dice falls") and "A scores higher" in s
+    assert any(s.startswith("noise: no detectable difference between A and B in how far Dice falls") and "A scores higher" in s
                for s in sentences), sentences
 
 
