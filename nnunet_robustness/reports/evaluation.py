@@ -256,15 +256,22 @@ def _what_the_model_saw(condition: Any) -> str | None:
 
 
 def _definitions(result: EvaluationResult) -> str:
-    """Every condition: family, severity, the parameters run applied (run.json) and what the model saw."""
+    """Every condition: what it simulates in one sentence, family, severity, the parameters run applied
+    (run.json) and what the model saw."""
+    from nnunet_robustness.condition_words import describe
+
     rows = []
     for _, r in result.conditions.drop_duplicates("condition").iterrows():
         parameters = r.get("parameters")
-        rows.append([r["condition"], r["family"], r["severity"], r.get("calibrated_severity"),
-                     parameters if isinstance(parameters, str) else None, _what_the_model_saw(r)])
+        parameters = parameters if isinstance(parameters, str) else None
+        preset = r.get("preset") if isinstance(r.get("preset"), str) else None
+        family = r["family"] if isinstance(r["family"], str) else None
+        severity = float(r["severity"]) if finite(r["severity"]) else None
+        rows.append([r["condition"], describe(r["condition"], family, severity, preset, parameters), family,
+                     r["severity"], r.get("calibrated_severity"), parameters, _what_the_model_saw(r)])
     return ("<details open><summary>" + esc(f"{len(rows)} conditions") + "</summary>"
-            + table(["condition", "family", "severity", "calibrated severity", "parameters (run.json)",
-                     "what the model saw (median)"], rows, text_columns=(0, 1, 4, 5))
+            + table(["condition", "what it simulates", "family", "severity", "calibrated severity",
+                     "parameters (run.json)", "what the model saw (median)"], rows, text_columns=(0, 1, 2, 5, 6))
             + note("Parameters are the family's values at that severity (e.g. sigma_mm, std_fraction of the robust "
                    "intensity range), an attack's budget, or a crop's target foreground fraction; missing for "
                    "folders not made by nnunet-robust run.") + "</details>")
