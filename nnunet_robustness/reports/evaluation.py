@@ -186,19 +186,21 @@ def _robust_training(result: EvaluationResult) -> str:
     order = {"clean": 0, "pooled": 1, "family": 2}
     ordered = table_rows.assign(_order=table_rows["scope"].map(order)).sort_values(
         ["robust", "baseline", "_order", "seen", "name"], ascending=[True, True, True, False, True])
-    rows = [[r["robust"], r["baseline"], r["scope"], r["name"],
+    rows = [[r["robust"], r["baseline"], r["scope"], r["name"], r["group"],
              "-" if r["seen"] is None or r["scope"] == "clean" else ("seen" if r["seen"] else "unseen"), r["n"],
              r["mean_difference"], r["hodges_lehmann"], f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", r["p_value"],
              r["p_fdr"]] for _, r in ordered.iterrows()]
     return (note(f"Models trained with robust training (their record next to the checkpoints): {esc(trained)}. "
                  "Each is compared with every model trained without it, on the same cases. Degradation rows: paired "
                  "difference robust - baseline of the Dice degradation (area over severities; negative = the robust "
-                 "model degrades less); families it trained on are 'seen'. Clean row: paired difference of clean "
+                 "model degrades less); a family counts as 'seen' when the model trained on a family of the same effect "
+                 "group (what it does to the image: blur, noise, intensity, k-space, structured artefacts), so "
+                 "defocus blur is seen after training on Gaussian blur. Clean row: paired difference of clean "
                  "Dice (negative = robust training costs clean performance). Per-family p (BH) are the report-wide "
                  "ones of the verdict; pooled and clean rows are adjusted over this table's rows.")
             + f"<ul>{sentence_list}</ul>"
-            + table(["robust", "baseline", "scope", "family / group", "seen?", "n", "mean difference",
-                     "Hodges-Lehmann", "95% CI", "p", "p (BH)"], rows, text_columns=(0, 1, 2, 3, 4)))
+            + table(["robust", "baseline", "scope", "family / group", "effect group", "seen?", "n", "mean difference",
+                     "Hodges-Lehmann", "95% CI", "p", "p (BH)"], rows, text_columns=(0, 1, 2, 3, 4, 5)))
 
 
 def _rood_mri(result: EvaluationResult) -> str:
