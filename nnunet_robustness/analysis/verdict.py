@@ -178,7 +178,10 @@ def verdict(comparisons: pd.DataFrame, models: Sequence[str] | Mapping[str, Sequ
         members = sorted((j for j in judged if j[0] == category), key=lambda j: -abs(j[3]["mean_difference"]))
         sentences += [_sentence(c, w, n, d, s, k, title, better) for c, w, n, d, s, k in members]
     sentences += _no_difference([(n, d) for c, _, n, d, _, _ in judged if c == NO_DIFFERENCE], title, equivalence)
-    wins = {model: [n for c, w, n, *_ in judged if c == MORE_ROBUST and w == model] for model in arms}
+    # a family counts once per model however many other models it beat there (with three models a win
+    # over both used to count twice: "NoSkip (8 families)" of 7)
+    wins = {model: list(dict.fromkeys(n for c, w, n, *_ in judged if c == MORE_ROBUST and w == model))
+            for model in arms}
     counts = {category: len({n for c, _, n, *_ in judged if c == category}) for category in order + [NO_DIFFERENCE]}
     overall = "; ".join(f"{model} is more robust under {len(names)} ({', '.join(names)})" if names
                         else f"{model} under none" for model, names in sorted(wins.items(), key=lambda i: -len(i[1])))
