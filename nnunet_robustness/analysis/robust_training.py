@@ -6,8 +6,11 @@ A robust trainer records what it trained with next to its checkpoints (:class:`T
 baseline), reports on the same test cases:
 
 - per corruption family, the paired difference in degradation R - B (the family's area under the
-  degradation curve, per case; negative = R degrades less), marked *seen* when R trained on that
-  family and *unseen* otherwise: these are the verdict's own family comparisons, with their
+  degradation curve, per case; negative = R degrades less), marked *seen* when R trained on a family
+  of the same effect group (what the family does to the image: blur, noise, intensity, k-space,
+  structured artefacts; :data:`nnunet_robustness.condition_words.EFFECT_GROUPS`) and *unseen*
+  otherwise, so microscope defocus counts as seen after training on Gaussian blur; a family outside
+  the catalogue is its own group. These are the verdict's own family comparisons, with their
   report-wide Benjamini-Hochberg p;
 - pooled over the seen families and over the unseen ones (per case, the mean area over the group's
   families), so "robust to what it saw" and "robust to what it did not see" each get one number;
@@ -27,11 +30,12 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.condition_words import family_effect
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_json, read_json
 
 RECORD_FILE = "robust_training_record.json"
-COLUMNS = ["robust", "baseline", "scope", "name", "seen", "n", "mean_difference", "hodges_lehmann", "ci_low",
+COLUMNS = ["robust", "baseline", "scope", "name", "group", "seen", "n", "mean_difference", "hodges_lehmann", "ci_low",
            "ci_high", "direction", "p_value", "p_fdr"]
 
 
@@ -64,6 +68,16 @@ class TrainingRecord:
         return cls(data["trainer"], {k: v for k, v in data.items() if k != "trainer"})
 
 
+def effect_group(family: str) -> str:
+    """The group a family counts in for seen/unseen: its effect group, or the family itself outside the
+    catalogue (a folder name eval cannot place)."""
+    return family_effect(family) or family
+
+
+def seen_groups(record: TrainingRecord) -> set[str]:
+    return {effect_group(f) for f in record.seen_families}
+
+
 def training_records(prediction_folders: Mapping[str, Path]) -> dict[str, TrainingRecord]:
     """model -> the record of the model behind its ``run`` output folder (models without one left out)."""
     from nnunet_robustness.runner.manifest import RunManifest
@@ -92,7 +106,7 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
     rows = []
     areas = robustness.family_area(degradation[degradation["metric"] == "dice"]) if len(degradation) else None
     for robust in (m for m in models if m in records):
-        seen = set(records[robust].seen_families)
+        seen = seen_groups(records[robust])
         for baseline in (m for m in models if m not in records):
             pair = {"robust": robust, "baseline": baseline}
             # per family: the verdict's own comparison, oriented robust - baseline
@@ -104,7 +118,9 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
             for _, r in family_rows.iterrows():
                 sign = 1.0 if r["model_a"] == robust else -1.0
                 low, high = sorted((sign * r["ci_low"], sign * r["ci_high"]))
-                rows.append({**pair, "scope": "family", "name": r["name"], "seen": r["name"] in seen, "n": r["n"],
+                group = effect_group(r["name"])
+                rows.append({**pair, "scope": "family", "name": r["name"], "group": group, "seen": group in seen,
+                             "n": r["n"],
                              "mean_difference": sign * r["mean_difference"],
                              "hodges_lehmann": sign * r["hodges_lehmann"], "ci_low": low, "ci_high": high,
                              "direction": sign * r["direction"],
@@ -114,19 +130,23 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
                 wide = areas.pivot_table(index=["case", "family"], columns="model", values="area", aggfunc="first")
                 if robust in wide and baseline in wide:
                     wide = wide[[robust, baseline]].dropna().reset_index()
+                    in_seen_group = wide["family"].map(effect_group).isin(seen)
                     for group, is_seen in (("seen families", True), ("unseen families", False)):
-                        members = wide[wide["family"].isin(seen) == is_seen]
+                        members = wide[in_seen_group == is_seen]
                         if not len(members):
                             continue
                         per_case = members.groupby("case")[[robust, baseline]].mean()
                         d = (per_case[robust] - per_case[baseline]).to_numpy(dtype=float)
                         families = ", ".join(sorted(members["family"].unique()))
-                        pooled.append({**pair, "scope": "pooled", "name": f"{group} ({families})", "seen": is_seen,
+                        groups = ", ".join(sorted({effect_group(f) for f in members["family"].unique()}))
+                        pooled.append({**pair, "scope": "pooled", "name": f"{group} ({families})", "group": groups,
+                                       "seen": is_seen,
                                        **_paired(d, seed, n_bootstrap)})
             clean = per_case_clean.pivot_table(index="case", columns="model", values="dice", aggfunc="first")
             if robust in clean and baseline in clean:
                 both = clean[[robust, baseline]].dropna()
-                pooled.append({**pair, "scope": "clean", "name": "clean Dice (robust - baseline)", "seen": None,
+                pooled.append({**pair, "scope": "clean", "name": "clean Dice (robust - baseline)", "group": None,
+                               "seen": None,
                                **_paired((both[robust] - both[baseline]).to_numpy(dtype=float), seed, n_bootstrap)})
             if pooled:
                 adjusted = robustness.benjamini_hochberg(np.array([r["p_value"] for r in pooled], dtype=float))

@@ -5,7 +5,10 @@ nnU-Net's own reader (so the model later sees exactly these arrays), corrupted a
 image, and written under ``OUT/<family>/<severity>/`` (presets: ``OUT/<group>/<name>/``) with the
 same file names, pixel type and geometry (origin, spacing, direction) as each input file. The seed of
 a case is ``item_seed(--seed, case, condition)`` (``nnunet_robustness.corruptions.specs``), the rule ``run``
-uses, so both produce the same arrays; it depends on the family, not the severity.
+uses, so both produce the same float32 arrays; it depends on the family, not the severity. Writing them
+in the input's pixel type rounds and clips them on integer images (``run`` predicts from the float32
+values), so ``corrupt`` + ``nnUNetv2_predict`` matches ``run`` exactly only on float32 images
+(docs/cli.md, "corrupt + nnUNetv2_predict vs run").
 """
 
 from __future__ import annotations

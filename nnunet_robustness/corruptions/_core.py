@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping, Sequence, TypeVar
 import numpy as np
 import torch
 
+from nnunet_robustness.condition_words import FAMILY_WORDS
 from nnunet_robustness.conditions import MAX_SEVERITY
 from nnunet_robustness.errors import UserInputError
 
@@ -94,6 +95,10 @@ class Corruption:
     family: ClassVar[str]
     group: ClassVar[str]
     summary: ClassVar[str]  # one line, shown by ``nnunet-robust corrupt --list``
+    # set by ``register`` from nnunet_robustness.condition_words: what the family does to the image
+    # (robust training's seen/unseen groups) and what it simulates in plain words (the report)
+    effect: ClassVar[str]
+    plain: ClassVar[str]
     table: ClassVar[SeverityTable]
     options: ClassVar[Mapping[str, Any]] = {}
     requires_label: ClassVar[bool] = False
@@ -489,6 +494,13 @@ C = TypeVar("C", bound=type[Corruption])
 def register(cls: C) -> C:
     if cls.family in CORRUPTIONS:
         raise ValueError(f"corruption family {cls.family!r} registered twice")
+    # the plain words and the effect group live torch-free (eval and the report read them without
+    # loading this library); a family cannot join the catalogue without them
+    words = FAMILY_WORDS.get(cls.family)
+    if words is None:
+        raise ValueError(f"corruption family {cls.family!r} has no entry in "
+                         "nnunet_robustness.condition_words.FAMILY_WORDS (its effect group and plain words)")
+    cls.effect, cls.plain = words.effect, words.plain
     CORRUPTIONS[cls.family] = cls
     return cls
 

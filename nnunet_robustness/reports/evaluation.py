@@ -188,19 +188,21 @@ def _robust_training(result: EvaluationResult) -> str:
     order = {"clean": 0, "pooled": 1, "family": 2}
     ordered = table_rows.assign(_order=table_rows["scope"].map(order)).sort_values(
         ["robust", "baseline", "_order", "seen", "name"], ascending=[True, True, True, False, True])
-    rows = [[r["robust"], r["baseline"], r["scope"], r["name"],
+    rows = [[r["robust"], r["baseline"], r["scope"], r["name"], r["group"],
              "-" if r["seen"] is None or r["scope"] == "clean" else ("seen" if r["seen"] else "unseen"), r["n"],
              r["mean_difference"], r["hodges_lehmann"], f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]", r["p_value"],
              r["p_fdr"], interval_test_note(r)] for _, r in ordered.iterrows()]
     return (note(f"Models trained with robust training (their record next to the checkpoints): {esc(trained)}. "
                  "Each is compared with every model trained without it, on the same cases. Degradation rows: paired "
                  "difference robust - baseline of the Dice degradation (area over severities; negative = the robust "
-                 "model degrades less); families it trained on are 'seen'. Clean row: paired difference of clean "
+                 "model degrades less); a family counts as 'seen' when the model trained on a family of the same effect "
+                 "group (what it does to the image: blur, noise, intensity, k-space, structured artefacts), so "
+                 "defocus blur is seen after training on Gaussian blur. Clean row: paired difference of clean "
                  "Dice (negative = robust training costs clean performance). Per-family p (BH) are the report-wide "
                  "ones of the verdict; pooled and clean rows are adjusted over this table's rows.")
             + f"<ul>{sentence_list}</ul>"
-            + table(["robust", "baseline", "scope", "family / group", "seen?", "n", "mean difference",
-                     "Hodges-Lehmann", "95% CI", "p", "p (BH)", "note"], rows, text_columns=(0, 1, 2, 3, 4, 11)))
+            + table(["robust", "baseline", "scope", "family / group", "effect group", "seen?", "n", "mean difference",
+                     "Hodges-Lehmann", "95% CI", "p", "p (BH)", "note"], rows, text_columns=(0, 1, 2, 3, 4, 5, 12)))
 
 
 def _rood_mri(result: EvaluationResult) -> str:
@@ -258,15 +260,22 @@ def _what_the_model_saw(condition: Any) -> str | None:
 
 
 def _definitions(result: EvaluationResult) -> str:
-    """Every condition: family, severity, the parameters run applied (run.json) and what the model saw."""
+    """Every condition: what it simulates in one sentence, family, severity, the parameters run applied
+    (run.json) and what the model saw."""
+    from nnunet_robustness.condition_words import describe
+
     rows = []
     for _, r in result.conditions.drop_duplicates("condition").iterrows():
         parameters = r.get("parameters")
-        rows.append([r["condition"], r["family"], r["severity"], r.get("calibrated_severity"),
-                     parameters if isinstance(parameters, str) else None, _what_the_model_saw(r)])
+        parameters = parameters if isinstance(parameters, str) else None
+        preset = r.get("preset") if isinstance(r.get("preset"), str) else None
+        family = r["family"] if isinstance(r["family"], str) else None
+        severity = float(r["severity"]) if finite(r["severity"]) else None
+        rows.append([r["condition"], describe(r["condition"], family, severity, preset, parameters), family,
+                     r["severity"], r.get("calibrated_severity"), parameters, _what_the_model_saw(r)])
     return ("<details open><summary>" + esc(f"{len(rows)} conditions") + "</summary>"
-            + table(["condition", "family", "severity", "calibrated severity", "parameters (run.json)",
-                     "what the model saw (median)"], rows, text_columns=(0, 1, 4, 5))
+            + table(["condition", "what it simulates", "family", "severity", "calibrated severity",
+                     "parameters (run.json)", "what the model saw (median)"], rows, text_columns=(0, 1, 2, 5, 6))
             + note("Parameters are the family's values at that severity (e.g. sigma_mm, std_fraction of the robust "
                    "intensity range), an attack's budget, or a crop's target foreground fraction; missing for "
                    "folders not made by nnunet-robust run.") + "</details>")
@@ -276,7 +285,9 @@ def _overview(result: EvaluationResult) -> str:
     settings = result.settings
     per_case = result.per_case
     rows = [
-        ("models", ", ".join(f"{m} ({settings.get('models', {}).get(m, '')})" for m in result.models)),
+        # a model's source in brackets where eval recorded one (a bare "()" said nothing)
+        ("models", ", ".join(f"{m} ({source})" if (source := _model_source(settings, m)) else m
+                             for m in result.models)),
         ("reference", settings.get("reference")),
         ("dataset.json", settings.get("dataset_json")),
         ("cases", per_case["case"].nunique()),
@@ -299,6 +310,16 @@ def _overview(result: EvaluationResult) -> str:
     empty_rows = [(f"{kind} empty", f"{int(counts.get(kind, 0))} structure(s): {policy.get(kind, '')}")
                   for kind in ("both", "reference", "prediction")]
     return section("Overview", table(["setting", "value"], rows + empty_rows, text_columns=(0, 1)))
+
+
+def _model_source(settings: dict, label: str) -> str:
+    """What eval recorded as a model's source (its folder, or its runs), looked up under the report's label
+    (a failed model's label carries the sanity-gate mark)."""
+    sources = settings.get("models") or {}
+    source = sources.get(label, sources.get(label.removesuffix(" (fails sanity gate)")))
+    if isinstance(source, (list, tuple)):
+        source = ", ".join(map(str, source))
+    return str(source) if source else ""
 
 
 def _summary_table(result: EvaluationResult) -> str:
@@ -358,8 +379,11 @@ def _curves(result: EvaluationResult) -> str:
             axis.set_xlabel("severity (0 = clean)")
             axis.set_title(METRIC_TITLES[metric])
             axis.grid(alpha=0.3)
-        axes[0].legend(fontsize="small")
-        figure.tight_layout()
+        # one legend below the panels: inside a panel it covered error bars (bias field: every curve sits
+        # near the top where the legend went)
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=max(len(labels), 1), fontsize="small", frameon=False)
+        figure.tight_layout(rect=(0, 0.1, 1, 1))
         parts.append(f"<h3>{esc(family)}</h3>{png(figure)}")
         plt.close(figure)
     dice = curves[curves["metric"] == "dice"]
@@ -455,7 +479,23 @@ def _strata(result: EvaluationResult) -> str:
     return "".join(parts)
 
 
+def _compared_models(result: EvaluationResult) -> list[str]:
+    """The report's names (failed ones marked) of the models the verdict judged: those that passed the
+    sanity gate, or every model with --allow-weak-models (a result without checks judged every model)."""
+    if not result.model_checks:
+        return list(result.models)
+    kept = {c["model"] if c["passed"] else f"{c['model']} (fails sanity gate)"
+            for c in result.model_checks if c.get("kept", c["passed"])}
+    return [m for m in result.models if m in kept]
+
+
 def _comparison(result: EvaluationResult) -> str:
+    compared = _compared_models(result)
+    if len(compared) < 2:
+        # shares and tests among models that do not segment the clean images would crown one of them
+        passed = ", ".join(compared) or "none"
+        return note(f"No model comparison: fewer than two models passed the sanity gate (passed: {passed}); see "
+                    "the overview for each model's reason. No model is the best here.")
     shares = result.best_model_shares
     shares = shares[(shares["label"] == FOREGROUND_MEAN) & (shares["metric"] == "dice")]
     wide = shares.pivot(index="condition", columns="model", values="best_share")
@@ -465,7 +505,9 @@ def _comparison(result: EvaluationResult) -> str:
     share_rows = [[condition, *(fmt(100 * v) + " %" if finite(v) else None for v in wide.loc[condition]),
                    n_cases.get(condition)] for condition in order]
     tests = result.pairwise_tests
-    tests = tests[(tests["label"] == FOREGROUND_MEAN) & (tests["metric"] == "dice")]
+    tests = tests[(tests["label"] == FOREGROUND_MEAN) & (tests["metric"] == "dice")
+                  & tests["model_a"].isin(compared) & tests["model_b"].isin(compared)]
+    left_out = [m for m in result.models if m not in compared]
     test_rows = [[r["condition"], f"{r['model_a']} vs {r['model_b']}", r["n"], r["mean_difference"], r["p_value"],
                   r["p_holm"], r.get("p_fdr")] for _, r in tests.iterrows()]
     return ("<h3>Share of cases on which each model has the best Dice</h3>"
@@ -473,7 +515,8 @@ def _comparison(result: EvaluationResult) -> str:
             + table(["condition", *result.models, "cases"], share_rows, text_columns=(0,))
             + "<h3>Paired Wilcoxon signed-rank tests (Dice under each condition)</h3>"
             + note("Holm within each condition (the model pairs); BH-FDR over every test in this report, "
-                   "together with the degradation comparisons of the verdict.")
+                   "together with the degradation comparisons of the verdict."
+                   + (f" Models that failed the sanity gate are left out: {', '.join(left_out)}." if left_out else ""))
             + table(["condition", "models", "n", "mean difference (a - b)", "p", "p (Holm)", "p (BH-FDR)"], test_rows,
                      text_columns=(0, 1)))
 

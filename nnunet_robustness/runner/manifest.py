@@ -102,8 +102,8 @@ class RunManifest:
         mine, theirs = self.to_json(), old.to_json()
         if theirs["model"].get("checkpoint_sha256") != mine["model"].get("checkpoint_sha256") \
                 and "checkpoint_sha256" in theirs["model"]:
-            raise UserInputError(f"{self.path(folder)}: the model's checkpoint changed since this folder's predictions "
-                                 "were made (retrained?); use another output folder or pass --overwrite")
+            raise UserInputError(f"{self.path(folder)}: {_checkpoint_difference(theirs['model'], mine['model'])}; "
+                                 "use another output folder or pass --overwrite")
         changed = sorted(case for case in set(old.inputs) & set(self.inputs) if old.inputs[case] != self.inputs[case])
         if changed:
             raise UserInputError(f"{self.path(folder)}: the input files of case {changed[0]} (and {len(changed) - 1} "
@@ -149,3 +149,19 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _checkpoint_difference(theirs: dict, mine: dict) -> str:
+    """What differs between the model that made a folder's predictions and the one asked for now, in words:
+    another model folder, other folds, or the same checkpoint file with other contents."""
+    if theirs.get("model_folder") != mine.get("model_folder"):
+        return (f"this folder holds predictions of another model ({theirs.get('model_folder')}), not of "
+                f"{mine.get('model_folder')}")
+    old, new = theirs.get("checkpoint_sha256") or {}, mine.get("checkpoint_sha256") or {}
+    if set(old) != set(new):
+        return (f"this folder holds predictions of folds {', '.join(sorted(old)) or 'none'} of this model, not of "
+                f"folds {', '.join(sorted(new)) or 'none'}")
+    changed = sorted(fold for fold in old if old[fold] != new[fold])
+    return (f"the checkpoint of fold {changed[0]} in {mine.get('model_folder')} has other contents than when this "
+            f"folder's predictions were made (sha256 {str(old[changed[0]])[:12]}... then, {str(new[changed[0]])[:12]}... "
+            "now): it was retrained or replaced")

@@ -7,6 +7,11 @@ checkpoint with ``--c``, an interrupted ``run`` from its finished files). Each s
 their output to ``logs/NN_<step>.log`` beside the results; the terminal shows one line per step with
 the elapsed time and an estimate of the time left. The estimate scales each step's expected cost
 (``weight``, in seconds on a 2-core CPU) by how fast the steps run so far actually were.
+
+nnU-Net prints nothing inside an epoch, so a step that can say how far it is (``Step.progress``: a
+training reads its fold folder, :mod:`nnunet_robustness.training_progress`) gets a progress line every
+``progress_seconds`` while it runs (when it changed): where it is, the time this step still needs
+(from the share done so far) and the time the whole workflow still needs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +84,8 @@ class Step:
     done: Callable[[], bool]
     commands: Callable[[], list[list[str]]]
     weight: float = 10.0  # expected seconds on a 2-core CPU, for the ETA
+    # how far a running step is: (words, share done in [0, 1] or None), or None while nothing is known
+    progress: Callable[[], "tuple[str, float | None] | None"] | None = None
 
 
 @dataclass
@@ -96,6 +104,7 @@ class Pipeline:
     runner: Runner = run_command
     records: list[StepRecord] = field(default_factory=list)
     printer: Callable[[str], None] = lambda line: print(line, flush=True)
+    progress_seconds: float = 10.0
 
     def run(self, steps: Sequence[Step]) -> list[StepRecord]:
         start = time.perf_counter()
@@ -115,13 +124,72 @@ class Pipeline:
                          "left)")
             log = None if self.log_folder is None else self.log_folder / f"{number:02d}_{_slug(step.title)}.log"
             began = time.perf_counter()
-            for command in step.commands():
-                self.runner(command, self.env, log)
+            rest_of_workflow = sum(pending_weight[number:]) * rate
+            watcher = self._watch(step, began, rest_of_workflow) if step.progress is not None else None
+            try:
+                for command in step.commands():
+                    self.runner(command, self.env, log)
+            finally:
+                if watcher is not None:
+                    watcher()
             seconds = time.perf_counter() - began
             ran_weight, ran_seconds = ran_weight + step.weight, ran_seconds + seconds
             self.records.append(StepRecord(step.title, "ran", seconds))
         self.printer(f"all {len(steps)} steps finished in {_duration(time.perf_counter() - start)}")
         return self.records
+
+
+    def _watch(self, step: Step, began: float, rest_of_workflow: float) -> Callable[[], None]:
+        """Print ``step.progress()`` every ``progress_seconds`` from a thread; returns the function that
+        stops it."""
+        stop = threading.Event()
+        first = step.progress()  # what was there before this run (a resumed training): not its speed
+        start_share = first[1] if first is not None and first[1] is not None else 0.0
+
+        def watch() -> None:
+            last = None
+            while not stop.wait(self.progress_seconds):
+                try:
+                    state = step.progress()
+                except OSError:  # a file replaced while read: the next look sees it
+                    continue
+                if state is None or state[0] == last:
+                    continue
+                last = state[0]
+                self.printer("    " + progress_line(state[0], state[1], start_share,
+                                                    time.perf_counter() - began, rest_of_workflow))
+
+        thread = threading.Thread(target=watch, name=f"progress of {step.title}", daemon=True)
+        thread.start()
+
+        def finish() -> None:
+            stop.set()
+            thread.join()
+
+        return finish
+
+
+def progress_line(words: str, share: float | None, start_share: float, elapsed: float,
+                  rest_of_workflow: float) -> str:
+    """``words; elapsed E, about L left in this step (W in all)``: L extrapolates the time per share done
+    since the step started; without a share (or before any progress) only the elapsed time."""
+    line = f"{words}; elapsed {_duration(elapsed)}"
+    start_share = min(start_share, share) if share is not None else start_share  # a restart from scratch
+    if share is not None and share > start_share:
+        left = elapsed * (1.0 - share) / (share - start_share)
+        line += f", about {_duration(left)} left in this step ({_duration(left + rest_of_workflow)} in all)"
+    return line
+
+
+def training_progress(fold_folder: Path) -> Callable[[], "tuple[str, float | None] | None"]:
+    """A training step's ``progress``: nnU-Net's log and our trainers' progress file in ``fold_folder``."""
+    from nnunet_robustness.training_progress import read_training_progress
+
+    def progress() -> tuple[str, float | None] | None:
+        state = read_training_progress(fold_folder)
+        return None if state is None else (state.describe(), state.fraction())
+
+    return progress
 
 
 def training_step(title: str, model_folder: Path, command: list[str], fold: str = "0", weight: float = 60.0) -> Step:
@@ -133,7 +201,8 @@ def training_step(title: str, model_folder: Path, command: list[str], fold: str 
         resume = ["--c"] if (fold_folder / "checkpoint_latest.pth").is_file() else []
         return [[*command, *resume]]
 
-    return Step(title, lambda: (fold_folder / "checkpoint_final.pth").is_file(), commands, weight)
+    return Step(title, lambda: (fold_folder / "checkpoint_final.pth").is_file(), commands, weight,
+                progress=training_progress(fold_folder))
 
 
 def preprocessing_done(raw: Path, preprocessed: Path, configuration: str) -> bool:

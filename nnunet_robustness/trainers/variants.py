@@ -12,6 +12,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_robustness.trainers.builders import skip_selective_builder
 from nnunet_robustness.trainers.fbr import FBRLoggingMixin
 from nnunet_robustness.trainers.learned_skip import LearnedSkipGatesMixin
+from nnunet_robustness.trainers.progress import TrainingProgressMixin
 from nnunet_robustness.trainers.robust_training import AdversarialTrainingMixin, CorruptionAugmentationMixin
 
 
@@ -100,7 +101,8 @@ def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyper
     """Subclass ``base`` as ``<base>_<suffix>``, overriding nnUNetTrainer hyper-parameters.
 
     ``mixins`` come before ``base`` in the new class's bases (behaviour added on top of the base,
-    e.g. FBR logging); they must not define ``__init__``.
+    e.g. FBR logging); they must not define ``__init__``. Every variant writes its iterations for the
+    pipeline's progress lines (``TrainingProgressMixin``, once in the bases).
     The new class lives in this module (checkpoints store the class name and the predictor looks it
     up again through nnU-Net's trainer search, which finds it via our shim module).
     """
@@ -114,6 +116,8 @@ def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyper
         for name, value in hyperparameters.items():
             setattr(self, name, value)
 
+    if not issubclass(base, TrainingProgressMixin):
+        mixins = (*mixins, TrainingProgressMixin)
     name = f"{base.__name__}_{suffix}"
     settings = ", ".join(f"{k}={v}" for k, v in hyperparameters.items())
     return type(name, (*mixins, base), {

@@ -60,3 +60,26 @@ def test_before_after_separates_seen_from_unseen_and_states_the_clean_cost(tmp_p
     assert (tmp_path / "eval" / "robust_training.csv").is_file()
     html = write_report(result, tmp_path / "report.html").read_text()
     assert "Robust training: before and after" in html and "trained on noise" in html
+
+
+def test_a_family_counts_as_seen_when_its_effect_group_was_trained_on(tmp_path):
+    """Microscope defocus is a blur: after training on Gaussian blur it is seen; MR motion is not."""
+    from nnunet_robustness.evaluation import evaluate
+    from nnunet_robustness.reports.evaluation import write_report
+
+    conditions = (("clean", None, 0), *((f"{family}_sev{k}", family, k) for family in ("gaussian_blur", "defocus_blur",
+                                                                                         "motion") for k in (1, 2)))
+    folders = write_study(tmp_path, n_cases=6, conditions=conditions)
+    TrainingRecord("nnUNetTrainerCorruptionAug", {"corruption_augmentation": {"families": ["gaussian_blur"]}}).write(
+        tmp_path / "model_A")
+    result = evaluate(folders, tmp_path / "labelsTs", tmp_path / "dataset.json", n_bootstrap=50, progress=False,
+                      allow_weak_models=True)
+    families = result.robust_training[result.robust_training["scope"] == "family"].set_index("name")
+    assert families.loc["defocus_blur", "seen"] and families.loc["gaussian_blur", "seen"]
+    assert not families.loc["motion", "seen"]
+    assert families.loc["defocus_blur", "group"] == "blur" and families.loc["motion", "group"] == "kspace"
+    pooled = result.robust_training[result.robust_training["scope"] == "pooled"].set_index("seen")
+    assert pooled.loc[True, "name"] == "seen families (defocus_blur, gaussian_blur)"
+    assert pooled.loc[True, "group"] == "blur" and pooled.loc[False, "group"] == "kspace"
+    html = write_report(result, tmp_path / "report.html").read_text()
+    assert "effect group" in html and "defocus blur is seen after training on Gaussian blur" in html

@@ -65,3 +65,32 @@ def test_failed_models_are_marked_in_the_report_tables(study, tmp_path):
                       progress=False)
     html = write_report(result, tmp_path / "report.html").read_text()
     assert html.count("E (fails sanity gate)") >= 3  # summary, degradation, worst cases, ...
+
+
+def test_two_failed_models_get_no_comparison_and_no_best_model(study, tmp_path):
+    """Both models fail the gate: no paired tests between them, no best-model share, a plain statement."""
+    import re
+
+    first = _empty_copy(Path(study["A"]), tmp_path / "pred_E")
+    second = _empty_copy(Path(study["B"]), tmp_path / "pred_F")
+    result = evaluate({"E": first, "F": second}, study["reference"], study["dataset_json"], n_bootstrap=50,
+                      progress=False)
+    assert not any(c["passed"] for c in result.model_checks) and len(result.pairwise_tests)
+    html = write_report(result, tmp_path / "report.html").read_text()
+    comparison = html[html.index("<h2>Model comparison"):]
+    comparison = comparison[:comparison.index("</section>")]
+    assert "fewer than two models passed the sanity gate (passed: none)" in comparison
+    assert "Paired Wilcoxon" not in comparison and "Share of cases" not in comparison
+    # the overview names each model with its folder, marked or not; never an empty "()"
+    assert "()" not in html and re.search(r"E \(fails sanity gate\) \([^)]*pred_E\)", html)
+
+
+def test_a_failed_model_is_left_out_of_the_paired_tests(study, tmp_path):
+    empty = _empty_copy(Path(study["A"]), tmp_path / "pred_E")
+    result = evaluate({"A": study["A"], "B": study["B"], "E": empty}, study["reference"], study["dataset_json"],
+                      n_bootstrap=50, progress=False)
+    html = write_report(result, tmp_path / "report.html").read_text()
+    comparison = html[html.index("<h2>Model comparison"):]
+    comparison = comparison[:comparison.index("</section>")]
+    assert ">A vs B<" in comparison and " vs E (fails sanity gate)<" not in comparison
+    assert "left out: E (fails sanity gate)" in comparison

@@ -167,3 +167,15 @@ def test_judge_reads_the_clean_gap_from_the_winner_side(category):
     score = {**drop, "mean_difference": 0.0, "ci_low": -0.05, "ci_high": 0.05, "p_fdr": 0.9}
     clean = {**drop, "mean_difference": 0.2 if category == CLEAN_GAP else -0.01}
     assert judge(drop, score, clean, 1) == (category, "B")
+
+
+def test_a_family_won_against_two_models_counts_once():
+    """Three models, one condition where A beats both others: A is more robust under 1, not 2."""
+    rng = np.random.default_rng(7)
+    clean = rng.uniform(0.7, 0.8, 16)
+    scores = {"A": {"clean": clean, "blur": clean - rng.uniform(0.0, 0.02, 16)},
+              "B": {"clean": clean, "blur": clean - rng.uniform(0.3, 0.4, 16)},
+              "C": {"clean": clean, "blur": clean - rng.uniform(0.3, 0.4, 16)}}
+    _, sentences = _verdict(scores, ["A", "B", "C"])
+    head = next(s for s in sentences if s.startswith("Overall"))
+    assert "A is more robust under 1 (blur)" in head

@@ -69,3 +69,18 @@ def test_the_definitions_table_shows_what_each_condition_applied(study, tmp_path
     html = write_report(result, tmp_path / "report.html").read_text()
     assert "Conditions: what each one applied" in html and "std_fraction" in html
     assert result.settings["versions"]["nnunet-robustness"]
+
+
+def test_the_conditions_table_says_each_condition_in_words(study_result, tmp_path):
+    """The row of a condition carries its plain sentence: what it simulates and how strong it is."""
+    result, _ = study_result
+    conditions = result.conditions.copy()
+    conditions.loc[conditions["condition"] == "noise_sev2", ["family", "parameters"]] = [
+        "gaussian_noise", '{"std_fraction": 0.05}']
+    html = write_report(dataclasses.replace(result, conditions=conditions), tmp_path / "r.html").read_text()
+    section = html[html.index("Conditions: what each one applied"):html.index("Summary (foreground mean")]
+    row = next(r for r in section.split("<tr>") if ">noise_sev2<" in r)
+    assert ("Simulates grainy images: random electronic noise added to every pixel; strength: mild, severity 2 of 5 "
+            "(std_fraction 0.05).") in row
+    clean = next(r for r in section.split("<tr>") if ">clean<" in r)
+    assert "The unchanged test images." in clean

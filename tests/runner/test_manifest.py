@@ -37,8 +37,18 @@ def test_resume_with_changed_inputs_or_checkpoint_is_refused(tmp_path):
     os.utime(image, ns=(1, 2))
     with pytest.raises(UserInputError, match="the input files of case a .*changed"):
         _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path)
-    with pytest.raises(UserInputError, match="checkpoint changed"):
+    with pytest.raises(UserInputError, match="the checkpoint of fold 0 in .*model has other contents .*aaa.* then, "
+                                             "bbb.* now.*retrained or replaced"):
         _manifest(tmp_path, first.inputs, checkpoint="bbb").merged_into(tmp_path)
+    # another model's folder: said as such, naming both folders
+    other = _manifest(tmp_path, first.inputs, checkpoint="ccc")
+    other.model["model_folder"] = str(tmp_path / "other_model")
+    with pytest.raises(UserInputError, match=r"holds predictions of another model \(.*model\), not of .*other_model"):
+        other.merged_into(tmp_path)
+    other_fold = _manifest(tmp_path, first.inputs)
+    other_fold.model["checkpoint_sha256"] = {"1": "aaa"}
+    with pytest.raises(UserInputError, match="predictions of folds 0 of this model, not of folds 1"):
+        other_fold.merged_into(tmp_path)
     assert _manifest(tmp_path, {"a": input_fingerprint([image])}).merged_into(tmp_path, overwrite=True).inputs[
         "a"] == input_fingerprint([image])
 
