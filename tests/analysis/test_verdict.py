@@ -178,4 +178,4 @@ def test_a_family_won_against_two_models_counts_once():
               "C": {"clean": clean, "blur": clean - rng.uniform(0.3, 0.4, 16)}}
     _, sentences = _verdict(scores, ["A", "B", "C"])
     head = next(s for s in sentences if s.startswith("Overall"))
-    assert "A is more robust under 1 (blur)" in head
+    assert "A is more robust under 1 (blur than B and C)" in head
