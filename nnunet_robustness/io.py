@@ -99,13 +99,19 @@ def package_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str]
     return versions
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names one entry of a folder: not empty, '.' or '..', no path separator (so no
+    absolute path either) and no NUL byte."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\x00"))
+
+
 def safe_path(root: str | os.PathLike, *parts: str) -> Path:
     """``root / part / ...`` for parts taken from files or arguments (condition, label, case names): a
     part that would lead outside ``root`` (``..``, an absolute path, a path separator) is refused."""
     root = Path(root)
     for part in parts:
         part = str(part)
-        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+        if not is_plain_name(part):
             raise UserInputError(f"{part!r}: not usable as a file or folder name under {root} (it must not be "
                                  "empty, '.', '..' or contain a path separator)")
     return root.joinpath(*parts)

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_json, safe_path
+from nnunet_robustness.nnunet_paths import check_name
 
 ARCH_PRESETS: dict[str, dict] = {
     "noskip": {"skip_levels": "none", "attention_gates": False},
@@ -130,6 +131,7 @@ def write_arch_plans(preprocessed_dataset_folder: Path, source_plans_name: str, 
     Idempotent: an identical existing file is left alone; a different one is only replaced with
     ``overwrite``. The source plans file is never modified.
     """
+    check_name(source_plans_name, f"-p {source_plans_name}")  # read from the preprocessed folder only
     source_path = preprocessed_dataset_folder / f"{source_plans_name}.json"
     new_plans_name = new_plans_name or f"{source_plans_name}{choice.plans_suffix()}"
     if new_plans_name == source_plans_name:
