@@ -30,6 +30,7 @@ from nnunet_robustness.io import (
     json_ready,
     package_versions,
     read_json,
+    refuse_output_inside,
 )
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
@@ -310,15 +311,19 @@ def _average_runs(table: pd.DataFrame, runs: Mapping[str, Sequence[str]]) -> pd.
             .groupby(["model", "condition", "case", "label"], sort=False)[metrics].mean().reset_index())
 
 
-def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]) -> None:
+def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+                        references: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse an output folder whose files eval did not write (nnU-Net's summary.json in a prediction
-    folder) or that lies inside a prediction folder: eval never overwrites what it did not make."""
+    folder) or that lies inside a prediction or reference folder: eval never overwrites what it did not
+    make, and its files never become references or predictions of the next eval."""
     output = Path(output).resolve()
     for name, folder in expand_runs(models)[1].items():
         folder = Path(folder).resolve()
         if output == folder or folder in output.parents:
             raise UserInputError(f"{output}: the output folder is inside model {name}'s prediction folder {folder}; "
                                  "choose a folder of its own (e.g. next to it)")
+    refuse_output_inside(output, {f"reference folder ({i + 1})" if len(references) > 1 else "reference folder": r
+                                  for i, r in enumerate(references)})
     summary = output / SUMMARY_JSON
     if summary.is_file():
         content = read_json(summary, "summary.json")

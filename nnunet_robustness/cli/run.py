@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nnunet_robustness.conditions import AUTO_SET, read_conditions_file
     from nnunet_robustness.corruptions.specs import check_modality, modality_specific, resolve_conditions
-    from nnunet_robustness.io import read_json
+    from nnunet_robustness.io import read_json, refuse_output_inside
     from nnunet_robustness.nnunet_paths import model_folder_from_ids
     from nnunet_robustness.runner.cases import list_cases
     from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         model_folder = model_folder_from_ids(args.dataset, args.configuration, args.trainer, args.plans)
     else:
         model_folder = args.model_folder
+    # predictions written into the images, model or reference folder would be read back as data by the next
+    # run, nnUNetv2_train or eval (and a fold folder's files are nnU-Net's)
+    refuse_output_inside(args.output, {"input folder": args.input if args.input.is_dir() else None,
+                                       "model folder": model_folder, "reference folder": args.reference})
     if not 0 < args.step_size <= 1:  # nnU-Net asserts this only after the model is loaded and run.json written
         raise UserInputError(f"-step_size {args.step_size:g}: the sliding-window step is a fraction of the patch in "
                              "(0, 1] (nnU-Net's default 0.5)")
