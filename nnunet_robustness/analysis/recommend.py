@@ -482,6 +482,8 @@ def resolve_condition(rule: Rule, spec: str) -> tuple[str | None, str]:
         severity = float(level)
     except ValueError:
         raise UserInputError(f"--condition {spec!r}: severity {level!r} is not a number") from None
+    if not np.isfinite(severity):  # float() takes "nan" and "inf", which no comparison below would refuse
+        raise UserInputError(f"--condition {spec!r}: severity {level!r} is not a finite number")
     levels = {s: name for name, (f, s) in conditions.items() if f == family and s is not None}
     if not levels:
         families = sorted({f for f, _ in conditions.values() if f})

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.conditions import Condition
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 from nnunet_robustness.io import atomic_path, atomic_write_json, read_json
 
 
@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int | None:
+    check_seed(args.seed)  # before any work: one rule for every verb
     if args.list:
         print(catalogue_text())
         return 0

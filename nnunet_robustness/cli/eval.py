@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,6 +86,7 @@ def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
     from nnunet_robustness.analysis import evaluation as names
     from nnunet_robustness.analysis.evaluation import REPORT_HTML, check_output_folder
     from nnunet_robustness.evaluation import evaluate, write_report

@@ -84,6 +84,10 @@ def parse_bands(spec: str | Sequence[tuple[str, float]]) -> tuple[tuple[str, flo
                 raise UserInputError(f"--bands {spec!r}: expected NAME=MIN_BOUND,..., e.g. A=0.8,B=0.6,C=0")
     else:
         bands = [(str(n), float(v)) for n, v in spec]
+    bad = [b for b in bands if not math.isfinite(b[1])]
+    if bad:  # float() takes "nan"; NaN sorts anywhere and no bound is ever >= it
+        raise UserInputError(f"--bands {spec!r}: minimum bound {bad[0][1]} of band {bad[0][0]!r} is not a finite "
+                             "number in [0, 1]")
     bands.sort(key=lambda b: -b[1])
     names = [b[0] for b in bands]
     if len(bands) < 2 or len(set(names)) != len(names) or len({b[1] for b in bands}) != len(bands):
