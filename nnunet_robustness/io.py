@@ -117,6 +117,42 @@ def safe_path(root: str | os.PathLike, *parts: str) -> Path:
     return root.joinpath(*parts)
 
 
+# What spreadsheet programs read as the start of a formula (CSV injection): a name taken from a file or
+# argument (case, model, condition, band) that starts with one of these is written with a leading "'",
+# which spreadsheets show as text and hide; our own readers remove it again (csv_unescape).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as it may go into a CSV cell: text starting like a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_safe(table: Any) -> Any:
+    """A copy of a pandas table whose text cells are :func:`csv_cell`'ed (numbers stay numbers)."""
+    table = table.copy()
+    for column in _text_columns(table):
+        table[column] = table[column].map(csv_cell)
+    return table
+
+
+def csv_unescape(table: Any) -> Any:
+    """The inverse of :func:`csv_safe` for tables read back from our CSVs."""
+    for column in _text_columns(table):
+        table[column] = table[column].map(
+            lambda v: v[1:] if isinstance(v, str) and v.startswith("'") and v[1:2] and v[1] in "=+-@\t\r" else v)
+    return table
+
+
+def _text_columns(table: Any) -> list:
+    """Columns that can hold text: object, and pandas' string dtypes (pandas 3 reads text as ``str``)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    return [c for c in table.columns if is_object_dtype(table[c].dtype) or is_string_dtype(table[c].dtype)]
+
+
 def json_ready(value: Any) -> Any:
     """A JSON-safe copy for output files: NaN/inf -> null, numpy scalars -> Python, tuples and arrays ->
     lists, paths -> str, pandas' NA -> null."""

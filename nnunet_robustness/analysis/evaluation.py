@@ -26,6 +26,7 @@ from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import (
     atomic_path,
     atomic_write_json,
+    csv_safe,
     files_with_ending,
     json_ready,
     package_versions,
@@ -339,13 +340,13 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     with atomic_path(output / PER_CASE_PARQUET) as tmp:
         result.per_case.to_parquet(tmp, index=False)
     with atomic_path(output / PER_CASE_CSV) as tmp:
-        result.per_case.to_csv(tmp, index=False)
+        csv_safe(result.per_case).to_csv(tmp, index=False)
     if len(result.raters):
         with atomic_path(output / RATERS_CSV) as tmp:
-            result.raters.to_csv(tmp, index=False)
+            csv_safe(result.raters).to_csv(tmp, index=False)
     if len(result.robust_training):
         with atomic_path(output / ROBUST_TRAINING_CSV) as tmp:
-            result.robust_training.to_csv(tmp, index=False)
+            csv_safe(result.robust_training).to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
 
 

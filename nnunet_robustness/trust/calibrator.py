@@ -20,7 +20,7 @@ import pandas as pd
 
 from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json, json_ready, package_versions, safe_path
+from nnunet_robustness.io import atomic_path, atomic_write_json, csv_safe, json_ready, package_versions, safe_path
 from nnunet_robustness.metrics.masks import dice as dice_score
 from nnunet_robustness.trust import uncertainty as unc
 from nnunet_robustness.trust.conformal import (
@@ -519,10 +519,10 @@ def write_outputs(result: RatingResult, output: Path) -> None:
     :func:`nnunet_robustness.reports.trust.write_report`'s (``rate`` writes it next to these)."""
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / RATINGS_CSV) as tmp:
-        result.ratings.to_csv(tmp, index=False)
+        csv_safe(result.ratings).to_csv(tmp, index=False)
     if len(result.coverage):
         with atomic_path(output / COVERAGE_CSV) as tmp:
-            result.coverage.to_csv(tmp, index=False)
+            csv_safe(result.coverage).to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, json_ready({
         "settings": result.settings, "alpha": result.calibrator.alpha, "fnr_target": result.calibrator.fnr_target,
         "guarantee": METHOD["guarantee"], "coverage": result.coverage.to_dict(orient="records"),
