@@ -79,8 +79,21 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 def files_with_ending(folder: str | os.PathLike, ending: str) -> list[Path]:
     """The files of ``folder`` whose names end in ``ending``, sorted; hidden files (``.name``, e.g. our
     own temporary files from :func:`atomic_path`) are never counted as data."""
-    return [p for p in sorted(Path(folder).iterdir())
-            if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")]
+    files = [p for p in sorted(Path(folder).iterdir())
+             if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")]
+    for path in files:
+        check_name_encoding(path)
+    return files
+
+
+def check_name_encoding(path: Path) -> None:
+    """Refuse a file name that is not valid UTF-8 (Python keeps its bytes as surrogates): ITK aborts the
+    whole process on such a path, and no message could print it."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserInputError(f"{ascii(str(path.parent))[1:-1]}: the file name {ascii(path.name)} is not valid UTF-8; "
+                             "rename it") from None
 
 
 RESULT_PACKAGES = ("nnunet-robustness", "nnunetv2", "torch", "dynamic-network-architectures", "numpy", "SimpleITK")

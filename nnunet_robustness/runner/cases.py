@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import files_with_ending
+from nnunet_robustness.io import check_name_encoding, files_with_ending
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
@@ -91,6 +91,7 @@ def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
     files, hidden = [], []
     for path in sorted(folder.iterdir()):
         if path.is_file():
+            check_name_encoding(path)
             (hidden if path.name.startswith(".") else files).append(path)
     return files, hidden
 

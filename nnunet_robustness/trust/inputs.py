@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import check_image_file
+from nnunet_robustness.io import check_image_file, files_with_ending
 from nnunet_robustness.metrics.inputs import (
     ConditionFolder,
     DatasetInfo,
@@ -112,8 +112,7 @@ def open_predictions(folders: Sequence[Path], file_ending: str, conditions: Sequ
     source: Path = RunManifest.path(members[0])
     prediction_set = PredictionSet(members, tuple(found), {}, file_ending)
     for condition in found:
-        listed = tuple(sorted(p.name[: -len(file_ending)] for p in condition.folder.iterdir()
-                              if p.is_file() and p.name.endswith(file_ending) and not p.name.startswith(".")))
+        listed = tuple(sorted(p.name[: -len(file_ending)] for p in files_with_ending(condition.folder, file_ending)))
         if not listed:
             raise UserInputError(f"{condition.folder}: no predictions ending in {file_ending!r}")
         # The rule eval applies: every condition holds the cases run.json promises (or, without it, those
