@@ -68,8 +68,8 @@ class Condition:
     def from_json(cls, data: dict) -> "Condition":
         severity = data.get("severity")
         calibrated = data.get("calibrated_severity")
-        return cls(str(data["name"]), data.get("family"), None if severity is None else float(severity),
-                   data.get("preset"), data.get("context_fbr"), None if calibrated is None else float(calibrated))
+        return cls(str(data["name"]), data.get("family"), _number(severity), data.get("preset"),
+                   data.get("context_fbr"), _number(calibrated))
 
     @classmethod
     def from_folder_name(cls, name: str) -> "Condition":
@@ -78,6 +78,16 @@ class Condition:
             return CLEAN
         parsed = parse_family_condition_name(name)
         return cls(name, *parsed) if parsed else cls(name)
+
+
+def _number(value) -> float | int | None:
+    """A severity as written in run.json: ``3`` stays an int (a resumed run writes its run.json back, and
+    must not turn ``3`` into ``3.0``); other numbers become floats; bools and strings are refused."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"severity {value!r} is not a number")
+    return float(value)
 
 
 CLEAN = Condition(CLEAN_NAME, severity=0)

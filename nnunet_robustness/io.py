@@ -79,8 +79,21 @@ def read_json(path: str | os.PathLike, what: str) -> Any:
 def files_with_ending(folder: str | os.PathLike, ending: str) -> list[Path]:
     """The files of ``folder`` whose names end in ``ending``, sorted; hidden files (``.name``, e.g. our
     own temporary files from :func:`atomic_path`) are never counted as data."""
-    return [p for p in sorted(Path(folder).iterdir())
-            if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")]
+    files = [p for p in sorted(Path(folder).iterdir())
+             if p.is_file() and p.name.endswith(ending) and not p.name.startswith(".")]
+    for path in files:
+        check_name_encoding(path)
+    return files
+
+
+def check_name_encoding(path: Path) -> None:
+    """Refuse a file name that is not valid UTF-8 (Python keeps its bytes as surrogates): ITK aborts the
+    whole process on such a path, and no message could print it."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserInputError(f"{ascii(str(path.parent))[1:-1]}: the file name {ascii(path.name)} is not valid UTF-8; "
+                             "rename it") from None
 
 
 RESULT_PACKAGES = ("nnunet-robustness", "nnunetv2", "torch", "dynamic-network-architectures", "numpy", "SimpleITK")
@@ -99,16 +112,58 @@ def package_versions(names: tuple[str, ...] = RESULT_PACKAGES) -> dict[str, str]
     return versions
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names one entry of a folder: not empty, '.' or '..', no path separator (so no
+    absolute path either) and no NUL byte."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in ("/", "\\", "\x00"))
+
+
 def safe_path(root: str | os.PathLike, *parts: str) -> Path:
     """``root / part / ...`` for parts taken from files or arguments (condition, label, case names): a
     part that would lead outside ``root`` (``..``, an absolute path, a path separator) is refused."""
     root = Path(root)
     for part in parts:
         part = str(part)
-        if not part or part in (".", "..") or "/" in part or "\\" in part or "\x00" in part:
+        if not is_plain_name(part):
             raise UserInputError(f"{part!r}: not usable as a file or folder name under {root} (it must not be "
                                  "empty, '.', '..' or contain a path separator)")
     return root.joinpath(*parts)
+
+
+# What spreadsheet programs read as the start of a formula (CSV injection): a name taken from a file or
+# argument (case, model, condition, band) that starts with one of these is written with a leading "'",
+# which spreadsheets show as text and hide; our own readers remove it again (csv_unescape).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as it may go into a CSV cell: text starting like a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_safe(table: Any) -> Any:
+    """A copy of a pandas table whose text cells are :func:`csv_cell`'ed (numbers stay numbers)."""
+    table = table.copy()
+    for column in _text_columns(table):
+        table[column] = table[column].map(csv_cell)
+    return table
+
+
+def csv_unescape(table: Any) -> Any:
+    """The inverse of :func:`csv_safe` for tables read back from our CSVs."""
+    for column in _text_columns(table):
+        table[column] = table[column].map(
+            lambda v: v[1:] if isinstance(v, str) and v.startswith("'") and v[1:2] and v[1] in "=+-@\t\r" else v)
+    return table
+
+
+def _text_columns(table: Any) -> list:
+    """Columns that can hold text: object, and pandas' string dtypes (pandas 3 reads text as ``str``)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    return [c for c in table.columns if is_object_dtype(table[c].dtype) or is_string_dtype(table[c].dtype)]
 
 
 def json_ready(value: Any) -> Any:
@@ -133,24 +188,135 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+def refuse_output_inside(output: str | os.PathLike, inputs: dict[str, Any], option: str = "-o") -> None:
+    """Refuse an output folder that is, or lies inside, a folder the command reads (``what -> folder``:
+    the input images, the model, its fold folders, the reference labels): the outputs would mix with
+    the data (``run -o imagesTs`` makes later runs read predictions as images; ``eval -o labelsTs``
+    adds files the next eval reads as references)."""
+    output = Path(output).resolve()
+    for what, folder in inputs.items():
+        if folder is None:
+            continue
+        folder = Path(folder).resolve()
+        if folder.is_dir() and (output == folder or folder in output.parents):
+            raise UserInputError(f"{option} {output}: the output folder is {'' if output == folder else 'inside '}"
+                                 f"the {what} {folder}; choose a folder of its own (e.g. next to it)")
+
+
+def refuse_foreign_file(path: str | os.PathLike, is_ours: Any, command: str) -> None:
+    """Refuse to replace ``path`` when it exists and ``is_ours(text of its start)`` says another program
+    (or the user) wrote it: a command overwrites only its own earlier outputs."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8192).decode("utf-8", errors="replace")
+    except OSError as e:
+        raise UserInputError(f"{path}: cannot read it to check it is an earlier output ({e.strerror or e})") from None
+    if not is_ours(head):
+        raise UserInputError(f"{path}: not written by nnunet-robust {command}; it will not overwrite it: choose "
+                             "another output folder")
+
+
+STAGE_PREFIX = ".staged-"
+_STAGE_LOCK = ".lock"
+# a stage folder without a lock file is either being created this instant or left by a version that did
+# not lock; only one older than this is taken to be abandoned
+_UNLOCKED_STAGE_GRACE_S = 600.0
+
+
+def _lock_stage(stage: Path):
+    """Hold an exclusive lock on ``stage`` for as long as the returned file stays open. The kernel drops
+    it when the process ends in any way (SIGTERM, SIGKILL, power off), which is what tells a stage of a
+    running command (a concurrent eval into the same folder) from an abandoned one."""
+    handle = open(stage / _STAGE_LOCK, "w")
+    try:
+        import fcntl
+
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:  # no flock (Windows): abandoned stages are recognised by age only
+        pass
+    return handle
+
+
+def _abandoned(stage: Path) -> bool:
+    import time
+
+    lock = stage / _STAGE_LOCK
+    if not lock.is_file():
+        try:
+            return time.time() - stage.stat().st_mtime > _UNLOCKED_STAGE_GRACE_S
+        except OSError:
+            return False
+    try:
+        import fcntl
+    except ImportError:
+        return time.time() - lock.stat().st_mtime > 24 * 3600
+    try:
+        with open(lock, "r") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the handle closes
+    except OSError:
+        return False  # locked: the command that made it is still running
+    return True
+
+
+def remove_abandoned_stages(folder: str | os.PathLike) -> list[Path]:
+    """Remove the ``.staged-*`` folders that interrupted commands (SIGTERM, SIGKILL, a crash) left in
+    ``folder``; stages of commands still running are kept. Returns the removed folders."""
+    import shutil
+
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for stage in sorted(folder.glob(f"{STAGE_PREFIX}*")):
+            if stage.is_dir() and not stage.is_symlink() and _abandoned(stage):
+                shutil.rmtree(stage, ignore_errors=True)
+                removed.append(stage)
+    return removed
+
+
 @contextmanager
-def staged_folder(final_folder: str | os.PathLike) -> Iterator[Path]:
-    """Yield a hidden temporary folder inside ``final_folder``; when the block succeeds, move every file
-    written there into ``final_folder`` (replacing older ones), else remove it. A failing re-run never
-    deletes or half-replaces the outputs of an earlier successful one."""
+def staged_folder(final_folder: str | os.PathLike, outputs: tuple[str, ...] = (),
+                  marker: str | None = None) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``final_folder``; when the block succeeds, replace the
+    outputs in ``final_folder`` with what was written there, else remove it. A failing re-run never
+    deletes or half-replaces the outputs of an earlier successful one.
+
+    ``outputs`` names every file or folder the command may write: those of an earlier run that this
+    run did not write again (``eval --no-report`` after a run with a report, ``rate`` without
+    ``--save-masks``) are removed, so the folder holds one run's outputs, never a mix. ``marker`` (the
+    file that says "complete", e.g. ``summary.json``) is removed first and moved in last, so the few
+    renames of the commit never show a complete-looking mix of two runs. Stages that interrupted
+    commands left behind are removed first.
+    """
     import shutil
 
     final_folder = Path(final_folder)
     final_folder.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staged-", dir=final_folder))
+    remove_abandoned_stages(final_folder)
+    stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=final_folder))
+    lock = _lock_stage(stage)
     try:
         yield stage
-        for path in sorted(stage.iterdir()):
+        written = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK),
+                         key=lambda p: p.name == marker)  # the marker last
+        names = {p.name for p in written}
+        for name in ([marker] if marker else []) + [n for n in outputs if n != marker]:
+            old = final_folder / name
+            if name in names and name != marker and not old.is_dir():
+                continue  # a file: replaced by the rename below
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
+        for path in written:
             target = final_folder / path.name
             if path.is_dir() and target.is_dir():  # a folder of outputs is replaced whole
                 shutil.rmtree(target)
             os.replace(path, target)
     finally:
+        lock.close()
         shutil.rmtree(stage, ignore_errors=True)
 
 

@@ -7,6 +7,16 @@ import os
 from pathlib import Path
 
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import is_plain_name
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it is one plain file or folder name; names from arguments (plans, trainer,
+    configuration) become files or folders under nnU-Net's folders and must stay inside them."""
+    if not is_plain_name(name):
+        raise UserInputError(f"{what}: not a plain name (it must not be empty, '.', '..' or contain a path "
+                             "separator), so it would lead outside nnU-Net's folders")
+    return name
 
 
 def nnunet_folder(variable: str) -> Path:
@@ -23,9 +33,15 @@ def dataset_name(dataset: str) -> str:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     try:
-        return maybe_convert_to_dataset_name(dataset)
+        name = maybe_convert_to_dataset_name(dataset)
     except RuntimeError as e:
         raise UserInputError(f"dataset {dataset!r}: {e}") from None
+    # nnU-Net passes names that start with "Dataset" through unchanged, and the name becomes a folder
+    # under nnUNet_raw/_preprocessed/_results: "Dataset/../../x" must not lead out of them
+    if not is_plain_name(name):
+        raise UserInputError(f"-d {dataset}: not a dataset name or ID (a dataset name is one folder name, "
+                             "without a path separator or '..')")
+    return name
 
 
 def preprocessed_dataset_folder(dataset: str) -> Path:
@@ -40,4 +56,7 @@ def model_folder_from_ids(dataset: str, configuration: str, trainer: str = "nnUN
     """The results folder ``nnUNetv2_predict -d D -c C -tr T -p P`` would use."""
     from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+    # trainer, plans and configuration make up the folder name <trainer>__<plans>__<configuration>
+    for option, value in (("-c", configuration), ("-tr", trainer), ("-p", plans)):
+        check_name(value, f"{option} {value}")
     return Path(get_output_folder(dataset_name(dataset), trainer, plans, configuration))

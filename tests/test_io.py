@@ -64,3 +64,17 @@ def test_nan_voxels_in_a_float_nifti_are_refused_although_simpleitk_reads_them_a
     labels = tmp_path / "labels.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 8), np.uint8)), str(labels))
     check_image_file(labels)  # integer files cannot hold NaN: header only
+
+
+def test_csv_cells_that_start_like_a_formula_get_a_quote_and_read_back_unchanged():
+    """CSV injection: names from files and arguments must not run as spreadsheet formulas (#32)."""
+    import pandas as pd
+
+    from nnunet_robustness.io import csv_cell, csv_safe, csv_unescape
+
+    table = pd.DataFrame({"case": ["=1+1", "+x", "-y", "@z", "plain", "it's"], "dice": [-0.5, 0.1, 0.2, 0.3, 0.4, 0.5]})
+    safe = csv_safe(table)
+    assert list(safe["case"]) == ["'=1+1", "'+x", "'-y", "'@z", "plain", "it's"]
+    assert list(safe["dice"]) == list(table["dice"]) and list(table["case"])[0] == "=1+1"  # numbers and input kept
+    assert csv_cell(-3) == -3
+    assert list(csv_unescape(safe)["case"]) == list(table["case"])

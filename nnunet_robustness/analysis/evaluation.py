@@ -26,10 +26,12 @@ from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import (
     atomic_path,
     atomic_write_json,
+    csv_safe,
     files_with_ending,
     json_ready,
     package_versions,
     read_json,
+    refuse_output_inside,
 )
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
@@ -311,15 +313,19 @@ def _average_runs(table: pd.DataFrame, runs: Mapping[str, Sequence[str]]) -> pd.
             .groupby(["model", "condition", "case", "label"], sort=False)[metrics].mean().reset_index())
 
 
-def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]) -> None:
+def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+                        references: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse an output folder whose files eval did not write (nnU-Net's summary.json in a prediction
-    folder) or that lies inside a prediction folder: eval never overwrites what it did not make."""
+    folder) or that lies inside a prediction or reference folder: eval never overwrites what it did not
+    make, and its files never become references or predictions of the next eval."""
     output = Path(output).resolve()
     for name, folder in expand_runs(models)[1].items():
         folder = Path(folder).resolve()
         if output == folder or folder in output.parents:
             raise UserInputError(f"{output}: the output folder is inside model {name}'s prediction folder {folder}; "
                                  "choose a folder of its own (e.g. next to it)")
+    refuse_output_inside(output, {f"reference folder ({i + 1})" if len(references) > 1 else "reference folder": r
+                                  for i, r in enumerate(references)})
     summary = output / SUMMARY_JSON
     if summary.is_file():
         content = read_json(summary, "summary.json")
@@ -335,13 +341,13 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     with atomic_path(output / PER_CASE_PARQUET) as tmp:
         result.per_case.to_parquet(tmp, index=False)
     with atomic_path(output / PER_CASE_CSV) as tmp:
-        result.per_case.to_csv(tmp, index=False)
+        csv_safe(result.per_case).to_csv(tmp, index=False)
     if len(result.raters):
         with atomic_path(output / RATERS_CSV) as tmp:
-            result.raters.to_csv(tmp, index=False)
+            csv_safe(result.raters).to_csv(tmp, index=False)
     if len(result.robust_training):
         with atomic_path(output / ROBUST_TRAINING_CSV) as tmp:
-            result.robust_training.to_csv(tmp, index=False)
+            csv_safe(result.robust_training).to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
 
 

@@ -40,7 +40,7 @@ from nnunet_robustness.analysis.robustness import wilcoxon_p_floor
 from nnunet_robustness.analysis.statistics import CONFIDENCE, FOREGROUND_MEAN, group_rng, holm
 from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import json_ready, read_json
+from nnunet_robustness.io import csv_unescape, json_ready, read_json
 from nnunet_robustness.metrics.masks import METRICS
 
 WINNER = "winner"
@@ -102,8 +102,8 @@ def read_per_case_table(path: str | os.PathLike) -> tuple[pd.DataFrame, Path]:
         if path.suffix == ".parquet":
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, dtype={"model": str, "condition": str, "family": str, "case": str,
-                                             "label": str, "preset": str})
+            table = csv_unescape(pd.read_csv(path, dtype={"model": str, "condition": str, "family": str,
+                                                          "case": str, "label": str, "preset": str}))
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types; the user needs the file name
         raise UserInputError(f"cannot read {path}: {e!r}") from e
     missing = [c for c in _PER_CASE_REQUIRED if c not in table.columns]
@@ -125,7 +125,7 @@ def read_complexity_table(path: str | os.PathLike) -> pd.DataFrame:
     """``complexity``'s per-case CSV (columns ``case``, ``split``, ``alpha``, ``texture_disparity_bits``, ...)."""
     path = Path(path)
     try:
-        table = pd.read_csv(path, dtype={"case": str, "split": str})
+        table = csv_unescape(pd.read_csv(path, dtype={"case": str, "split": str}))
     except FileNotFoundError:
         raise UserInputError(f"{path}: no such complexity CSV (write it with nnunet-robust complexity)") from None
     except Exception as e:  # noqa: BLE001
@@ -482,6 +482,8 @@ def resolve_condition(rule: Rule, spec: str) -> tuple[str | None, str]:
         severity = float(level)
     except ValueError:
         raise UserInputError(f"--condition {spec!r}: severity {level!r} is not a number") from None
+    if not np.isfinite(severity):  # float() takes "nan" and "inf", which no comparison below would refuse
+        raise UserInputError(f"--condition {spec!r}: severity {level!r} is not a finite number")
     levels = {s: name for name, (f, s) in conditions.items() if f == family and s is not None}
     if not levels:
         families = sorted({f for f, _ in conditions.values() if f})

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nnunet_robustness.errors import check_seed
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -44,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
     from nnunet_robustness.trust import calibrate, write_calibrator
     from nnunet_robustness.trust.conformal import no_statement_reason
 

@@ -14,6 +14,8 @@ values), so ``corrupt`` + ``nnUNetv2_predict`` matches ``run`` exactly only on f
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,8 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.conditions import Condition
-from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json, read_json
+from nnunet_robustness.errors import UserInputError, check_seed
+from nnunet_robustness.io import atomic_path, atomic_write_json, check_image_file, read_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int | None:
+    check_seed(args.seed)  # before any work: one rule for every verb
     if args.list:
         print(catalogue_text())
         return 0
@@ -194,10 +197,15 @@ def _reader_writer(ending: str, example: Path):
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    try:
-        reader_writer = determine_reader_writer_from_file_ending(ending, str(example), verbose=False)
-    except RuntimeError:
-        raise UserInputError(f"{example}: nnU-Net has no reader for files ending in {ending!r}") from None
+    check_image_file(example)  # a truncated gzip is named as such, not as "no reader"
+    # nnU-Net prints a traceback for each reader it tries and rejects (even with verbose=False): keep the
+    # terminal to our one line
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            reader_writer = determine_reader_writer_from_file_ending(ending, str(example), verbose=False)
+        except RuntimeError:
+            raise UserInputError(f"{example}: no nnU-Net reader for files ending in {ending!r} can read it (a "
+                                 "broken file, or not an image of 2 or 3 dimensions)") from None
     if not issubclass(reader_writer, (SimpleITKIO, NaturalImage2DIO)):
         raise UserInputError(f"{example}: files ending in {ending!r} are read by nnU-Net's "
                              f"{reader_writer.__name__}, which corrupt cannot write back yet; convert the "
@@ -246,10 +254,15 @@ def _write_case(reader_writer, corrupted: np.ndarray, loaded: _LoadedCase, targe
     for target, count, source in zip(targets, loaded.channels_per_file, loaded.files):
         channels = corrupted[start:start + count]
         start += count
-        if isinstance(reader_writer, SimpleITKIO):
-            _write_sitk(channels, source, target)
-        else:
-            _write_natural(channels, source, target)
+        try:
+            if isinstance(reader_writer, SimpleITKIO):
+                _write_sitk(channels, source, target)
+            else:
+                _write_natural(channels, source, target)
+        except RuntimeError as e:  # SimpleITK's: e.g. a 4D source image, whose geometry cannot be copied
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise UserInputError(f"{source}: its corrupted version cannot be written like it ({why}); corrupt "
+                                 "takes 2D and 3D images") from None
 
 
 def _write_sitk(channels: np.ndarray, source: Path, target: Path) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,14 +86,23 @@ def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
+    from nnunet_robustness.analysis import evaluation as names
     from nnunet_robustness.analysis.evaluation import REPORT_HTML, check_output_folder
     from nnunet_robustness.evaluation import evaluate, write_report
-    from nnunet_robustness.io import staged_folder
+    from nnunet_robustness.io import refuse_foreign_file, staged_folder
+    from nnunet_robustness.reports.html import is_our_report
 
     models = parse_models(args.model, args.input)
-    check_output_folder(args.output, models)
+    check_output_folder(args.output, models, args.reference)
+    refuse_foreign_file(args.output / REPORT_HTML, is_our_report, "eval")
+    # every file eval may write: one run's set replaces the earlier run's whole (a stale report.html after
+    # --no-report, a raters.csv of a run with several references), summary.json last as the "complete" mark
+    outputs = (names.PER_CASE_PARQUET, names.PER_CASE_CSV, names.RATERS_CSV, names.ROBUST_TRAINING_CSV,
+               names.CONSENSUS_FOLDER, REPORT_HTML, names.SUMMARY_JSON)
     try:
-        with staged_folder(args.output) as stage:  # outputs of an earlier run stay whole if this one fails
+        # outputs of an earlier run stay whole if this one fails
+        with staged_folder(args.output, outputs, marker=names.SUMMARY_JSON) as stage:
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
                               consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_textures(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
     # imported here so that `nnunet-robust --help` does not load numpy, SimpleITK and scikit-image
     from nnunet_robustness.datasets.texture_sources import format_texture_list
     from nnunet_robustness.datasets.textures_dataset import (

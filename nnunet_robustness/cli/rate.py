@@ -33,14 +33,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_robustness.io import refuse_foreign_file, refuse_output_inside, staged_folder
+    from nnunet_robustness.reports.html import is_our_report
     from nnunet_robustness.reports.trust import write_report
     from nnunet_robustness.trust import load_calibrator, rate
-    from nnunet_robustness.trust.calibrator import REPORT_HTML
+    from nnunet_robustness.trust.calibrator import (
+        COVERAGE_CSV,
+        ENSEMBLE_FOLDER,
+        RATINGS_CSV,
+        REPORT_HTML,
+        SAFE_MASKS_FOLDER,
+        SUMMARY_JSON,
+        is_our_ratings,
+    )
     from nnunet_robustness.trust.conformal import no_statement_reason
 
-    result = rate(load_calibrator(args.calibrator), args.input, args.dataset_json, reference=args.reference,
-                  output=args.output, conditions=args.condition, bands=args.bands, save_masks=args.save_masks)
-    write_report(result, args.output / REPORT_HTML)
+    refuse_output_inside(args.output, {**{"prediction folder" + (f" {i + 1}" if len(args.input) > 1 else ""): folder
+                                          for i, folder in enumerate(args.input)},
+                                       "reference folder": args.reference})
+    refuse_foreign_file(args.output / REPORT_HTML, is_our_report, "rate")
+    refuse_foreign_file(args.output / RATINGS_CSV, is_our_ratings, "rate")
+    calibrator = load_calibrator(args.calibrator)
+    # one run's outputs replace the earlier run's as a set (a failing re-run keeps them whole; masks of
+    # an earlier --save-masks run never mix with this run's), summary.json last as the "complete" mark
+    outputs = (RATINGS_CSV, COVERAGE_CSV, REPORT_HTML, SAFE_MASKS_FOLDER, ENSEMBLE_FOLDER, SUMMARY_JSON)
+    with staged_folder(args.output, outputs, marker=SUMMARY_JSON) as stage:
+        result = rate(calibrator, args.input, args.dataset_json, reference=args.reference, output=stage,
+                      conditions=args.condition, bands=args.bands, save_masks=args.save_masks,
+                      recorded_output=args.output)
+        write_report(result, stage / REPORT_HTML)
     ratings = result.ratings
     cases = ratings[["condition", "case"]].drop_duplicates()
     flagged = ratings.loc[ratings["case_flagged"], ["condition", "case"]].drop_duplicates()

@@ -11,6 +11,7 @@ severity range the answer is "insufficient evidence". See docs/datasets.md.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 
 DEFAULT_OUTPUT = Path("recommendation.json")
 
@@ -93,6 +94,16 @@ def dataset_texture_disparity(dataset: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
+    # checked before the evidence is read and the rule fitted (minutes): float() takes "nan" and "inf"
+    if ":" in args.condition:
+        level = args.condition.rpartition(":")[2]
+        try:
+            finite = math.isfinite(float(level))
+        except ValueError:
+            finite = True  # not a number at all: resolve_condition says so, naming the evaluated conditions
+        if not finite:
+            raise UserInputError(f"--condition {args.condition!r}: severity {level!r} is not a finite number")
     from nnunet_robustness.analysis.recommend import (
         RuleSettings,
         fit_rule,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     work = parser.add_argument_group("work")
     work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
     work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")
-    work.add_argument("--part-id", type=int, default=0, help="which shard this process runs (0-based)")
+    work.add_argument("--part-id", type=int, default=None,
+                      help="which shard this process runs (0-based); needed with --num-parts above 1")
     work.add_argument("--devices", default=None, metavar="0,1,...",
                       help="one worker process per device on this node (CUDA indices, or cpu), each running "
                            "its share of the items into the same folder (docs/scaling.md); combines with "
@@ -86,9 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_seed(args.seed)  # before any work: one rule for every verb
     from nnunet_robustness.conditions import AUTO_SET, read_conditions_file
     from nnunet_robustness.corruptions.specs import check_modality, modality_specific, resolve_conditions
-    from nnunet_robustness.io import read_json
+    from nnunet_robustness.io import read_json, refuse_output_inside
     from nnunet_robustness.nnunet_paths import model_folder_from_ids
     from nnunet_robustness.runner.cases import list_cases
     from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
@@ -99,6 +101,20 @@ def run(args: argparse.Namespace) -> int:
         model_folder = model_folder_from_ids(args.dataset, args.configuration, args.trainer, args.plans)
     else:
         model_folder = args.model_folder
+    if args.num_parts < 1:
+        raise UserInputError(f"--num-parts {args.num_parts}: must be 1 or more")
+    if args.part_id is None:
+        # without it every process of a sharded run would run shard 0, and the other shards never
+        if args.num_parts > 1:
+            raise UserInputError(f"--num-parts {args.num_parts} needs --part-id (0..{args.num_parts - 1}): which "
+                                 "shard this process runs")
+        args.part_id = 0
+    if not 0 <= args.part_id < args.num_parts:
+        raise UserInputError(f"--part-id {args.part_id} must be in [0, --num-parts {args.num_parts})")
+    # predictions written into the images, model or reference folder would be read back as data by the next
+    # run, nnUNetv2_train or eval (and a fold folder's files are nnU-Net's)
+    refuse_output_inside(args.output, {"input folder": args.input if args.input.is_dir() else None,
+                                       "model folder": model_folder, "reference folder": args.reference})
     if not 0 < args.step_size <= 1:  # nnU-Net asserts this only after the model is loaded and run.json written
         raise UserInputError(f"-step_size {args.step_size:g}: the sliding-window step is a fraction of the patch in "
                              "(0, 1] (nnU-Net's default 0.5)")
@@ -122,8 +138,6 @@ def run(args: argparse.Namespace) -> int:
         from nnunet_robustness.runner.devices import parse_devices, run_on_devices
 
         devices = parse_devices(args.devices)
-        if not 0 <= args.part_id < args.num_parts:
-            raise UserInputError(f"--part-id {args.part_id} must be in [0, --num-parts {args.num_parts})")
         return run_on_devices(args.argv, devices, args.output,
                               args.num_parts, args.part_id, progress=not args.no_progress)
 

@@ -48,6 +48,14 @@ def run(args: argparse.Namespace) -> int:
     if args.scale == "gpu" and args.device != "cuda":
         raise UserInputError("--scale gpu trains nine levels x three architectures for nnU-Net's 1000 epochs: "
                              "run it with -device cuda (on a CPU use --scale cpu)")
+    if args.device == "cuda":
+        # as run does, before anything starts: the study's first CUDA step (training) would otherwise fail
+        # minutes in, inside a subprocess whose log the user must open
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserInputError("-device cuda requested but torch sees no CUDA device; use -device cpu "
+                                 "(with --scale smoke or cpu)")
     run_study(args.study, args.scale, output, args.device,
               command=shlex.join(["nnunet-robust", *sys.argv[1:]]) if len(sys.argv) > 1 else None)
     return 0

@@ -17,7 +17,7 @@ from nnunet_robustness.datasets.complexity import CaseComplexity, case_complexit
 from nnunet_robustness.datasets.raw_dataset import list_labelled_cases, raw_dataset_json
 from nnunet_robustness.datasets.textures_dataset import case_alphas
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_write_text
+from nnunet_robustness.io import atomic_write_text, csv_cell
 
 CASE_COLUMNS = ("case", "split", "alpha", "texture_disparity_bits", "contrast_to_noise",
                 "foreground_fraction", "foreground_voxels")
@@ -134,7 +134,7 @@ def _csv_text(header: tuple[str, ...], rows: Iterable[tuple]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows([[_cell(v) for v in row] for row in rows])
+    writer.writerows([[_cell(csv_cell(v)) for v in row] for row in rows])  # names: no formulas (CSV injection)
     return buffer.getvalue()
 
 

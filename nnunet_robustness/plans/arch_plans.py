@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_write_json, safe_path
+from nnunet_robustness.nnunet_paths import check_name
 
 ARCH_PRESETS: dict[str, dict] = {
     "noskip": {"skip_levels": "none", "attention_gates": False},
@@ -93,7 +94,7 @@ def make_arch_plans(source_plans: dict, choice: ArchChoice, new_plans_name: str,
             raise UserInputError(f"{source_label}: no configuration {', '.join(unknown)}; "
                                  f"available: {', '.join(all_configs)}")
     # Imported here: the architectures import torch, which `nnunet-robust --help` must not wait for.
-    from nnunet_robustness.architectures import dotted_name, skip_selective_class_for
+    from nnunet_robustness.architectures import dotted_name, resolve_skip_levels, skip_selective_class_for
 
     for config_name in targets:
         architecture = _resolved_architecture(all_configs, config_name)
@@ -103,6 +104,15 @@ def make_arch_plans(source_plans: dict, choice: ArchChoice, new_plans_name: str,
             ours = skip_selective_class_for(architecture["network_class_name"])
         except ValueError as e:
             raise UserInputError(f"{source_label}, configuration {config_name}: {e}") from None
+        # the network is built only when training starts: a skip level this depth lacks (--skip-levels 99)
+        # must fail here, not leave a plans file that cannot build its network
+        n_stages = architecture.get("arch_kwargs", {}).get("n_stages")
+        if isinstance(n_stages, int) and not isinstance(choice.skip_levels, str):
+            try:
+                resolve_skip_levels(choice.skip_levels, n_stages - 1)
+            except ValueError as e:
+                raise UserInputError(f"--skip-levels {' '.join(map(str, choice.skip_levels))}: {source_label}, "
+                                     f"configuration {config_name}: {e}") from None
         architecture["network_class_name"] = dotted_name(ours)
         architecture["arch_kwargs"].update(choice.arch_kwargs())
         all_configs[config_name]["architecture"] = architecture
@@ -130,6 +140,7 @@ def write_arch_plans(preprocessed_dataset_folder: Path, source_plans_name: str, 
     Idempotent: an identical existing file is left alone; a different one is only replaced with
     ``overwrite``. The source plans file is never modified.
     """
+    check_name(source_plans_name, f"-p {source_plans_name}")  # read from the preprocessed folder only
     source_path = preprocessed_dataset_folder / f"{source_plans_name}.json"
     new_plans_name = new_plans_name or f"{source_plans_name}{choice.plans_suffix()}"
     if new_plans_name == source_plans_name:

@@ -37,6 +37,7 @@ from typing import Sequence
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, atomic_write_text
+from nnunet_robustness.nnunet_paths import check_name
 from nnunet_robustness.plans.arch_plans import _read_plans, _resolved_architecture
 
 # nnU-Net's ExperimentPlanner.UNet_min_batch_size (experiment_planners/default_experiment_planner.py:63);
@@ -201,6 +202,8 @@ def write_context_plans(preprocessed_dataset_folder: Path, plans_name: str, sour
     different content (an earlier run with other settings, or the user's own) is only replaced with
     ``overwrite``. Before any change the file is backed up byte for byte.
     """
+    # read and written (with a backup beside it): a name, never a path out of the preprocessed folder
+    check_name(plans_name, f"-p {plans_name}")
     path = Path(preprocessed_dataset_folder) / f"{plans_name}.json"
     plans = _read_plans(path)
     wanted: list[ContextConfiguration] = []

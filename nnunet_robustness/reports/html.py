@@ -11,12 +11,22 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+GENERATOR = "nnunet-robust"
+# the first line of the style sheet, which every report has carried since before the generator tag
+_OLDER_REPORT_SIGN = ".warning { background: #fff4e0; border-left: 4px solid #e69500;"
+
+
+def is_our_report(head: str) -> bool:
+    """Whether the start of an HTML file is a report of this package (a command replaces only its own
+    report.html, never one the user or another tool put there)."""
+    return f'<meta name="generator" content="{GENERATOR}">' in head or _OLDER_REPORT_SIGN in head
+
 
 def html_page(title: str, body: str) -> str:
     """A self-contained HTML page (inline style, no scripts, nothing fetched) around ``body``; shared by
     every report of the package so they look alike."""
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}"><title>{esc(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}

@@ -8,10 +8,11 @@ forgotten or extra channel is never silently dropped from a robustness study.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import files_with_ending
+from nnunet_robustness.io import check_name_encoding, files_with_ending
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
@@ -28,27 +29,46 @@ def list_cases(input_path: str | Path, file_ending: str | None = None,
     input_path = Path(input_path)
     listed: set[str] | None = None
     if input_path.is_dir():
-        files = files_with_ending(input_path, file_ending or "")
+        files, hidden = _folder_files(input_path)
     elif input_path.is_file():
         files, listed = _listed_files(input_path, file_ending)
+        hidden = []
     else:
         raise UserInputError(f"{input_path}: no such folder or list file")
     by_case: dict[str, dict[int, Path]] = {}
-    endings: set[str] = set()
+    endings: dict[str, Path] = {}  # ending -> its first file
+    strays: list[Path] = []  # files that are no channel file of a case: refused, never dropped silently
     for path in files:
         match = _CHANNEL_FILE.match(path.name)
-        if (match is None or (file_ending is not None and match["ending"] != file_ending)
-                or (listed is not None and match["case"] not in listed)):
+        if listed is not None and (match is None or match["case"] not in listed):
+            continue  # a list file names its cases; other files beside them are not asked for
+        if match is None or (file_ending is not None and match["ending"] != file_ending):
+            strays.append(path)
             continue
-        endings.add(match["ending"])
+        endings.setdefault(match["ending"], path)
         by_case.setdefault(match["case"], {})[int(match["channel"])] = path
     example = f"CASE_0000{file_ending or '<ending>'}"
     if not by_case:
         raise UserInputError(f"{input_path}: no images named {example} (nnU-Net's imagesTs layout)")
     if len(endings) > 1:
-        raise UserInputError(f"{input_path}: files with different endings {sorted(endings)}; keep one format "
-                             "per folder")
-    ending = endings.pop()
+        counts = {e: sum(1 for f in files if f.name.endswith(e)) for e in endings}
+        odd = endings[min(counts, key=counts.get)]  # a file of the rarer format: probably the stray one
+        raise UserInputError(f"{odd}: files with different endings {sorted(endings)} in {input_path}; keep one "
+                             "format per folder")
+    # One rule for run and corrupt: every file of the folder is a channel file of a case, or the command
+    # stops naming it (a typo in a name, an upper-case ending, a .png among .nii.gz files would otherwise
+    # drop a case from the study with only a smaller count to hint at it).
+    if strays:
+        stray = strays[0]
+        raise UserInputError(f"{stray.parent / repr(stray.name)[1:-1]}: not an image named {example.replace('0000', 'XXXX')} "
+                             f"({_why_not(stray.name, file_ending or next(iter(endings)))}"
+                             f"{f'; {len(strays) - 1} more such file(s)' if len(strays) > 1 else ''}); rename it or move "
+                             "it out of the folder")
+    if hidden:  # OS metadata (.DS_Store), editor backups, our own temporary files: not data, but named
+        warnings.warn(f"{input_path}: skipped {len(hidden)} hidden file(s): "
+                      + ", ".join(repr(p.name) for p in hidden[:5]) + (" ..." if len(hidden) > 5 else ""),
+                      stacklevel=2)
+    ending = next(iter(endings))
     expected = num_channels if num_channels is not None else max(len(c) for c in by_case.values())
     cases = {}
     for case, channels in sorted(by_case.items()):
@@ -64,6 +84,27 @@ def list_cases(input_path: str | Path, file_ending: str | None = None,
                                     else f"other cases have {expected} channel(s)") + "; remove or move it")
         cases[case] = [channels[c] for c in range(expected)]
     return cases
+
+
+def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The files of ``folder`` (sorted), and its hidden files (``.name``) apart."""
+    files, hidden = [], []
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            check_name_encoding(path)
+            (hidden if path.name.startswith(".") else files).append(path)
+    return files, hidden
+
+
+def _why_not(name: str, ending: str) -> str:
+    """Why ``name`` is no ``CASE_XXXX<ending>`` file, in words."""
+    if any(c in name for c in "\n\r\t"):
+        return "its name holds a line break or tab"
+    if not name.endswith(ending):
+        if name.lower().endswith(ending.lower()):
+            return f"the ending differs from {ending!r} in upper/lower case"
+        return f"it does not end in {ending!r}"
+    return "no _XXXX channel number before the ending"
 
 
 def _listed_files(list_file: Path, file_ending: str | None) -> tuple[list[Path], set[str]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from nnunet_robustness.conditions import Condition, merge_conditions
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_write_json, package_versions, read_json
+from nnunet_robustness.io import atomic_write_json, is_plain_name, package_versions, read_json
 
 MANIFEST_NAME = "run.json"
 MANIFEST_FORMAT = 1
@@ -64,7 +64,7 @@ class RunManifest:
     @classmethod
     def from_json(cls, data: Any, path: Path) -> "RunManifest":
         try:
-            return cls(model=dict(data["model"]), seed=int(data["seed"]),
+            manifest = cls(model=dict(data["model"]), seed=int(data["seed"]),
                        save_probabilities=bool(data.get("save_probabilities", False)),
                        file_ending=str(data["file_ending"]),
                        conditions=tuple(Condition.from_json(c) for c in data["conditions"]),
@@ -75,6 +75,17 @@ class RunManifest:
         except (KeyError, TypeError, ValueError) as e:
             raise UserInputError(f"{path}: not a valid run manifest ({type(e).__name__}: {e}); it needs model, seed, "
                                  "file_ending, conditions (with names) and cases") from None
+        # Condition and case names become paths (<folder>/<condition>/<case><ending>) in eval, rate,
+        # calibrate and the studies: a run.json from elsewhere must not point them outside the folder
+        # (``../other/x``, an absolute path) and have another folder's predictions read as this one's.
+        for kind, names in (("condition", [c.name for c in manifest.conditions]), ("case", manifest.cases),
+                            ("file_ending", [f"x{manifest.file_ending}"])):
+            for name in names:
+                if not is_plain_name(name):
+                    raise UserInputError(f"{path}: {kind} name {name!r} is not a plain file or folder name (it "
+                                         "must not be empty, '.', '..' or contain a path separator); this run.json "
+                                         "would lead outside its folder")
+        return manifest
 
     @staticmethod
     def path(folder: str | Path) -> Path:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from nnunet_robustness.conditions import CLEAN_NAME as CLEAN
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, atomic_write_json, json_ready, package_versions, safe_path
+from nnunet_robustness.io import atomic_path, atomic_write_json, csv_safe, json_ready, package_versions, safe_path
 from nnunet_robustness.metrics.masks import dice as dice_score
 from nnunet_robustness.trust import uncertainty as unc
 from nnunet_robustness.trust.conformal import (
@@ -58,6 +58,15 @@ RATINGS_CSV = "ratings.csv"
 COVERAGE_CSV = "coverage.csv"
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
+SAFE_MASKS_FOLDER = "safe_masks"
+ENSEMBLE_FOLDER = "ensemble"
+# the columns every ratings.csv of rate starts with: how rate recognises its own earlier file
+_RATINGS_HEADER = "condition,family,severity,case,label,label_value,"
+
+
+def is_our_ratings(head: str) -> bool:
+    """Whether the start of a CSV file is a ``ratings.csv`` that ``rate`` wrote."""
+    return head.startswith(_RATINGS_HEADER)
 
 
 def parse_bands(spec: str | Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
@@ -75,6 +84,10 @@ def parse_bands(spec: str | Sequence[tuple[str, float]]) -> tuple[tuple[str, flo
                 raise UserInputError(f"--bands {spec!r}: expected NAME=MIN_BOUND,..., e.g. A=0.8,B=0.6,C=0")
     else:
         bands = [(str(n), float(v)) for n, v in spec]
+    bad = [b for b in bands if not math.isfinite(b[1])]
+    if bad:  # float() takes "nan"; NaN sorts anywhere and no bound is ever >= it
+        raise UserInputError(f"--bands {spec!r}: minimum bound {bad[0][1]} of band {bad[0][0]!r} is not a finite "
+                             "number in [0, 1]")
     bands.sort(key=lambda b: -b[1])
     names = [b[0] for b in bands]
     if len(bands) < 2 or len(set(names)) != len(names) or len({b[1] for b in bands}) != len(bands):
@@ -384,10 +397,12 @@ class RatingResult:
 def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json: str | Path,
          reference: str | Path | None = None, output: str | Path | None = None, conditions: Sequence[str] | None = None,
          bands: str | Sequence[tuple[str, float]] | None = None, save_masks: bool = False,
-         progress: bool = True) -> RatingResult:
+         progress: bool = True, recorded_output: str | Path | None = None) -> RatingResult:
     """Bound, rate and flag every case of every condition; with ``reference``, also the actual Dice,
     whether the bound held, and the achieved FNR of the safe mask. With ``output`` and
-    ``save_masks``, writes the safe masks (and, for several folds, the rated ensemble segmentation)."""
+    ``save_masks``, writes the safe masks (and, for several folds, the rated ensemble segmentation).
+    ``recorded_output``: the folder the outputs end up in when ``output`` is a staging folder (the
+    mask paths in ratings.csv name the final place)."""
     from tqdm import tqdm
 
     bands_used = parse_bands(bands) if bands is not None else calibrator.bands
@@ -405,12 +420,10 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
     if save_masks and output is None:
         raise UserInputError("saving masks needs an output folder")
     prediction_set = open_predictions(folders, file_ending, conditions)
-    if output is not None:  # outputs of an earlier run must not outlive a failure of this one
-        for name in (RATINGS_CSV, COVERAGE_CSV, SUMMARY_JSON, REPORT_HTML):
-            (Path(output) / name).unlink(missing_ok=True)
     rows = []
     reliability: dict[str, dict[str, tuple[unc.Reliability, unc.Reliability]]] = {}
     masks_to = Path(output) if save_masks else None
+    recorded = (masks_to, Path(recorded_output)) if masks_to is not None and recorded_output is not None else None
     total = sum(len(c) for c in prediction_set.cases.values())
     with tqdm(total=total, desc="rate", unit="case", disable=not progress) as bar:
         for condition in prediction_set.conditions:
@@ -419,7 +432,8 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
                                    None if reference is None else Path(reference))
                 results = analyse_case(context, arrays, calibrator.temperature, calibrator.band_width,
                                        reliability.setdefault(condition.name, {}))
-                rows.extend(_rate_case(calibrator, context, arrays, results, condition, case, bands_used, masks_to))
+                rows.extend(_rate_case(calibrator, context, arrays, results, condition, case, bands_used, masks_to,
+                                       recorded))
                 bar.update(1)
     ratings = pd.DataFrame(rows)
     lowest = bands_used[-1][0]
@@ -442,7 +456,8 @@ def rate(calibrator: Calibrator, predictions: Sequence[str | Path], dataset_json
 
 
 def _rate_case(calibrator: Calibrator, context: DatasetContext, arrays: CaseArrays, results: dict[str, StructureResult],
-               condition: Any, case: str, bands: Sequence[tuple[str, float]], masks_to: Path | None) -> list[dict]:
+               condition: Any, case: str, bands: Sequence[tuple[str, float]], masks_to: Path | None,
+               recorded: tuple[Path, Path] | None = None) -> list[dict]:
     """The rating rows of one case (one per structure); with ``masks_to``, its safe masks (and, for
     several folds, the rated ensemble segmentation) are written there."""
     names = calibrator.feature_names
@@ -474,12 +489,12 @@ def _rate_case(calibrator: Calibrator, context: DatasetContext, arrays: CaseArra
                        safe_mask_fnr=float(result.fnr[lam_index]))
         if masks_to is not None:
             mask = unc.safe_mask(probabilities[context.channel(index)], target.mask(arrays.segmentation), lam)
-            path = safe_path(masks_to, "safe_masks", condition.name, target.name, f"{case}{ending}")
+            path = safe_path(masks_to, SAFE_MASKS_FOLDER, condition.name, target.name, f"{case}{ending}")
             write_mask(context, arrays, mask, path)
-            row["safe_mask_file"] = str(path)
+            row["safe_mask_file"] = str(path if recorded is None else recorded[1] / path.relative_to(recorded[0]))
         rows.append(row)
     if masks_to is not None and len(arrays.member_segmentations) > 1:
-        write_mask(context, arrays, arrays.segmentation, safe_path(masks_to, "ensemble", condition.name,
+        write_mask(context, arrays, arrays.segmentation, safe_path(masks_to, ENSEMBLE_FOLDER, condition.name,
                                                                    f"{case}{ending}"))
     return rows
 
@@ -504,10 +519,10 @@ def write_outputs(result: RatingResult, output: Path) -> None:
     :func:`nnunet_robustness.reports.trust.write_report`'s (``rate`` writes it next to these)."""
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / RATINGS_CSV) as tmp:
-        result.ratings.to_csv(tmp, index=False)
+        csv_safe(result.ratings).to_csv(tmp, index=False)
     if len(result.coverage):
         with atomic_path(output / COVERAGE_CSV) as tmp:
-            result.coverage.to_csv(tmp, index=False)
+            csv_safe(result.coverage).to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, json_ready({
         "settings": result.settings, "alpha": result.calibrator.alpha, "fnr_target": result.calibrator.fnr_target,
         "guarantee": METHOD["guarantee"], "coverage": result.coverage.to_dict(orient="records"),

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import check_image_file
+from nnunet_robustness.io import check_image_file, files_with_ending
 from nnunet_robustness.metrics.inputs import (
     ConditionFolder,
     DatasetInfo,
@@ -26,6 +26,7 @@ from nnunet_robustness.metrics.inputs import (
     load_dataset_json,
     reader_writer_for,
 )
+from nnunet_robustness.runner.manifest import RunManifest
 
 PROBABILITIES_KEY = "probabilities"
 
@@ -99,7 +100,7 @@ def open_predictions(folders: Sequence[Path], file_ending: str, conditions: Sequ
     if not folders:
         raise UserInputError("no prediction folders given (-i)")
     members = tuple(Path(f) for f in folders)
-    found, _ = find_conditions(members[0], file_ending)
+    found, manifest_cases = find_conditions(members[0], file_ending)
     if conditions is not None:
         names = [c.name for c in found]
         missing = [c for c in conditions if c not in names]
@@ -107,12 +108,26 @@ def open_predictions(folders: Sequence[Path], file_ending: str, conditions: Sequ
             raise UserInputError(f"{members[0]}: no condition {missing[0]!r} (conditions there: {', '.join(names)})")
         found = [c for c in found if c.name in conditions]
     cases: dict[str, tuple[str, ...]] = {}
+    expected: tuple[str, ...] | None = None if manifest_cases is None else tuple(sorted(manifest_cases))
+    source: Path = RunManifest.path(members[0])
     prediction_set = PredictionSet(members, tuple(found), {}, file_ending)
     for condition in found:
-        listed = tuple(sorted(p.name[: -len(file_ending)] for p in condition.folder.iterdir()
-                              if p.is_file() and p.name.endswith(file_ending) and not p.name.startswith(".")))
+        listed = tuple(sorted(p.name[: -len(file_ending)] for p in files_with_ending(condition.folder, file_ending)))
         if not listed:
             raise UserInputError(f"{condition.folder}: no predictions ending in {file_ending!r}")
+        # The rule eval applies: every condition holds the cases run.json promises (or, without it, those
+        # of the first condition); a condition with a case missing would be rated or calibrated on another
+        # set of cases than the rest, without a word.
+        if expected is None:
+            expected, source = listed, condition.folder
+        missing = sorted(set(expected) - set(listed))
+        if missing:
+            raise UserInputError(f"{condition.folder / (missing[0] + file_ending)}: missing ({len(missing)} case(s) "
+                                 f"missing that {source} has); every condition needs the same cases")
+        extra = sorted(set(listed) - set(expected))
+        if extra:
+            raise UserInputError(f"{condition.folder / (extra[0] + file_ending)}: case not in {source}; every "
+                                 "condition needs the same cases")
         for member in range(len(members)):
             for case in listed:
                 seg = prediction_set.segmentation_file(member, condition.name, case)

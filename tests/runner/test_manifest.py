@@ -27,6 +27,31 @@ def test_round_trip_and_loud_failures(tmp_path):
         RunManifest.read(tmp_path)
 
 
+def test_a_resumed_run_writes_run_json_back_as_it_was(tmp_path):
+    """(#32 item 9) a resume read severity 3 as 3.0 and wrote it back so; run.json's values stay as written."""
+    first = _manifest(tmp_path, {"a": "a_0000.nii.gz:10:1"})
+    first.write(tmp_path)
+    written = (tmp_path / "run.json").read_bytes()
+    assert b'"severity": 3,' in written
+    _manifest(tmp_path, {"a": "a_0000.nii.gz:10:1"}).merged_into(tmp_path).write(tmp_path)
+    assert (tmp_path / "run.json").read_bytes() == written
+    RunManifest.read(tmp_path).write(tmp_path)
+    assert (tmp_path / "run.json").read_bytes() == written
+
+
+@pytest.mark.parametrize("name", ["../other/gaussian_noise_sev3", "/abs/gaussian_noise_sev3", "..", ""])
+def test_condition_names_that_leave_the_folder_are_refused(tmp_path, name):
+    """(#32 item 1) condition names become folders under the run folder for eval, rate and calibrate."""
+    import json
+
+    _manifest(tmp_path, {"a": "a_0000.nii.gz:10:1"}).write(tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    data["conditions"][1]["name"] = name
+    (tmp_path / "run.json").write_text(json.dumps(data))
+    with pytest.raises(UserInputError, match="run.json: condition name .* not a plain file or folder name"):
+        RunManifest.read(tmp_path)
+
+
 def test_resume_with_changed_inputs_or_checkpoint_is_refused(tmp_path):
     image = tmp_path / "a_0000.nii.gz"
     image.write_bytes(b"first")
