@@ -124,6 +124,11 @@ def family_condition(family: str, severity: float) -> Condition:
 
 ALL_FAMILIES = "all"
 
+# What a corruption does to an exact-zero background (corruptions/background.py): here, torch-free, for the
+# command-line parsers. "keep" (default) puts nnU-Net's non-zero mask back after corrupting.
+BACKGROUND_CHOICES = ("keep", "corrupt")
+DEFAULT_BACKGROUND = "keep"
+
 # The adversarial condition families of ``run`` and what each does, here (torch-free) so that
 # ``run --help`` and ``corrupt --list`` can list them without loading torch; the attacks themselves are
 # defined in nnunet_robustness.adversarial.attacks, which takes these names and words.

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnunet_robustness.conditions import Condition
+from nnunet_robustness.conditions import BACKGROUND_CHOICES, DEFAULT_BACKGROUND, Condition
 from nnunet_robustness.errors import UserInputError, check_seed
 from nnunet_robustness.io import atomic_path, atomic_write_json, check_image_file, read_json
 
@@ -45,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-l", "--labels", type=Path, default=None,
                         help="reference labels (CASE<ending>), needed by background_blur and its presets")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--background", choices=BACKGROUND_CHOICES, default=DEFAULT_BACKGROUND,
+                        help="keep (default): an exact-zero background (skull-stripped MRI) stays zero, as the "
+                             "artefact happened before the stripping and nnU-Net crops and normalises inside that "
+                             "mask; corrupt: every voxel (docs/corruptions.md)")
     parser.add_argument("--overwrite", action="store_true", help="rewrite outputs that already exist")
     parser.set_defaults(func=run)
 
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int | None:
         raise UserInputError("corrupt needs -i/--input and -o/--output (or --list)")
     conditions = _conditions(args.family, args.severity, args.preset)
     from nnunet_robustness.corruptions._core import shared_image_statistics
+    from nnunet_robustness.corruptions.background import body_mask, keep_background
     from nnunet_robustness.runner.cases import list_cases
 
     found = list_cases(args.input)
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int | None:
         atomic_write_json(args.output / condition.folder / "corruption.json", {
             "name": condition.name, "family": condition.corruption.family,
             "severity": condition.corruption.severity, "values": condition.corruption.values,
-            "settings": condition.corruption.settings, "base_seed": args.seed,
+            "settings": condition.corruption.settings, "base_seed": args.seed, "background": args.background,
             "case_seed": "nnunet_robustness.corruptions.specs.item_seed(base_seed, case, condition)",
         })
     written = skipped = 0
@@ -103,8 +108,10 @@ def run(args: argparse.Namespace) -> int | None:
                     if loaded is None:
                         loaded = _load_case(reader_writer, files, args.labels, case, ending)
                     label = loaded.label if condition.corruption.requires_label else None
-                    corrupted = condition.corruption(loaded.data, loaded.spacing, label=label,
-                                                     seed=item_seed(args.seed, case, condition.condition))
+                    corrupted = keep_background(
+                        condition.corruption(loaded.data, loaded.spacing, label=label,
+                                             seed=item_seed(args.seed, case, condition.condition)),
+                        body_mask(loaded.data) if args.background == "keep" else None)
                     _write_case(reader_writer, corrupted, loaded, targets)
                     written += 1
                     progress.update()

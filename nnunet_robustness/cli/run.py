@@ -9,7 +9,14 @@ from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ADVERSARIAL_NOTE, CONDITION_SETS, CONTEXT_NOTE
+    from nnunet_robustness.conditions import (
+        ADVERSARIAL_FAMILIES,
+        ADVERSARIAL_NOTE,
+        BACKGROUND_CHOICES,
+        CONDITION_SETS,
+        CONTEXT_NOTE,
+        DEFAULT_BACKGROUND,
+    )
 
     parser = subparsers.add_parser(
         "run",
@@ -61,6 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conditions.add_argument("--config", type=Path, default=None,
                             help='JSON/YAML file {"conditions": [SPEC, ...], "sets": [SET, ...]}')
     conditions.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it")
+    conditions.add_argument("--background", choices=BACKGROUND_CHOICES, default=DEFAULT_BACKGROUND,
+                            help="keep (default): an exact-zero background (skull-stripped MRI) stays zero after "
+                                 "corrupting, so nnU-Net crops and normalises the corrupted image inside the clean "
+                                 "image's mask; corrupt: every voxel. Recorded in run.json")
     conditions.add_argument("--force-modality", action="store_true",
                             help="apply CT (ct_*), ultrasound (us_*) and microscopy families even where the "
                                  "model's dataset.json names channels of another modality (e.g. ct_metal on 'T1'); "
@@ -143,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
                                   checkpoint=args.checkpoint, step_size=args.step_size,
-                                  use_mirroring=not args.disable_tta, device=args.device)
+                                  use_mirroring=not args.disable_tta, device=args.device,
+                                  background=args.background)
     runner = RobustnessRunner(settings)
     cases = list_cases(args.input, runner.file_ending, runner.num_channels)
     stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,

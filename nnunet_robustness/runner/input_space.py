@@ -6,10 +6,14 @@ normalisation removes is not a robustness test: under z-scoring, ``a * x + b`` (
 identical, so a "contrast" or "brightness" condition scores exactly like clean. The runner therefore
 measures every item in the model's input space:
 
-- the clean and the corrupted image are normalised as nnU-Net's preprocessor does (the nonzero mask
-  as in ``crop_to_nonzero``, then each channel's normalisation class from the plans, with its
-  ``use_mask_for_norm`` and the dataset's foreground intensity properties). Cropping and resampling
-  are left out: they move voxels, they do not change what the intensities say;
+- the clean and the corrupted image go through nnU-Net's own preprocessing functions: ``crop_to_nonzero``
+  (on a zero-background image the crop box and the mask that ``use_mask_for_norm`` normalises inside),
+  then each channel's normalisation class from the plans with the dataset's foreground intensity
+  properties; the cropped result is put back into the image's frame (0 outside the box, which the
+  network never sees). Resampling is left out: it moves voxels, it does not change what the
+  intensities say. So a brightness change is "cancelled" on a full-field image and is not on a
+  skull-stripped one, where it moves the crop box (issue #29: the earlier measurement without the crop
+  called it cancelled while the prediction changed in 8,979 voxels);
 - the change is the SSIM (Wang et al., "Image quality assessment: from error visibility to structural
   similarity", IEEE TIP 13:600, 2004), computed by ``skimage.metrics.structural_similarity`` (7-voxel
   uniform window, data range of the clean normalised channel)
@@ -92,16 +96,23 @@ class ModelInputSpace:
         self._preprocessor = DefaultPreprocessor(verbose=False)
 
     def normalise(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (C, *spatial) as raw intensities -> float32 in the network's intensity space."""
-        from nnunetv2.preprocessing.cropping.cropping import create_nonzero_mask
+        """``image`` (C, *spatial) as raw intensities -> float32 in the network's intensity space, through
+        nnU-Net's own preprocessing functions: ``crop_to_nonzero`` (the box of the non-zero mask, the mask
+        as the normalisation's segmentation), then each channel's normaliser with ``use_mask_for_norm``.
+        The cropped result goes back into the image's frame at its box with 0 outside, where nnU-Net's
+        network sees nothing: a corruption that moves the crop box shows up as changed input."""
+        from nnunetv2.preprocessing.cropping.cropping import crop_to_nonzero
 
         if len(self.schemes) != image.shape[0]:
             raise UserInputError(f"the model normalises {len(self.schemes)} channel(s), the image has "
                                  f"{image.shape[0]}")
         data = np.array(image, dtype=np.float32)  # a copy: nnU-Net's normalisers work in place
-        seg = np.where(create_nonzero_mask(data), np.int8(0), np.int8(-1))[None]
-        return self._preprocessor._normalize(data, seg, self.configuration_manager,
-                                             self.plans_manager.foreground_intensity_properties_per_channel)
+        cropped, seg, box = crop_to_nonzero(data)
+        normalised = self._preprocessor._normalize(np.ascontiguousarray(cropped), seg, self.configuration_manager,
+                                                   self.plans_manager.foreground_intensity_properties_per_channel)
+        frame = np.zeros_like(data)
+        frame[(slice(None), *(slice(low, high) for low, high in box))] = normalised
+        return frame
 
     def cancelled_families(self, families: Any) -> list[str]:
         """The families whose change this model's normalisation removes by construction (each family

@@ -121,10 +121,11 @@ class RunManifest:
                                  "more) changed since this folder's predictions were made; use another output "
                                  "folder or pass --overwrite")
         # compared above (older run.json files have none); copies, so that self.model stays whole. Runs
-        # before the corruption device was recorded corrupted on the CPU whatever -device said.
-        theirs["model"] = {"corruption_device": "cpu",
+        # before the corruption device was recorded corrupted on the CPU whatever -device said, and runs
+        # before the background was recorded corrupted it (--background corrupt).
+        theirs["model"] = {"corruption_device": "cpu", "background": "corrupt",
                            **{k: v for k, v in theirs["model"].items() if k != "checkpoint_sha256"}}
-        mine["model"] = {"corruption_device": "cpu",
+        mine["model"] = {"corruption_device": "cpu", "background": "corrupt",
                          **{k: v for k, v in mine["model"].items() if k != "checkpoint_sha256"}}
         for key in self.IDENTITY:
             if theirs[key] != mine[key]:

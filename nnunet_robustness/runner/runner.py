@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.corruptions._core import shared_image_statistics
+from nnunet_robustness.corruptions.background import DEFAULT_BACKGROUND, body_mask, keep_background
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, check_image_file, json_ready
@@ -70,6 +71,8 @@ class PredictionSettings:
     step_size: float = 0.5
     use_mirroring: bool = True
     device: str = "cuda"
+    # an exact-zero background (skull-stripped MRI) stays zero after a corruption (corruptions/background.py)
+    background: str = DEFAULT_BACKGROUND
 
     @property
     def corruption_device(self) -> torch.device:
@@ -86,6 +89,7 @@ class PredictionSettings:
             "tta": self.use_mirroring,
             # random corruptions draw from the device's generator: CPU and CUDA realisations differ
             "corruption_device": self.corruption_device.type,
+            "background": self.background,
         }
 
 
@@ -97,6 +101,12 @@ class RunStats:
     seconds_total: float = 0.0
     seconds_predictor: float = 0.0
     seconds_input_space: float = 0.0  # normalising and comparing inputs: what the model saw (worker threads)
+    # condition -> [items whose change the model's preprocessing cancelled, items measured], this run
+    cancelled: dict[str, list[int]] = field(default_factory=dict)
+
+    def cancelled_conditions(self) -> list[str]:
+        """Conditions whose every measured item reached the network unchanged (eval's rule, per item)."""
+        return [name for name, (cancelled, measured) in self.cancelled.items() if measured and cancelled == measured]
 
 
 @dataclass
@@ -110,6 +120,7 @@ class _CaseData:
     clean_input: np.ndarray | None  # what the model sees of the clean image (None when no condition needs it)
     on_device: torch.Tensor | None = None  # the image on the CUDA corruption device
     statistics: dict = field(default_factory=dict)  # shared_image_statistics' cache, shared across threads
+    body: np.ndarray | None = None  # nnU-Net's non-zero mask where the image has an exact-zero background to keep
     seconds_input_space: float = 0.0  # normalising the clean image
 
 
@@ -258,12 +269,6 @@ class RobustnessRunner:
         manifest = self.manifest(conditions, list(cases), seed, save_probabilities, fingerprints,
                                  modality_forced).merged_into(output, overwrite)
         manifest.write(output)
-        cancelled = self.input_space.cancelled_families(c.family for c in conditions if c.family and not c.is_context)
-        if cancelled:
-            warnings.warn(f"{', '.join(cancelled)}: this model's normalisation ({', '.join(self.input_space.schemes)}) "
-                          "removes the change, so the network sees the clean image; `eval` reports these conditions "
-                          "as cancelled and leaves them out of robustness summaries (window_saturation is an "
-                          "intensity change that survives it)", UserWarning, stacklevel=2)
 
         items = work_items(list(cases), conditions, num_parts, part_id)
         stats = RunStats(items=len(items))
@@ -274,6 +279,14 @@ class RobustnessRunner:
                   disable=not progress) as bar:
             self._predict_all(todo, cases, output, seed, save_probabilities, reference_folder, stats, bar)
         stats.seconds_total = time.perf_counter() - start
+        # decided per item on what the network receives (nnU-Net's crop and normalisation of this very case),
+        # not from the normalisation scheme's name: on a skull-stripped image a brightness change survives
+        cancelled = stats.cancelled_conditions()
+        if cancelled:
+            warnings.warn(f"{', '.join(cancelled)}: on every case run here, this model's preprocessing "
+                          f"({', '.join(self.input_space.schemes)}, after its crop to the non-zero region) removed the "
+                          "change, so the network saw the clean image; `eval` reports these conditions as cancelled "
+                          "and leaves them out of robustness summaries", UserWarning, stacklevel=2)
         return stats
 
     def _predict_all(self, todo: list[tuple[str, Condition]], cases: dict[str, list[Path]], output: Path, seed: int,
@@ -316,6 +329,10 @@ class RobustnessRunner:
                 bar.set_postfix_str(f"{item.case} / {item.condition.name}")
                 segmentation, probabilities = self._predict_prepared(item, output, seed, save_probabilities, stats)
                 stats.seconds_input_space += item.seconds_input_space
+                if item.change is not None:
+                    counts = stats.cancelled.setdefault(item.condition.name, [0, 0])
+                    counts[0] += item.change.cancelled
+                    counts[1] += 1
                 written.append(writer.submit(self._write_item, segmentation, probabilities, item, output))
                 # bounded: finished items are written in order, and at most two wait in memory
                 while len(written) > 2 or (written and written[0].done()):
@@ -359,7 +376,8 @@ class RobustnessRunner:
         clean_input = (self.input_space.normalise(image)
                        if any(not (c.is_clean or c.is_context) for c in conditions) else None)
         data = _CaseData(image, properties, label, display_range(image), clean_input,
-                         seconds_input_space=time.perf_counter() - t)
+                         seconds_input_space=time.perf_counter() - t,
+                         body=body_mask(image) if self.settings.background == "keep" else None)
         device = self.settings.corruption_device
         if device.type == "cuda" and any(not (c.is_clean or c.is_context or is_attack(c)) for c in conditions):
             data.on_device = torch.from_numpy(image).to(device)
@@ -382,7 +400,7 @@ class RobustnessRunner:
             else:
                 corrupted = corruption(data.image, spacing=data.properties["spacing"], label=data.label,
                                        seed=item_seed(seed, case, condition))
-        return self._measured(_Prepared(case, condition, data, corrupted))
+        return self._measured(_Prepared(case, condition, data, keep_background(corrupted, data.body)))
 
     def _measured(self, item: _Prepared) -> _Prepared:
         """The item with what the model saw of its change and the picture of what the predictor gets."""
@@ -400,9 +418,9 @@ class RobustnessRunner:
         if item.image is None:  # white-box, away from the model's own clean prediction (docs/adversarial.md)
             from nnunet_robustness.adversarial import attack_case, get_attack
 
-            item.image = attack_case(self.predictor, data.image, data.properties,
-                                     get_attack(condition.family, severity=condition.severity),
-                                     seed=item_seed(seed, item.case, condition)).image
+            item.image = keep_background(attack_case(self.predictor, data.image, data.properties,
+                                                     get_attack(condition.family, severity=condition.severity),
+                                                     seed=item_seed(seed, item.case, condition)).image, data.body)
             self._measured(item)
         t = time.perf_counter()
         # preprocessing mutates the properties it is given

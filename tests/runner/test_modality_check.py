@@ -67,8 +67,9 @@ def _model_folder(tmp_path: Path) -> Path:
 
 def test_run_refuses_ct_metal_on_a_t1_model_in_one_line(tmp_path, capsys):
     model = _model_folder(tmp_path)
-    out = tmp_path / "out"
-    status = main(["run", "-i", str(tmp_path), "-o", str(out), "-m", str(model), "-device", "cpu",
+    out, images = tmp_path / "out", tmp_path / "images"
+    images.mkdir()
+    status = main(["run", "-i", str(images), "-o", str(out), "-m", str(model), "-device", "cpu",
                    "--conditions", "ct_metal:3"])
     error = capsys.readouterr().err
     assert status == 2 and len(error.strip().splitlines()) == 1
