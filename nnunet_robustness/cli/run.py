@@ -68,6 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conditions.add_argument("--config", type=Path, default=None,
                             help='JSON/YAML file {"conditions": [SPEC, ...], "sets": [SET, ...]}')
     conditions.add_argument("--seed", type=int, default=0, help="base seed; each item's seed derives from it")
+    conditions.add_argument("--attack-objective", choices=("reference", "prediction"), default=None,
+                            help="what adversarial conditions push away from: the reference segmentation (the "
+                                 "default when --reference is given: what Dice is scored against) or the model's own "
+                                 "clean prediction (the default without --reference; works on unlabelled data). "
+                                 "Recorded per condition in run.json and shown in eval's report")
     conditions.add_argument("--background", choices=BACKGROUND_CHOICES, default=DEFAULT_BACKGROUND,
                             help="keep (default): an exact-zero background (skull-stripped MRI) stays zero after "
                                  "corrupting, so nnU-Net crops and normalises the corrupted image inside the clean "
@@ -155,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
                                   checkpoint=args.checkpoint, step_size=args.step_size,
                                   use_mirroring=not args.disable_tta, device=args.device,
-                                  background=args.background)
+                                  background=args.background, attack_objective=args.attack_objective)
     runner = RobustnessRunner(settings)
     cases = list_cases(args.input, runner.file_ending, runner.num_channels)
     stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,

@@ -132,6 +132,12 @@ class RunManifest:
                 raise UserInputError(
                     f"{self.path(folder)}: this folder holds a different run ({key}: {json.dumps(theirs[key])} "
                     f"here, {json.dumps(mine[key])} requested); use another output folder or pass --overwrite")
+        for name in set(old.parameters) & set(self.parameters):  # an attack's done items keep their objective
+            before, now = old.parameters[name].get("objective"), self.parameters[name].get("objective")
+            if before is not None and now is not None and before != now:
+                raise UserInputError(f"{self.path(folder)}: {name} was attacked with the {before} as objective here, "
+                                     f"{now} requested; use another output folder, pass --overwrite, or "
+                                     f"--attack-objective {before}")
         return replace(self, conditions=tuple(merge_conditions(old.conditions, self.conditions)),
                        cases=tuple(dict.fromkeys([*old.cases, *self.cases])),
                        save_probabilities=old.save_probabilities or self.save_probabilities,

@@ -73,6 +73,9 @@ class PredictionSettings:
     device: str = "cuda"
     # an exact-zero background (skull-stripped MRI) stays zero after a corruption (corruptions/background.py)
     background: str = DEFAULT_BACKGROUND
+    # what attacks push away from: "reference" (what Dice is scored against; needs --reference), "prediction"
+    # (the model's own clean prediction), or None: the reference where one is given (docs/adversarial.md)
+    attack_objective: str | None = None
 
     @property
     def corruption_device(self) -> torch.device:
@@ -181,6 +184,7 @@ class RobustnessRunner:
         self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
         self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
         self.input_space = ModelInputSpace(self.predictor.plans_manager, self.predictor.configuration_manager)
+        self._objective = "prediction"  # set per run by attack_objective()
         # threads that corrupt and measure the next items while the predictor works: on a CPU one (more
         # would only share the cores the predictor uses), on a GPU machine up to 4 (its cores are idle)
         self.prepare_workers = (max(1, min(4, (os.cpu_count() or 1) // 4))
@@ -203,7 +207,8 @@ class RobustnessRunner:
         }
         return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
                            conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}),
-                           parameters={c.name: condition_parameters(c) for c in conditions if not c.is_clean},
+                           parameters={c.name: condition_parameters(c, self._objective)
+                                       for c in conditions if not c.is_clean},
                            modality_forced=dict(modality_forced or {}))
 
     # ---------------------------------------------------------------- work
@@ -252,6 +257,15 @@ class RobustnessRunner:
             raise UserInputError(f"{path}: shape {label.shape[1:]} differs from the image's {image_shape[1:]}")
         return label
 
+    def attack_objective(self, reference_folder: Path | None) -> str:
+        """The objective attacks of this run use: the reference when it is given, unless told otherwise."""
+        chosen = self.settings.attack_objective
+        if chosen not in (None, "reference", "prediction"):
+            raise UserInputError(f"attack objective {chosen!r}: choose reference or prediction")
+        if chosen == "reference" and reference_folder is None:
+            raise UserInputError("--attack-objective reference needs the reference labels: pass --reference labelsTs")
+        return chosen or ("reference" if reference_folder is not None else "prediction")
+
     def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
             save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
             reference_folder: Path | None = None, progress: bool = True, severity_scale: str = "physical",
@@ -264,6 +278,7 @@ class RobustnessRunner:
         if any(requires_label(c) for c in conditions) and reference_folder is None:
             names = ", ".join(c.name for c in conditions if requires_label(c))
             raise UserInputError(f"conditions {names} need the reference labels; pass --reference labelsTs")
+        self._objective = self.attack_objective(reference_folder)
         output.mkdir(parents=True, exist_ok=True)
         fingerprints = {case: input_fingerprint(files) for case, files in cases.items()}
         manifest = self.manifest(conditions, list(cases), seed, save_probabilities, fingerprints,
@@ -367,8 +382,9 @@ class RobustnessRunner:
         """Read a case once for all its conditions (reader thread)."""
         image, properties = self._read_case(case, files)
         # the reference, when a condition needs it or (when given) to pick the slice of the views
+        needs_label = any(requires_label(c) or (is_attack(c) and self._objective == "reference") for c in conditions)
         label = (self._read_reference(reference_folder, case, image.shape)
-                 if any(requires_label(c) for c in conditions) or (
+                 if needs_label or (
                      reference_folder is not None
                      and (Path(reference_folder) / f"{case}{self.file_ending}").is_file()) else None)
         # what the model sees of the clean image, once per case for all its conditions
@@ -420,7 +436,9 @@ class RobustnessRunner:
 
             item.image = keep_background(attack_case(self.predictor, data.image, data.properties,
                                                      get_attack(condition.family, severity=condition.severity),
-                                                     seed=item_seed(seed, item.case, condition)).image, data.body)
+                                                     seed=item_seed(seed, item.case, condition),
+                                                     label=data.label if self._objective == "reference" else None
+                                                     ).image, data.body)
             self._measured(item)
         t = time.perf_counter()
         # preprocessing mutates the properties it is given
@@ -466,15 +484,18 @@ class RobustnessRunner:
             self.reader_writer.write_seg(segmentation, str(tmp), item.data.properties)
 
 
-def condition_parameters(condition: Condition) -> dict:
-    """What a condition applies, as JSON: a corruption's graded values and settings, an attack's budget, a
-    crop's target foreground fraction."""
+def condition_parameters(condition: Condition, attack_objective: str | None = None) -> dict:
+    """What a condition applies, as JSON: a corruption's graded values and settings, an attack's budget and
+    objective, a crop's target foreground fraction."""
     if condition.is_context:
         return {"target_fbr": condition.context_fbr}
     if is_attack(condition):
         from nnunet_robustness.adversarial import get_attack
 
-        return get_attack(condition.family, severity=condition.severity).to_json()
+        budget = get_attack(condition.family, severity=condition.severity).to_json()
+        # the random-sign control has no objective; every gradient attack pushes away from one
+        return budget if condition.family == "adv_random_sign" or attack_objective is None else {
+            **budget, "objective": attack_objective}
     corruption = corruption_for(condition)
     return json_ready({**corruption.values, **corruption.settings})
 

@@ -266,6 +266,29 @@ def test_attacks_run_as_conditions_and_beat_their_random_control(trained, runner
 
 
 @pytest.mark.e2e
+def test_attacks_aim_at_the_reference_when_it_is_given(trained, runner, tmp_path):
+    """With --reference, PGD pushes away from what Dice is scored against (issue #29: aimed at the model's own
+    prediction it raised Dice on an over-segmenting model): it lowers Dice against the reference more than
+    random signs of the same budget, and run.json records the objective per condition."""
+    raw = trained["raw"]
+    cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
+    out = tmp_path / "aimed"
+    runner.run(cases, resolve_conditions(["adv_pgd_linf:5", "adv_random_sign:5"]), out, seed=0, progress=False,
+               reference_folder=raw / "labelsTs")
+    parameters = RunManifest.read(out).parameters
+    assert parameters["adv_pgd_linf_sev5"]["objective"] == "reference"
+    assert "objective" not in parameters["adv_random_sign_sev5"]  # the control aims at nothing
+    attacked = _mean_dice(raw / "labelsTs", out / "adv_pgd_linf_sev5")
+    assert attacked < _mean_dice(raw / "labelsTs", out / "adv_random_sign_sev5")
+    assert attacked < _mean_dice(raw / "labelsTs", out / "clean")
+    # the done items keep their objective: a resume aimed elsewhere is refused
+    other = RobustnessRunner(PredictionSettings(**{**runner.settings.__dict__, "attack_objective": "prediction"}))
+    with pytest.raises(UserInputError, match="attacked with the reference as objective"):
+        other.run(cases, resolve_conditions(["adv_pgd_linf:5"]), out, seed=0, progress=False,
+                  reference_folder=raw / "labelsTs")
+
+
+@pytest.mark.e2e
 def test_calibrated_severities_are_recorded_and_reached(trained, runner, tmp_path):
     raw = trained["raw"]
     cases = list_cases(raw / "imagesTs", ".nii.gz", 1)
