@@ -393,9 +393,10 @@ class CTBeamHardening(_CTCorruption):
     Brooks & Di Chiro, Phys. Med. Biol. 21(3), 1976, https://doi.org/10.1088/0031-9155/21/3/004).
     Reconstructed, this lowers the centre of a uniform object relative to its rim (cupping) and draws
     dark bands between dense structures (bones). The whole object reads lower too: in a 30 cm water
-    cylinder the rim falls by about 0.8 times the cupping depth (the levels' meanings give both). Scanners correct the water part; the levels model
-    residual or uncorrected hardening. Deterministic (no random parameters). The error is smooth, so
-    it is reconstructed on at most 128^2 pixels and upsampled.
+    cylinder the rim falls by about 0.8 times the cupping depth (the levels' meanings give both).
+    Scanners correct the water part; the levels model residual or uncorrected hardening.
+    Deterministic (no random parameters). The error is smooth, so it is reconstructed on at most 128^2
+    pixels and upsampled.
 
     Normalisation: not cancelled: both CT and ZScore normalisation are global, cupping is spatially
     varying.
