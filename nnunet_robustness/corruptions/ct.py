@@ -216,6 +216,14 @@ class CTLowDose(_CTCorruption):
     total noise grows as ``1/sqrt(a)``; it is larger behind dense, long paths (shoulders, pelvis),
     where CT noise is anisotropic and streaky.
 
+    Reference-noise assumption: the dose fractions are relative to a clean scan whose own noise is
+    the full-dose noise of ``photons`` (about 16 HU in a 30 cm water phantom, above). The input's own
+    noise is not measured: on a scan that is already noisier (a low-dose protocol, thin slices), level
+    k adds the stated HU but the result is a lower dose fraction of the *true* dose than stated; on a
+    smoother scan (iterative reconstruction, thick slices) a higher one. Set ``photons`` to match the
+    scanner when it is known. 2D images carry no slice thickness here: 1 mm is assumed, which scales
+    the photon count and so the added noise by ``1/sqrt(thickness_mm)`` relative to a real thickness.
+
     Normalisation: not cancelled by CT or ZScore normalisation (additive noise).
     """
 
