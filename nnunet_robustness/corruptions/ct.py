@@ -216,6 +216,14 @@ class CTLowDose(_CTCorruption):
     total noise grows as ``1/sqrt(a)``; it is larger behind dense, long paths (shoulders, pelvis),
     where CT noise is anisotropic and streaky.
 
+    Reference-noise assumption: the dose fractions are relative to a clean scan whose own noise is
+    the full-dose noise of ``photons`` (about 16 HU in a 30 cm water phantom, above). The input's own
+    noise is not measured: on a scan that is already noisier (a low-dose protocol, thin slices), level
+    k adds the stated HU but the result is a lower dose fraction of the *true* dose than stated; on a
+    smoother scan (iterative reconstruction, thick slices) a higher one. Set ``photons`` to match the
+    scanner when it is known. 2D images carry no slice thickness here: 1 mm is assumed, which scales
+    the photon count and so the added noise by ``1/sqrt(thickness_mm)`` relative to a real thickness.
+
     Normalisation: not cancelled by CT or ZScore normalisation (additive noise).
     """
 
@@ -278,7 +286,10 @@ class CTMetal(_CTCorruption):
 
     A cylinder of radius 2-5 mm (a disk in 2D; in 3D it spans a random 20-60% of the slices) is placed
     at a random point inside the body (HU > -300) and painted into the image at ``metal_hu`` (as on
-    scanners' extended HU scale; clip it yourself to emulate a 12-bit scale). Its rays carry two errors
+    scanners' extended HU scale; clip it yourself to emulate a 12-bit scale). ``metal_hu`` is the insert's
+    true attenuation, not what it reads: the beam hardening of its own rays (below) is reconstructed
+    inside it too, so the insert reads 30-60 % of ``metal_hu`` (measured on a 30 cm water cylinder,
+    levels 1-5), as scanners under-read metal. Its rays carry two errors
     that FBP turns into streaks along lines through the insert: beam hardening, the polychromatic line
     integral falling short of the monochromatic one, ``-beam_hardening * p_metal * (p_metal + p_body)``
     (the metal's quadratic term and the cross term of a two-material polynomial: the hardened beam is
@@ -389,9 +400,11 @@ class CTBeamHardening(_CTCorruption):
     tomography", Phys. Med. Biol. 24(1), 1979, https://doi.org/10.1088/0031-9155/24/1/008; physics in
     Brooks & Di Chiro, Phys. Med. Biol. 21(3), 1976, https://doi.org/10.1088/0031-9155/21/3/004).
     Reconstructed, this lowers the centre of a uniform object relative to its rim (cupping) and draws
-    dark bands between dense structures (bones). Scanners correct the water part; the levels model
-    residual or uncorrected hardening. Deterministic (no random parameters). The error is smooth, so
-    it is reconstructed on at most 128^2 pixels and upsampled.
+    dark bands between dense structures (bones). The whole object reads lower too: in a 30 cm water
+    cylinder the rim falls by about 0.8 times the cupping depth (the levels' meanings give both).
+    Scanners correct the water part; the levels model residual or uncorrected hardening.
+    Deterministic (no random parameters). The error is smooth, so it is reconstructed on at most 128^2
+    pixels and upsampled.
 
     Normalisation: not cancelled: both CT and ZScore normalisation are global, cupping is spatially
     varying.
@@ -402,12 +415,12 @@ class CTBeamHardening(_CTCorruption):
     table = SeverityTable(
         identity={"beam_hardening": 0.0},
         levels=tuple({"beam_hardening": v} for v in (0.002, 0.005, 0.01, 0.02, 0.035)),
-        meanings=(
-            "residual hardening: a 30 cm water cylinder's centre ~7 HU below its rim",
-            "~17 HU cupping: visible with a narrow window",
-            "~35 HU cupping, dark bands between bones: uncorrected soft-tissue scan",
-            "~70 HU cupping: liver/spleen contrast shifts with position",
-            "~120 HU cupping: severe, the centre of the abdomen looks like fat",
+        meanings=(  # measured on a 30 cm water cylinder (tests/corruptions/test_ct.py)
+            "residual hardening: a 30 cm water cylinder's centre ~8 HU below its rim (centre at ~-15 HU)",
+            "~20 HU cupping (centre ~-37 HU): visible with a narrow window",
+            "~41 HU cupping (centre ~-74 HU), dark bands between bones: uncorrected soft-tissue scan",
+            "~81 HU cupping (centre ~-147 HU): liver/spleen contrast shifts with position",
+            "~142 HU cupping (centre ~-258 HU): severe, the centre of the abdomen reads darker than fat",
         ),
     )
 

@@ -60,6 +60,10 @@ def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
                      * _LOG_ADJUST).clamp(0.0, 1.0)
 
 
+# Mean optical density (log10) above which a pixel is tissue rather than glass (Macenko et al. 2009's beta).
+_TISSUE_OPTICAL_DENSITY = 0.15
+
+
 def _eight_bit_scale(image: torch.Tensor) -> float:
     """255 for 0-255 images, 1 for images already in [0, 1]."""
     return 1.0 if float(image.amax()) <= 1.0 else 255.0
@@ -80,9 +84,13 @@ class StainVariation(_Microscopy):
     haematoxylin, eosin and DAB optical densities by colour deconvolution (Ruifrok & Johnston,
     "Quantification of histochemical staining by color deconvolution", Anal. Quant. Cytol. Histol.
     23(4), 2001; scikit-image's ``rgb2hed``), each density is scaled and shifted, ``d' = a d + b`` with
-    ``a = 1 + sigma * u`` and ``b = sigma * v * q99(d)`` (``u, v`` uniform in [-1, 1] per stain, drawn once
-    per seed; ``q99`` the stain's 99th percentile density), floored at zero density (a stain cannot be
-    negative), and mixed back to RGB.
+    ``a = 1 + sigma * u`` and ``b = sigma * v * q99(d) * t`` (``u, v`` uniform in [-1, 1] per stain, drawn
+    once per seed; ``q99`` the stain's 99th percentile density), floored at zero density (a stain cannot be
+    negative), and mixed back to RGB. ``t`` is the pixel's tissue weight, its mean optical density
+    (log10) over the channels divided by 0.15 and capped at 1 (0.15: the usual glass/tissue threshold,
+    Macenko et al., ISBI 2009, https://doi.org/10.1109/ISBI.2009.5193250): stain binds to tissue, so bare
+    white glass is unchanged and faint background glass shifts at most by its share (Tellez et al.'s
+    unweighted shift tinted white glass by up to 12.8 grey levels at level 5).
     This is the HED augmentation of Tellez et al., "Quantifying the effects of data augmentation and
     stain color normalization in convolutional neural networks for computational pathology", Med.
     Image Anal. 58, 2019, https://doi.org/10.1016/j.media.2019.101544. Stain maps keep their structure
@@ -135,7 +143,11 @@ class StainVariation(_Microscopy):
             return torch.tensor(values, dtype=torch.float64, device=image.device).view(view)
 
         gain = 1.0 + sigma * per_stain(params["u"])
-        bias = sigma * per_stain(params["v"]) * per_stain(params["q99"])
+        # Glass stays glass: stain binds to tissue, so the shift is weighted by how much the pixel absorbs
+        # (optical density up to the usual glass/tissue threshold, 0 on bare white glass).
+        density = -torch.log10((image / scale).double().clamp(min=1e-6)).mean(dim=0, keepdim=True)
+        tissue = (density / _TISSUE_OPTICAL_DENSITY).clamp(0.0, 1.0)
+        bias = sigma * per_stain(params["v"]) * per_stain(params["q99"]) * tissue
         # A stain cannot have a negative density: shifted densities stop at 0 (or at the input's own
         # value where unmixing gave a negative one). Stain vectors are positive, so RGB stays <= 1.
         changed = hed_to_rgb(torch.maximum(hed * gain + bias, hed.clamp(max=0.0)))
@@ -285,7 +297,10 @@ class Vignetting(_Microscopy):
 
     The intensity is multiplied by ``1 - falloff * (r / R)^2``, with ``r`` the distance from the
     optical axis, drawn once per seed within 20% of the image size from its centre, and ``R`` the
-    distance from the image centre to a corner. Light intensity is multiplied, so 0 stays 0 (dark
+    distance from the axis to the farthest corner: that corner gets exactly ``1 - falloff`` of the
+    light on the axis (0.55 at level 5), the others more. (``R`` used to be the centre-to-corner
+    distance, so an off-centre axis left the far corner at down to 0.12 of the axis, not the stated
+    share.) Light intensity is multiplied, so 0 stays 0 (dark
     fluorescence background) and a white bright-field background darkens.
 
     Normalisation: ZScore absorbs only the mean gain, not the spatial fall-off.
@@ -302,7 +317,7 @@ class Vignetting(_Microscopy):
             "10%: visible shading across a tile",
             "20%: clear vignetting, tile seams visible in a stitched slide",
             "30%: strong, corner colours shift",
-            "45%: severe, corners nearly half as bright",
+            "45%: severe, the darkest corner at 0.55 of the axis' light",
         ),
     )
 
@@ -323,7 +338,8 @@ class Vignetting(_Microscopy):
         height, width = image.shape[-2], image.shape[-1]
         rows = torch.arange(height, dtype=torch.float64) - ((height - 1) / 2 + params["centre"][0] * height)
         cols = torch.arange(width, dtype=torch.float64) - ((width - 1) / 2 + params["centre"][1] * width)
-        corner = math.hypot((height - 1) / 2, (width - 1) / 2) or 1.0
+        # the farthest corner from the axis gets exactly 1 - falloff
+        corner = math.sqrt(float(rows.abs().max() ** 2 + cols.abs().max() ** 2)) or 1.0
         radius2 = (rows.view(-1, 1) ** 2 + cols.view(1, -1) ** 2) / corner**2
         gain = (1.0 - falloff * radius2).clamp(min=0.0).to(device=image.device, dtype=image.dtype)
         return image * gain

@@ -17,6 +17,10 @@ SEED_FREE = {"gaussian_blur", "background_blur", "anisotropy", "contrast", "wind
 ABSOLUTE_SCALE = {family for family, cls in CORRUPTIONS.items()
                   if cls.intensity_scale != "relative"}
 SHAPES = {2: (64, 64), 3: (32, 32, 32)}
+# Families that act only on a structure the plain phantom lacks: us_shadowing casts shadows behind strong
+# compact echoes and leaves an image without one unchanged, so its phantom carries a small bright
+# reflector (a calcification) in the near half of the body.
+NEEDS_REFLECTOR = {"us_shadowing"}
 
 
 def make_phantom(shape: tuple[int, ...], low: float = 0.0, high: float = 100.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,8 +37,15 @@ def make_phantom(shape: tuple[int, ...], low: float = 0.0, high: float = 100.0) 
     return image.unsqueeze(0).float(), (organ < 1).long()
 
 
-def phantom(ndim: int, **kwargs: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return make_phantom(SHAPES[ndim], **kwargs)
+def phantom(ndim: int, family: str | None = None, **kwargs: float) -> tuple[torch.Tensor, torch.Tensor]:
+    image, label = make_phantom(SHAPES[ndim], **kwargs)
+    if family in NEEDS_REFLECTOR:
+        high = kwargs.get("high", 100.0)
+        size = SHAPES[ndim][0]
+        box = (slice(size // 4, size // 4 + size // 10),  # along the beam (axis 0), proximal to the organ
+               *[slice(n // 2 - n // 8, n // 2) for n in SHAPES[ndim][1:]])
+        image[(0, *box)] = high  # above the organ's 0.9 and 0.55 of the range above the tissue
+    return image, label
 
 
 def spacing_for(ndim: int) -> tuple[float, ...]:

@@ -213,3 +213,42 @@ def test_modality_families_cite_their_physics_and_state_normalisation(family):
     assert "Normalisation:" in doc, family
     # As test_catalogue checks for the families it can run on grey phantoms (he_stain needs RGB).
     assert cls.summary and "\n" not in cls.summary and len(cls.table.meanings) == 5
+
+
+def _cylinder_30cm() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 30 cm water cylinder: radius 50 pixels of 3 mm."""
+    return water_cylinder(size=128, radius=50.0)
+
+
+def test_cupping_depths_and_centre_values_are_the_ones_the_levels_state():
+    """Each level's meaning states the cupping depth (rim minus centre) and the centre's HU in a 30 cm water
+    cylinder; the docs (docs/cli.md) state the range. Before #29 they were understated by 15 % to 2x."""
+    phantom, distance = _cylinder_30cm()
+    stated = {1: (8, -15), 2: (20, -37), 3: (41, -74), 4: (81, -147), 5: (142, -258)}
+    table = CORRUPTIONS["ct_cupping"].table
+    for severity, (depth, centre_hu) in stated.items():
+        assert f"~{depth} HU" in table.meanings[severity - 1] and f"~{centre_hu} HU" in table.meanings[severity - 1]
+        out = get_corruption("ct_cupping", severity=severity)(phantom, (3.0, 3.0))[0]
+        centre = float(out[distance < 6].mean())
+        rim = float(out[(distance > 42) & (distance < 47)].mean())
+        assert rim - centre == pytest.approx(depth, rel=0.05)
+        assert centre == pytest.approx(centre_hu, rel=0.05)
+
+
+def test_metal_insert_reads_the_stated_share_of_its_true_hu():
+    """The docstring and docs/cli.md: the insert reads 30-60 % of ``metal_hu`` (its own beam hardening);
+    the issue measured ~60 % against a stated 100 %."""
+    phantom, _ = water_cylinder(size=256, radius=100.0)  # 1.5 mm pixels: 30 cm
+    centre = (256 - 1) / 2
+    rows, cols = torch.meshgrid(torch.arange(256) - centre, torch.arange(256) - centre, indexing="ij")
+    shares = []
+    for severity in range(1, 6):
+        for seed in range(3):
+            corruption = get_corruption("ct_metal", severity=severity)
+            params = corruption.sample_parameters(phantom, (1.5, 1.5), torch.Generator().manual_seed(seed))
+            out = corruption.apply(phantom, params, (1.5, 1.5))[0]
+            inside = ((cols * 1.5 - params["x_mm"]) ** 2 + (-rows * 1.5 - params["y_mm"]) ** 2).sqrt() \
+                < params["radius_mm"] - 1.5
+            shares.append(float(out[inside].mean()) / params["metal_hu"])
+    assert "30-60 %" in CORRUPTIONS["ct_metal"].__doc__
+    assert 0.3 <= min(shares) and max(shares) <= 0.6, shares

@@ -172,3 +172,33 @@ def test_natural_image_layout_uint8_rgb(family):
     plain = get_corruption(family, severity=3)(tile[:, 0], (1.0, 1.0), seed=2)
     assert out.dtype == np.uint8 and out.shape == tile.shape
     assert np.array_equal(out[:, 0], plain) and not np.array_equal(out, tile)
+
+
+def test_stain_variation_leaves_bare_glass_glass():
+    """The docstring: bare white glass is unchanged and faint glass shifts at most by its optical-density
+    share; before #29 the unweighted stain shift tinted white glass by up to 12.8 grey levels at level 5."""
+    tile = he_tile(2)
+    tile[:, :8, :] = 255.0  # bare glass
+    tile[:, 8:12, :] = 245.0  # faint background glass (optical density 0.017, tissue weight 0.11)
+    worst_white, worst_faint, worst_tissue = 0.0, 0.0, 0.0
+    for seed in range(20):
+        out = get_corruption("he_stain", severity=5)(tile, (1.0, 1.0), seed=seed)
+        worst_white = max(worst_white, float((out[:, :8] - tile[:, :8]).abs().max()))
+        worst_faint = max(worst_faint, float((out[:, 8:12] - tile[:, 8:12]).abs().max()))
+        worst_tissue = max(worst_tissue, float((out[:, 16:] - tile[:, 16:]).abs().max()))
+        assert float((out[:, 16:] - tile[:, 16:]).abs().mean()) > 1.0  # the tissue still changes
+    assert worst_white == 0.0  # unweighted: up to 81 grey levels on this tile
+    assert worst_faint < 0.15 * worst_tissue, (worst_faint, worst_tissue)  # unweighted: about as much as tissue
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vignetting_darkest_corner_gets_the_stated_share_of_the_light(seed):
+    """Level 5 states 'the darkest corner at 0.55 of the axis' light' (docs/cli.md: 5-45 % fall-off at the
+    corners); before #29 an off-centre axis left the far corner at down to 0.12 (0.25 measured in #29)."""
+    flat = torch.full((1, 48, 64), 200.0)
+    for severity, falloff in enumerate((0.05, 0.1, 0.2, 0.3, 0.45), start=1):
+        gain = get_corruption("vignetting", severity=severity)(flat, (1.0, 1.0), seed=seed)[0] / 200.0
+        corners = torch.stack([gain[0, 0], gain[0, -1], gain[-1, 0], gain[-1, -1]])
+        assert float(corners.min()) == pytest.approx(1.0 - falloff, abs=1e-5)
+        assert float(gain.min()) == pytest.approx(1.0 - falloff, abs=1e-5) and float(gain.max()) <= 1.0
+    assert "0.55" in CORRUPTIONS["vignetting"].table.meanings[4]

@@ -24,7 +24,7 @@ def distortion(corrupted: torch.Tensor, clean: torch.Tensor) -> float:
 @pytest.mark.parametrize("ndim", [2, 3])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_distortion_grows_strictly_with_severity(family, ndim):
-    image, label = phantom(ndim)
+    image, label = phantom(ndim, family)
     levels = []
     for severity in range(1, 6):
         corruption = get_corruption(family, severity=severity)
@@ -36,7 +36,7 @@ def test_distortion_grows_strictly_with_severity(family, ndim):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_same_seed_gives_bit_identical_output_and_seeds_matter(family):
-    image, label = phantom(3)
+    image, label = phantom(3, family)
     corruption = get_corruption(family, severity=3)
     first = corruption(image, spacing_for(3), seed=7, label=label)
     again = get_corruption(family, severity=3)(image, spacing_for(3), seed=7, label=label)
@@ -58,7 +58,7 @@ def test_sampling_never_touches_the_global_rng():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_sample_then_apply_equals_call(family):
-    image, label = phantom(2)
+    image, label = phantom(2, family)
     before = image.clone()
     corruption = get_corruption(family, severity=4)
     params = corruption.sample_parameters(image, spacing_for(2), torch.Generator().manual_seed(3))
@@ -70,9 +70,9 @@ def test_sample_then_apply_equals_call(family):
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.int16, np.uint8, np.uint16])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_type_shape_dtype_and_label_are_preserved(family, dtype):
-    image, label = phantom(2, low=0.0, high=200.0)
+    image, label = phantom(2, family, low=0.0, high=200.0)
     if np.issubdtype(dtype, np.signedinteger):  # CT-like: HU with air at -1000
-        image, label = phantom(2, low=-1000.0, high=1500.0)
+        image, label = phantom(2, family, low=-1000.0, high=1500.0)
     image_np = image.numpy().astype(dtype)
     label_np = label.numpy().astype(np.uint8)
     label_before, image_before = label_np.copy(), image_np.copy()
@@ -94,7 +94,7 @@ def test_type_shape_dtype_and_label_are_preserved(family, dtype):
 def test_level_means_the_same_on_any_intensity_scale(family):
     """Affine equivariance: corrupting ``a * x + b`` gives ``a * corrupt(x) + b``. So level 3 is the same
     degradation on an MR in arbitrary units (x), on HU (b = -1000) and on 0-255 images."""
-    image, label = phantom(3)
+    image, label = phantom(3, family)
     scale, offset = 25.0, -1000.0
     plain = get_corruption(family, severity=3)(image.double(), spacing_for(3), seed=4, label=label)
     shifted = get_corruption(family, severity=3)(image.double() * scale + offset, spacing_for(3), seed=4, label=label)
@@ -106,9 +106,9 @@ def test_level_means_the_same_on_any_intensity_scale(family):
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ABSOLUTE_SCALE])
 def test_multi_channel_inputs_are_corrupted_per_channel_at_their_own_scale(family):
-    mr, label = phantom(3, low=0.0, high=900.0)
-    ct, _ = phantom(3, low=-1000.0, high=1200.0)
-    rgb, _ = phantom(3, low=0.0, high=255.0)
+    mr, label = phantom(3, family, low=0.0, high=900.0)
+    ct, _ = phantom(3, family, low=-1000.0, high=1200.0)
+    rgb, _ = phantom(3, family, low=0.0, high=255.0)
     stacked = torch.cat([mr, ct, rgb])
     out = get_corruption(family, severity=4)(stacked, spacing_for(3), seed=0, label=label)
     assert out.shape == stacked.shape
@@ -122,7 +122,7 @@ def test_multi_channel_inputs_are_corrupted_per_channel_at_their_own_scale(famil
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_nnunet_2d_layout_with_a_singleton_axis_is_treated_as_2d(family):
-    image, label = phantom(2)
+    image, label = phantom(2, family)
     as_nnunet = image.unsqueeze(1)  # (C, 1, X, Y) with nnU-Net's dummy spacing 999
     out = get_corruption(family, severity=3)(as_nnunet, spacing=(999.0, 1.0, 1.0), seed=0, label=label[None])
     plain = get_corruption(family, severity=3)(image, spacing=(1.0, 1.0), seed=0, label=label)

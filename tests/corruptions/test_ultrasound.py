@@ -54,6 +54,60 @@ def test_shadows_lie_distal_to_the_bright_structure_along_the_beam():
     assert torch.equal(sideways[0, :20], image[0, :20]) and torch.equal(sideways[0, 28:], image[0, 28:])
 
 
+def speckled_tissue(seed: int, shape: tuple[int, int] = (128, 128), level: float = 100.0, strength: float = 1.0,
+                    cell: float = 1.0) -> torch.Tensor:
+    """Uniform tissue with the project's Rayleigh speckle (``strength`` 1: fully developed), on 0-255."""
+    tissue = torch.full((1, *shape), level)
+    speckle = get_corruption("us_speckle", strength=strength, cell_voxels=cell)
+    params = speckle.sample_parameters(tissue, (1.0, 1.0), torch.Generator().manual_seed(seed))
+    params["low"], params["floor"], params["ceiling"] = [0.0], [0.0], [255.0]  # amplitude from 0, 8-bit display
+    return speckle.apply(tissue, params, (1.0, 1.0)).round()
+
+
+@pytest.mark.parametrize("cell", [1.0, 2.0, 3.0])
+def test_shadowing_leaves_speckle_without_a_reflector_unchanged(cell):
+    """The issue's case: with a global threshold (0.6 of the range) about half of a speckled image counted as
+    reflector and the image went black below ~50 rows. Speckle grains are no reflectors: the change stays
+    below the speckle's own variation (here it is none at all), at every severity."""
+    for seed in range(3):
+        image = speckled_tissue(seed, cell=cell)
+        variation = float(image.std())
+        assert variation > 0.4 * 100.0  # fully developed: std / mean = 0.52 before rounding and clipping
+        for severity in (1, 3, 5):
+            out = get_corruption("us_shadowing", severity=severity)(image, (1.0, 1.0))
+            assert float((out - image).pow(2).mean().sqrt()) < 0.1 * variation
+            assert torch.equal(out, image)
+
+
+def test_shadow_of_one_reflector_in_speckle_lies_only_distal_to_it():
+    image = speckled_tissue(0, level=60.0, strength=0.55)
+    rows, cols = slice(30, 38), slice(50, 70)
+    image[0, rows, cols] = speckled_tissue(1, level=240.0, strength=0.1)[0, rows, cols]  # a stone, 8 x 20 px
+    out = get_corruption("us_shadowing", severity=4)(image, (1.0, 1.0))
+    changed = torch.nonzero((out - image)[0].abs() > 0)
+    assert changed.numel() > 0
+    # only beyond the stone's leading surface (row 30) and only in the stone's columns
+    assert int(changed[:, 0].min()) > 30 and int(changed[:, 1].min()) >= 50 and int(changed[:, 1].max()) < 70
+    assert torch.equal(out[0, :31], image[0, :31])
+    assert torch.equal(out[0, :, :50], image[0, :, :50]) and torch.equal(out[0, :, 70:], image[0, :, 70:])
+    behind = (slice(40, 128), slice(52, 68))
+    floor = float(image.min())  # the echo-free level the shadow falls to
+    assert float(out[0][behind].mean()) - floor < 0.05 * (float(image[0][behind].mean()) - floor)  # dense (5%)
+
+
+@pytest.mark.parametrize("family", US_FAMILIES)
+def test_ultrasound_output_stays_in_the_input_range(family):
+    """A B-mode display saturates: gain, speckle and clutter wrote values above 255 (up to ~4x the input at
+    us_tgc 5) before outputs were clipped to the input's own range."""
+    image = random_bmode(3, (64, 64))
+    image[0, 10:16, 20:30] = 255.0  # a saturated reflector, so that us_shadowing acts too
+    low, high = float(image.min()), float(image.max())
+    for seed in range(3):
+        out = get_corruption(family, severity=5)(image, (1.0, 1.0), seed=seed)
+        assert not torch.equal(out, image)
+        assert float(out.min()) >= low and float(out.max()) <= high
+
+
 def test_speckle_has_a_rayleigh_envelope_correlated_over_a_resolution_cell():
     image = torch.full((1, 128, 128), 120.0)
     corruption = get_corruption("us_speckle", strength=1.0)
@@ -83,6 +137,7 @@ def test_tgc_error_is_a_gain_that_depends_on_depth_only():
     low = params["low"][0]
     amplitude = image[0] - low
     valid = amplitude > 5
+    valid &= (out[0] < float(image.max())) & (out[0] > float(image.min()))  # clipped to the input's range
     gain = torch.where(valid, (out[0] - low) / amplitude.clamp(min=1e-6), torch.nan)
     per_row_spread = torch.nan_to_num(gain.nanmedian(dim=1).values.unsqueeze(1) - gain, nan=0.0).abs()
     assert float(per_row_spread.max()) < 1e-4  # the same gain across every row (depth)
@@ -127,6 +182,7 @@ def test_random_parameters_do_not_depend_on_severity(family):
 def test_rgb_png_layout_works_per_channel():
     """nnU-Net reads an RGB B-mode PNG as (3, 1, H, W) with a dummy spacing."""
     grey = random_bmode(4, (40, 48))
+    grey[0, 22:26, 0:8] = 250.0  # a reflector on smooth tissue, so that us_shadowing acts too
     rgb = grey.expand(3, 40, 48).unsqueeze(1).contiguous()
     for family in US_FAMILIES:
         out = get_corruption(family, severity=3)(rgb.numpy().astype("uint8"), (999.0, 1.0, 1.0), seed=1)
@@ -139,5 +195,7 @@ def test_invalid_ultrasound_settings_are_user_errors():
         get_corruption("us_speckle", strength=2.0)
     with pytest.raises(UserInputError, match="beam_axis must be a spatial axis index"):
         get_corruption("us_tgc", severity=1, beam_axis="depth")
-    with pytest.raises(UserInputError, match="threshold must be a fraction"):
-        get_corruption("us_shadowing", severity=1, threshold=1.5)
+    with pytest.raises(UserInputError, match="contrast must be a number in \\(0, 1\\], got 1.5"):
+        get_corruption("us_shadowing", severity=1, contrast=1.5)
+    with pytest.raises(UserInputError, match="unknown parameter\\(s\\) threshold"):
+        get_corruption("us_shadowing", severity=1, threshold=0.6)
