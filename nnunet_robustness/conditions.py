@@ -139,6 +139,8 @@ ADVERSARIAL_FAMILIES: dict[str, str] = {
     "adv_segpgd": "SegPGD (Gu et al. 2022)",
     "adv_cospgd": "CosPGD (Agnihotri et al. 2023)",
     "adv_random_sign": "control: random-sign noise of the same norm, no model involved",
+    "adv_ensemble": "per case the strongest of FGSM, PGD (L-inf), SegPGD and CosPGD at the budget (single attacks "
+                    "overestimate robustness)",
 }
 ADVERSARIAL_NOTE = ("white-box attacks on the model through nnU-Net's preprocessing and sliding window; severities "
                     "1..5 = eps 1/255 ... 16/255 of each image's robust intensity range (docs/adversarial.md)")

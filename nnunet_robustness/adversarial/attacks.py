@@ -88,7 +88,11 @@ ATTACKS: dict[str, AttackKind] = {
     "adv_segpgd": AttackKind("linf", "segpgd", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_segpgd"]),
     "adv_cospgd": AttackKind("linf", "cospgd", 10, True, meaning=ADVERSARIAL_FAMILIES["adv_cospgd"]),
     "adv_random_sign": AttackKind("linf", None, 0, False, True, ADVERSARIAL_FAMILIES["adv_random_sign"]),
+    # runs every member at the same budget and keeps, per case, the one with the highest final loss on the
+    # objective (pipeline.attack_case): a robustness figure from one attack is an upper bound
+    "adv_ensemble": AttackKind("linf", "ensemble", 0, False, True, ADVERSARIAL_FAMILIES["adv_ensemble"]),
 }
+ENSEMBLE_MEMBERS = ("adv_fgsm", "adv_pgd_linf", "adv_segpgd", "adv_cospgd")
 
 
 def is_attack_family(name: str) -> bool:
@@ -180,7 +184,7 @@ class AttackSpec:
             return f"{self.family}_sev{_label(self.severity)}"
         budget = f"eps{self.eps:g}" if self.eps is not None else f"epsraw{self.eps_raw:g}"
         name = f"{self.family}_{budget}"
-        if self.family != "adv_random_sign":
+        if self.family not in ("adv_random_sign", "adv_ensemble"):
             name += f"_steps{self.n_steps}"
         if self.step is not None:
             name += f"_step{self.step:g}"

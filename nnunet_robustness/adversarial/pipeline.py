@@ -82,6 +82,7 @@ import torch
 
 from nnunet_robustness.adversarial.attacks import (
     ATTACKS,
+    ENSEMBLE_MEMBERS,
     AttackSpec,
     as_class_logits,
     ascent_step,
@@ -338,6 +339,8 @@ class AttackResult:
     loss_history: list[float] = dataclasses.field(default_factory=list)  # mean CE at each iterate, last = final
     flipped_fraction: float | None = None  # share of voxels whose argmax left the target (final iterate)
     loss_after_pipeline: float | None = None  # with verify=True: mean CE after re-running nnU-Net's preprocessing
+    member: str | None = None  # adv_ensemble: the member attack that was strongest on this case
+    member_losses: dict[str, float] = dataclasses.field(default_factory=dict)  # adv_ensemble: final loss per member
     resampled: bool = False
     num_tiles: int = 0
     network_calls: int = 0
@@ -428,9 +431,29 @@ def attack_case(predictor, image: np.ndarray, properties: dict, attack: str | At
         raise UserInputError(f"seed must be an int, got {seed!r}")
     if spec.family == "adv_random_sign":
         return random_sign_case(image, spec, seed)
+    if spec.family == "adv_ensemble":
+        return _ensemble(predictor, image, properties, spec, int(seed), label, verify)
     # gradients are needed even if the caller predicts under torch.inference_mode
     with torch.inference_mode(False):
         return _attack(predictor, image, properties, spec, int(seed), label, verify)
+
+
+def _ensemble(predictor, image: np.ndarray, properties: dict, spec: AttackSpec, seed: int,
+              label: np.ndarray | None, verify: bool) -> AttackResult:
+    """Every member of ``ENSEMBLE_MEMBERS`` at ``spec``'s budget (same seed, same objective); the result is
+    the member whose final loss on the objective is highest on this case (an attack ensemble as Croce &
+    Hein's AutoAttack uses for classification: each attack alone overestimates robustness)."""
+    budget = {key: getattr(spec, key) for key in ("severity", "eps", "eps_raw") if getattr(spec, key) is not None}
+    results = {}
+    for member in ENSEMBLE_MEMBERS:
+        with torch.inference_mode(False):
+            results[member] = _attack(predictor, image, properties, AttackSpec(member, **budget), seed, label, verify)
+    strongest = max(results, key=lambda name: results[name].loss_final)
+    chosen = results[strongest]
+    return dataclasses.replace(chosen, spec=spec, member=strongest,
+                               member_losses={name: float(r.loss_final) for name, r in results.items()},
+                               network_calls=sum(r.network_calls for r in results.values()),
+                               seconds=sum(r.seconds for r in results.values()))
 
 
 def _attack(predictor, image: np.ndarray, properties: dict, spec: AttackSpec, seed: int,

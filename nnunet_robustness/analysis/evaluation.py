@@ -13,6 +13,7 @@ import pandas as pd
 
 from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
+from nnunet_robustness.analysis.attack_check import weak_attacks
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.analysis.ranking import rank_stability
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
@@ -250,7 +251,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
                             dataset.file_ending, nsd_tolerance_mm, consensus_method)
                 if len(raters) > 1 else pd.DataFrame()),
-        verdict=_gate_sentences(checks, allow_weak_models) + verdict(
+        verdict=_gate_sentences(checks, allow_weak_models) + weak_attacks(
+            with_mean[with_mean["label"] == stats.FOREGROUND_MEAN], conditions) + verdict(
             comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
             equivalence=equivalence),
         # each stratum's verdict without the training-run sentence, which the pooled verdict already states

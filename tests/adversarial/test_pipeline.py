@@ -264,3 +264,18 @@ def test_resampling_plans_map_the_perturbation_back(predictors):
     assert result.loss_final > result.loss_clean
     # mapped back and re-preprocessed by nnU-Net it is weaker than optimised, but still an attack
     assert result.loss_clean < result.loss_after_pipeline
+
+
+def test_the_ensemble_keeps_the_strongest_member_per_case(predictors):
+    """adv_ensemble runs FGSM, PGD, SegPGD and CosPGD at one budget and keeps the one that raised the loss
+    most on this case: at least as strong as each member, inside the same ball."""
+    predictor = predictors[2]
+    image, properties, label = blob_image(2)
+    result = attack_case(predictor, image, properties, "adv_ensemble:3", seed=0, label=label)
+    assert_within_ball(result, image)
+    assert set(result.member_losses) == {"adv_fgsm", "adv_pgd_linf", "adv_segpgd", "adv_cospgd"}
+    assert result.member == max(result.member_losses, key=result.member_losses.get)
+    assert result.loss_final == pytest.approx(max(result.member_losses.values()))
+    alone = attack_case(predictor, image, properties, "adv_fgsm:3", seed=0, label=label)
+    assert result.loss_final >= alone.loss_final
+    assert result.spec.name == "adv_ensemble_sev3"

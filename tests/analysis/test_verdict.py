@@ -179,3 +179,21 @@ def test_a_family_won_against_two_models_counts_once():
     _, sentences = _verdict(scores, ["A", "B", "C"])
     head = next(s for s in sentences if s.startswith("Overall"))
     assert "A is more robust under 1 (blur than B and C)" in head
+
+
+def test_an_attack_weaker_than_random_signs_is_flagged():
+    from nnunet_robustness.analysis.attack_check import weak_attacks
+
+    rng = np.random.default_rng(8)
+    clean = rng.uniform(0.8, 0.9, 10)
+    table = _table({"M": {"clean": clean, "adv_pgd_linf_sev3": clean + 0.01, "adv_random_sign_sev3": clean,
+                          "adv_fgsm_sev3": clean - 0.2}})
+    conditions = pd.DataFrame([
+        {"model": "M", "condition": "adv_pgd_linf_sev3", "family": "adv_pgd_linf", "severity": 3.0,
+         "parameters": '{"objective": "prediction", "severity": 3}'},
+        {"model": "M", "condition": "adv_fgsm_sev3", "family": "adv_fgsm", "severity": 3.0, "parameters": None},
+        {"model": "M", "condition": "adv_random_sign_sev3", "family": "adv_random_sign", "severity": 3.0,
+         "parameters": None}])
+    (sentence,) = weak_attacks(table, conditions)
+    assert sentence.startswith("M: adv_pgd_linf_sev3 (objective: the prediction) lowered Dice no more than random")
+    assert "run with --reference" in sentence  # FGSM hurt: not flagged
