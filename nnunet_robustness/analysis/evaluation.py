@@ -254,7 +254,7 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         verdict=_gate_sentences(checks, allow_weak_models) + weak_attacks(
             with_mean[with_mean["label"] == stats.FOREGROUND_MEAN], conditions) + verdict(
             comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
-            equivalence=equivalence),
+            equivalence=equivalence, given=len(runs)),
         # each stratum's verdict without the training-run sentence, which the pooled verdict already states
         strata_verdicts={name: verdict(comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
                                        equivalence=equivalence)[1:]

@@ -164,11 +164,16 @@ def _no_difference(items: list[tuple[str, Mapping]], title: str, equivalence: fl
 
 
 def verdict(comparisons: pd.DataFrame, models: Sequence[str] | Mapping[str, Sequence[str]], label: str,
-            metric: str = VERDICT_METRIC, equivalence: float | None = None) -> list[str]:
+            metric: str = VERDICT_METRIC, equivalence: float | None = None, given: int | None = None) -> list[str]:
     """Sentences a researcher can quote (module docstring): whether training-run variance is included, an
-    overall count per model, then the findings, strongest first."""
+    overall count per model, then the findings, strongest first. ``models`` are the ones judged (past the
+    sanity gate); ``given``: how many the user gave, when more."""
     arms = _arms(models)
     if len(arms) < 2:
+        if given is not None and given > 1:
+            passed = ", ".join(arms) or "none"
+            return [f"Fewer than two of the {given} models passed the sanity gate (passed: {passed}): no robustness "
+                    "comparison (eval --allow-weak-models keeps the others in, marked)."]
         return ["One model: nothing to compare; see its degradation below."]
     rows = comparisons[(comparisons["label"] == label) & (comparisons["metric"] == metric)] if len(comparisons) \
         else comparisons

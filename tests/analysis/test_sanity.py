@@ -76,6 +76,8 @@ def test_two_failed_models_get_no_comparison_and_no_best_model(study, tmp_path):
     result = evaluate({"E": first, "F": second}, study["reference"], study["dataset_json"], n_bootstrap=50,
                       progress=False)
     assert not any(c["passed"] for c in result.model_checks) and len(result.pairwise_tests)
+    assert any(s.startswith("Fewer than two of the 2 models passed the sanity gate (passed: none)")
+               for s in result.verdict), result.verdict
     html = write_report(result, tmp_path / "report.html").read_text()
     comparison = html[html.index("<h2>Model comparison"):]
     comparison = comparison[:comparison.index("</section>")]
