@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from nnunet_robustness.analysis import real_shift as shift_module
 from nnunet_robustness.analysis import robustness
 from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.attack_check import weak_attacks
@@ -45,6 +46,8 @@ SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 RATERS_CSV = "raters.csv"
 ROBUST_TRAINING_CSV = "robust_training.csv"
+REAL_SHIFT_CSV = "real_shift.csv"
+SHIFT_AGREEMENT_CSV = "shift_agreement.csv"
 CONSENSUS_FOLDER = "consensus_reference"
 OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
 
@@ -84,6 +87,11 @@ class EvaluationResult:
     # with several reference folders: each prediction against each rater and their consensus, by case
     # disagreement (nnunet_robustness.analysis.raters.rater_table); empty with one reference
     raters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # with --shift: per shifted set and model, the real-shift degradation (unpaired vs clean), and how well each
+    # synthetic condition/family predicts it across models (analysis/real_shift.py); its paired model
+    # comparisons are rows of robustness_comparisons with scope "shift"
+    real_shift: pd.DataFrame = field(default_factory=pd.DataFrame)
+    shift_agreement: pd.DataFrame = field(default_factory=pd.DataFrame)
     # the sanity gate per model: clean quality, training schedule, why it is left out of the verdict
     model_checks: list[dict] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
@@ -136,6 +144,8 @@ class EvaluationResult:
                 ["model", "condition"], sort=False)} if len(self.raters) else {}),
             "robustness_comparisons": self.robustness_comparisons.to_dict(orient="records"),
             "ranking": self.ranking.to_dict(orient="records"),
+            "real_shift": self.real_shift.to_dict(orient="records"),
+            "shift_agreement": self.shift_agreement.to_dict(orient="records"),
             "runs": self.runs,
             "robust_training": self.robust_training.to_dict(orient="records"),
             "strata": {"verdicts": self.strata_verdicts,
@@ -148,7 +158,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
              dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
              seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
              consensus_method: str = "staple", allow_weak_models: bool = False,
-             strata_file: str | os.PathLike | None = None, equivalence: float | None = None) -> EvaluationResult:
+             strata_file: str | os.PathLike | None = None, equivalence: float | None = None,
+             shift_file: str | os.PathLike | None = None) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -227,6 +238,12 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     # with several runs per model, the model comparisons of the scores use each model's run-averaged cases
     by_model = _average_runs(robust, runs)
     pairwise = stats.pairwise_tests(by_model, list(runs) if by_model is not robust else model_names)
+    real_shift, shift_agreement = pd.DataFrame(), pd.DataFrame()
+    if shift_file is not None:
+        real_shift, shift_agreement, shift_rows = _real_shift(
+            Path(shift_file), runs, judged_runs, dataset, with_mean, clean, degradation_rows, nsd_tolerance_mm,
+            num_processes, progress, seed, n_bootstrap)
+        comparisons = pd.concat([comparisons, shift_rows.assign(**{STRATUM: ALL_CASES})], ignore_index=True)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
     records = training_records({model.name: model.folder for model in predictions})
@@ -246,6 +263,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         robustness_comparisons=comparisons,
         ranking=rank_stability(degradation_rows, judged_runs, stats.FOREGROUND_MEAN, seed=seed,
                                n_bootstrap=n_bootstrap),
+        real_shift=real_shift,
+        shift_agreement=shift_agreement,
         runs=runs,
         rood_mri=_rood_mri(robust, conditions),
         raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
@@ -271,6 +290,7 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
             "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
             "runs": runs, "equivalence_margin": equivalence,
+            "shift_file": None if shift_file is None else str(shift_file),
             "strata": ({"source": str(strata_file) if strata_file else "make-dataset generation record",
                         "cases": {name: len(members) for name, members in groups.items()}} if groups else None),
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
@@ -284,6 +304,31 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     if output is not None:
         write_tables(result, output)
     return result
+
+
+def _real_shift(shift_file: Path, runs: Mapping[str, Sequence[str]], judged_runs: Mapping[str, Sequence[str]],
+                dataset: DatasetInfo, with_mean: pd.DataFrame, clean: str | None, degradation_rows: pd.DataFrame,
+                nsd_tolerance_mm: float, num_processes: int, progress: bool, seed: int, n_bootstrap: int
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The real-shift summary, the benchmark agreement and the paired model comparisons within each shifted
+    set (``analysis/real_shift.py``)."""
+    if clean is None:
+        raise UserInputError(f"{shift_file}: a real shift is compared with the clean test set; these predictions "
+                             "have no clean condition")
+    sets = shift_module.read_shift_sets(shift_file, shift_module.as_mapping(runs))
+    shifted = pd.concat([shift_module.shift_per_case(s, dataset, nsd_tolerance_mm, num_processes, progress)
+                         for s in sets], ignore_index=True)
+    shifted = shift_module.split_shift(stats.add_foreground_mean(shifted)[lambda t: t["label"] == stats.FOREGROUND_MEAN])
+    clean_scores = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    judged = [arm for arm in judged_runs]
+    summary = shift_module.shift_summary(shifted, clean_scores, seed, n_bootstrap)
+    agreement = shift_module.benchmark_agreement(shifted[shifted["model"].isin(judged)], clean_scores, degradation_rows,
+                                                 judged, seed, n_bootstrap)
+    rows = [{"scope": shift_module.SHIFT_SCOPE, "name": name, "family": None, "axis": robustness.SCORE,
+             "label": stats.FOREGROUND_MEAN, "metric": "dice", **row}
+            for name, group in shifted.groupby("shift", sort=False)
+            for row in robustness._compare(group, "dice", dict(judged_runs), seed, n_bootstrap)]
+    return summary, agreement, pd.DataFrame(rows, columns=robustness.COMPARISON_COLUMNS)
 
 
 def expand_runs(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]
@@ -350,6 +395,10 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
     if len(result.robust_training):
         with atomic_path(output / ROBUST_TRAINING_CSV) as tmp:
             csv_safe(result.robust_training).to_csv(tmp, index=False)
+    for name, frame in ((REAL_SHIFT_CSV, result.real_shift), (SHIFT_AGREEMENT_CSV, result.shift_agreement)):
+        if len(frame):
+            with atomic_path(output / name) as tmp:
+                csv_safe(frame).to_csv(tmp, index=False)
     atomic_write_json(output / SUMMARY_JSON, result.summary())
 
 

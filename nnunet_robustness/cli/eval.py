@@ -60,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--equivalence", type=float, default=None, metavar="DELTA",
                         help="equivalence margin in Dice: a drop difference whose 90%% interval lies inside "
                              "+/-DELTA is reported as 'equivalent within +/-DELTA' (two one-sided tests)")
+    parser.add_argument("--shift", type=Path, default=None, metavar="FILE",
+                        help='JSON/YAML {NAME: {"reference": LABELS_FOLDER, "predictions": {MODEL: FOLDER}}}: test '
+                             "sets from elsewhere (another site, scanner); each model's drop on them is set beside "
+                             "its synthetic conditions, and every condition is scored on how well it predicts the "
+                             "models' order under the real shift (docs/evaluation.md, 'Real shift')")
     parser.add_argument("--no-report", action="store_true", help="skip report.html")
     parser.set_defaults(func=run)
 
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
                               consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,
-                              strata_file=args.strata, equivalence=args.equivalence)
+                              strata_file=args.strata, equivalence=args.equivalence, shift_file=args.shift)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

@@ -38,6 +38,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     tolerance = result.settings.get("nsd_tolerance_mm")
     sections = [
         section("Verdict: which model is more robust", _verdict(result)),
+        *([section("Real shift: does the synthetic benchmark predict it?", _real_shift(result))]
+          if len(result.real_shift) else []),
         _overview(result),
         section("Conditions: what each one applied", _definitions(result)),
         section("Summary (foreground mean per case; mean [95% CI])", _summary_table(result)),
@@ -171,6 +173,42 @@ def _ranking(result: EvaluationResult) -> str:
             + "<details><summary>ranking table</summary>"
             + table(["criterion", "model", "runs", "mean Dice", "rank", "P(rank 1)", "95% rank interval"], rows,
                     text_columns=(0, 1, 6)) + "</details>")
+
+
+def _real_shift(result: EvaluationResult) -> str:
+    """Each model's drop on the shifted sets beside its drop under each synthetic condition, and the
+    conditions ordered by how well they predict the models' order under the real shift."""
+    from nnunet_robustness.analysis.real_shift import shift_sentences
+
+    summary, agreement = result.real_shift, result.shift_agreement
+    sentences = "".join(f"<li>{esc(s)}</li>" for s in shift_sentences(summary, agreement))
+    degradation = result.degradation
+    synthetic = (degradation[(degradation["label"] == FOREGROUND_MEAN) & (degradation["metric"] == "dice")]
+                 .pivot_table(index="model", columns="condition", values="absolute", aggfunc="first", sort=False)
+                 if len(degradation) else None)
+    shifts = list(dict.fromkeys(summary["shift"]))
+    conditions = [] if synthetic is None else list(synthetic.columns)
+    rows = []
+    for model in dict.fromkeys(summary["model"]):
+        real = {r["shift"]: r for _, r in summary[summary["model"] == model].iterrows()}
+        rows.append([model, *[f"{fmt(real[s]['degradation'])} [{fmt(real[s]['degradation_ci_low'])}, "
+                              f"{fmt(real[s]['degradation_ci_high'])}]" if s in real else None for s in shifts],
+                     *[synthetic.at[model, c] if synthetic is not None and model in synthetic.index else None
+                       for c in conditions]])
+    agreement_rows = [[r["shift"], r["scope"], r["name"], r["n_models"], r["kendall_tau"],
+                       f"[{fmt(r['tau_ci_low'])}, {fmt(r['tau_ci_high'])}]", r["pearson"],
+                       f"[{fmt(r['pearson_ci_low'])}, {fmt(r['pearson_ci_high'])}]"] for _, r in agreement.iterrows()]
+    return (f"<ul>{sentences}</ul>"
+            + note("Dice drop from the clean test set: on each shifted set (other cases: unpaired, Welch's 95% "
+                   "interval) and under each synthetic condition (same cases, paired). Agreement: Kendall's tau of "
+                   "the models' order by drop, and Pearson's r of the drops (three or more models), with percentile "
+                   "bootstrap intervals over clean and shifted cases; the models are compared paired within each "
+                   "shifted set in the comparisons table (scope 'shift').")
+            + table(["model", *[f"real: {s}" for s in shifts], *conditions], rows, text_columns=tuple(
+                range(len(shifts) + 1)))
+            + "<details><summary>Which synthetic condition predicts the real shift</summary>"
+            + table(["shift", "scope", "condition / family", "models", "Kendall tau", "95% CI", "Pearson r",
+                     "95% CI"], agreement_rows, text_columns=(0, 1, 2, 5, 7)) + "</details>")
 
 
 def _robust_training(result: EvaluationResult) -> str:
