@@ -116,7 +116,9 @@ def _strength(severity: float | None) -> str:
 def _values(parameters: Mapping[str, Any] | None) -> str:
     if not parameters:
         return ""
-    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in parameters.items())
+    # a nested record (a calibrated level's target and reached SSIM) is no strength of the family
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in parameters.items()
+                     if not isinstance(v, Mapping))
 
 
 def describe(name: str, family: str | None = None, severity: float | None = None, preset: str | None = None,

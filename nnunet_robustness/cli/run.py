@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         CONTEXT_NOTE,
         DEFAULT_BACKGROUND,
     )
+    from nnunet_robustness.runner.calibration import CALIBRATION_CASES
 
     parser = subparsers.add_parser(
         "run",
@@ -87,8 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                  "family, the parameter at which the model's normalised input reaches SSIM 0.95, "
                                  "0.90, 0.80, 0.70, 0.60 for levels 1-5 on a few clean cases (conditions "
                                  "<family>_cal<k>; docs/evaluation.md)")
-    conditions.add_argument("--calibration-cases", type=int, default=3, metavar="N",
-                            help="clean cases the calibrated scale is fitted on (default 3)")
+    conditions.add_argument("--calibration-cases", type=int, default=CALIBRATION_CASES, metavar="N",
+                            help=f"clean cases the calibrated scale is fitted on: the first N (sorted), all when "
+                                 f"there are fewer (default {CALIBRATION_CASES})")
     work = parser.add_argument_group("work")
     work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
     work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")

@@ -171,8 +171,18 @@ class Corruption:
             raise UserInputError(f"{self.family} needs the reference label (label=...) to know the foreground")
         generator = torch.Generator().manual_seed(int(seed))
         params = self.sample_parameters(prepared.image, prepared.spacing, generator)
+        if prepared.removed_spacing is not None:
+            params = self.with_removed_axis(params, prepared.removed_spacing, prepared.spacing)
         corrupted = self.apply(prepared.image, params, prepared.spacing, prepared.label)
         return prepared.restore(corrupted)
+
+    def with_removed_axis(self, params: Params, removed_mm: float, spacing: tuple[float, ...]) -> Params:
+        """``params`` for an image given in nnU-Net's 2D layout ``(C, 1, X, Y)``, whose singleton axis
+        ``prepare_image`` removed, with that axis's spacing ``removed_mm`` (nnU-Net's dummy 999 for a true
+        2D image, a real slice thickness for a one-slice volume) and the remaining ``spacing``. Only a
+        family whose physics depends on the axis it does not see (a CT slice's thickness sets its photon
+        count) records it; the others ignore it."""
+        return params
 
     def __repr__(self) -> str:
         if self.severity is not None:
@@ -189,6 +199,8 @@ class PreparedImage:
     spacing: tuple[float, ...]
     label: torch.Tensor | None
     restore: Callable[[torch.Tensor], ImageLike]
+    # the spacing (mm) of the singleton axis removed from nnU-Net's 2D layout; None when none was removed
+    removed_spacing: float | None = None
 
 
 def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike | None = None,
@@ -196,7 +208,9 @@ def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike |
     """Validate the user's input and convert it to float32 for computation.
 
     nnU-Net stores 2D images as 3D with one singleton axis, ``(C, 1, Y, X)``; such an axis is removed
-    here and put back on output, so the 2D code path is used and the dummy spacing is ignored.
+    here and put back on output, so the 2D code path is used. Its spacing (nnU-Net's dummy 999 for a
+    true 2D image, a real slice thickness for a one-slice volume) is kept as ``removed_spacing`` for
+    the families that need it (``Corruption.with_removed_axis``).
     """
     is_numpy = isinstance(image, np.ndarray)
     numpy_dtype: np.dtype | None = None
@@ -236,8 +250,10 @@ def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike |
 
     # No copy for float32 input: ``apply`` implementations never write into their input.
     work = tensor.to(torch.float32)
+    removed_spacing = None
     if squeeze_axis is not None:
         work = work.squeeze(1 + squeeze_axis)
+        removed_spacing = spacing_tuple[squeeze_axis]
         spacing_tuple = spacing_tuple[:squeeze_axis] + spacing_tuple[squeeze_axis + 1:]
 
     label_tensor = None
@@ -255,7 +271,7 @@ def prepare_image(image: ImageLike, spacing: Sequence[float], label: ImageLike |
             return cast_to_dtype(result, out_dtype)
         return cast_to_dtype(result.cpu().numpy(), numpy_dtype)
 
-    return PreparedImage(work, spacing_tuple, label_tensor, restore)
+    return PreparedImage(work, spacing_tuple, label_tensor, restore, removed_spacing)
 
 
 def _all_finite(tensor: torch.Tensor) -> bool:

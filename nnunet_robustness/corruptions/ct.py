@@ -48,6 +48,10 @@ from nnunet_robustness.corruptions._ops import linear_interpolation_matrix
 MU_WATER_PER_MM = 0.0193  # linear attenuation of water at ~70 keV (NIST XCOM: 0.193 / cm)
 _PROJECTION_GRID = 128  # body line integrals are smooth enough at this resolution
 _MAX_LOG_STD = 1.0  # photon starvation: the log signal of a starved ray is bounded, not infinite
+# nnU-Net's readers give a true 2D image the through-plane spacing 999 (natural images: (999, 1, 1)) or
+# 999 x its largest in-plane spacing (SimpleITK); no real slice comes near 999 pixels thick
+_NNUNET_2D_DUMMY_SPACING = 999.0
+ASSUMED_2D_THICKNESS_MM = 1.0  # a true 2D image carries no slice thickness
 
 
 def hu_to_mu(hu: torch.Tensor) -> torch.Tensor:
@@ -81,7 +85,7 @@ class _Slices:
     """
 
     def __init__(self, channel: torch.Tensor, spacing: tuple[float, ...], slice_axis: int | None,
-                 recon_size: int, views: int | None) -> None:
+                 recon_size: int, views: int | None, thickness_mm: float | None = None) -> None:
         ndim = channel.ndim
         if ndim == 2:
             axis = None
@@ -92,8 +96,10 @@ class _Slices:
             stack = channel.movedim(axis, 0)
             in_plane = tuple(s for a, s in enumerate(spacing) if a != axis)
         self.axis = axis
-        # 2D images carry no slice thickness; 1 mm is assumed (it only scales the photon count).
-        self.thickness_mm = 1.0 if axis is None else float(spacing[axis])
+        # a 2D slice's thickness comes from the caller (the axis prepare_image removed, see
+        # slice_thickness_2d); it only scales the photon count
+        self.thickness_mm = (float(spacing[axis]) if axis is not None else
+                             ASSUMED_2D_THICKNESS_MM if thickness_mm is None else float(thickness_mm))
         self.height, self.width = stack.shape[1], stack.shape[2]
         self.size = max(self.height, self.width)
         self.top = (self.size - self.height) // 2
@@ -161,6 +167,15 @@ class _Slices:
         return centre.view(1, -1), -centre.view(-1, 1)
 
 
+def slice_thickness_2d(removed_mm: float, in_plane: tuple[float, ...]) -> float:
+    """The thickness (mm) of a slice given in nnU-Net's 2D layout ``(C, 1, X, Y)`` whose singleton axis
+    has spacing ``removed_mm``: that spacing when it is real (a one-slice volume: a CT slice stored with
+    its thickness), 1 mm when it is nnU-Net's dummy for a true 2D image (999, or 999 x the largest in-plane
+    spacing; anything from 999 x min(1 mm, largest in-plane spacing) on counts as the dummy)."""
+    dummy_from = 0.999 * _NNUNET_2D_DUMMY_SPACING * min(1.0, max(in_plane))  # 0.999: float round-off
+    return ASSUMED_2D_THICKNESS_MM if removed_mm >= dummy_from else float(removed_mm)
+
+
 def _added_log_variance(line_integrals: torch.Tensor, photons: float, dose_fraction: float,
                         electronic: float) -> torch.Tensor:
     """Variance to add to the log signal so a full-dose measurement looks like ``dose_fraction`` of it.
@@ -191,7 +206,8 @@ class _CTCorruption(Corruption):
         return axis
 
     def _stacks(self, image: torch.Tensor, spacing: tuple[float, ...], params: Mapping[str, Any]) -> list[_Slices]:
-        return [_Slices(image[c], spacing, params["slice_axis"], self.settings["recon_size"], self.settings["views"])
+        return [_Slices(image[c], spacing, params["slice_axis"], self.settings["recon_size"], self.settings["views"],
+                        params.get("thickness_mm"))
                 for c in range(image.shape[0])]
 
 
@@ -221,8 +237,15 @@ class CTLowDose(_CTCorruption):
     noise is not measured: on a scan that is already noisier (a low-dose protocol, thin slices), level
     k adds the stated HU but the result is a lower dose fraction of the *true* dose than stated; on a
     smoother scan (iterative reconstruction, thick slices) a higher one. Set ``photons`` to match the
-    scanner when it is known. 2D images carry no slice thickness here: 1 mm is assumed, which scales
-    the photon count and so the added noise by ``1/sqrt(thickness_mm)`` relative to a real thickness.
+    scanner when it is known.
+
+    Slice thickness: the photons a detector bin collects grow with the slice thickness, so at the same
+    dose the added noise std goes as ``1/sqrt(thickness_mm)``. A 3D volume uses its through-plane
+    spacing. An image in nnU-Net's 2D layout ``(C, 1, X, Y)`` uses the spacing of its singleton axis
+    where that is real (a one-slice volume that kept its slice thickness); nnU-Net's dummy 999 of a true 2D
+    image (a PNG, a 2D NIfTI) says nothing, and 1 mm is assumed then (``thickness_mm`` in the
+    parameters): on a true 2D slice that was really 5 mm thick, the added noise is sqrt(5) = 2.2 times
+    what a 5 mm slice would get. A bare ``(C, X, Y)`` array is treated the same way, as 1 mm.
 
     Normalisation: not cancelled by CT or ZScore normalisation (additive noise).
     """
@@ -255,9 +278,16 @@ class CTLowDose(_CTCorruption):
 
     def sample_parameters(self, image: torch.Tensor, spacing: tuple[float, ...],
                           generator: torch.Generator) -> Params:
-        return {"dose_fraction": self.values["dose_fraction"], "photons": float(self.settings["photons"]),
-                "electronic_noise": float(self.settings["electronic_noise"]),
-                "slice_axis": self._slice_axis(spacing), "noise_seed": draw_seed(generator)}
+        params = {"dose_fraction": self.values["dose_fraction"], "photons": float(self.settings["photons"]),
+                  "electronic_noise": float(self.settings["electronic_noise"]),
+                  "slice_axis": self._slice_axis(spacing), "noise_seed": draw_seed(generator)}
+        if len(spacing) == 2:  # one slice: its thickness is not in the spacing (with_removed_axis may know it)
+            params["thickness_mm"] = ASSUMED_2D_THICKNESS_MM
+        return params
+
+    def with_removed_axis(self, params: Params, removed_mm: float, spacing: tuple[float, ...]) -> Params:
+        # the photon count per detector bin, and so the noise, depends on the slice thickness
+        return {**params, "thickness_mm": slice_thickness_2d(removed_mm, spacing)}
 
     def apply(self, image: torch.Tensor, params: Mapping[str, Any], spacing: tuple[float, ...],
               label: torch.Tensor | None = None) -> torch.Tensor:

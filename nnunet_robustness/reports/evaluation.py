@@ -8,6 +8,7 @@ are shown as "n/a", never as a number.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -310,13 +311,43 @@ def _definitions(result: EvaluationResult) -> str:
         family = r["family"] if isinstance(r["family"], str) else None
         severity = float(r["severity"]) if finite(r["severity"]) else None
         rows.append([r["condition"], describe(r["condition"], family, severity, preset, parameters), family,
-                     r["severity"], r.get("calibrated_severity"), parameters, _what_the_model_saw(r)])
+                     r["severity"], _calibration(result, r, parameters), parameters, _what_the_model_saw(r)])
     return ("<details open><summary>" + esc(f"{len(rows)} conditions") + "</summary>"
-            + table(["condition", "what it simulates", "family", "severity", "calibrated severity",
-                     "parameters (run.json)", "what the model saw (median)"], rows, text_columns=(0, 1, 2, 5, 6))
+            + table(["condition", "what it simulates", "family", "severity", "calibrated severity: target and reached "
+                     "SSIM (all test cases)", "parameters (run.json)", "what the model saw (median)"], rows,
+                    text_columns=(0, 1, 2, 4, 5, 6))
             + note("Parameters are the family's values at that severity (e.g. sigma_mm, std_fraction of the robust "
                    "intensity range), an attack's budget, or a crop's target foreground fraction; missing for "
-                   "folders not made by nnunet-robust run.") + "</details>")
+                   "folders not made by nnunet-robust run. A calibrated level was fitted to its target SSIM on a few "
+                   "calibration cases (run.json); the SSIM it reached on every test case is its median, "
+                   "interquartile range and range here.") + "</details>")
+
+
+def _calibration(result: EvaluationResult, condition: Any, parameters: str | None) -> str | None:
+    """A calibrated condition's family severity, its level's target SSIM and the SSIM its input reached
+    over all test cases (``input_ssim`` per case; the calibration cases alone said nothing about the
+    others); None on the physical scale."""
+    if not finite(condition.get("calibrated_severity")):
+        return None
+    record = (json.loads(parameters) if parameters else {}).get("calibration") or {}
+    target = record.get("target_ssim")
+    if target is None:  # a run.json from before the record
+        from nnunet_robustness.runner.calibration import target_ssim
+
+        target = target_ssim(float(condition["severity"]))
+    text = f"{fmt(condition['calibrated_severity'])}; target SSIM {target:.2f}"
+    per_case = result.per_case
+    ssims = per_case[(per_case["model"] == condition["model"]) & (per_case["condition"] == condition["condition"])
+                     ].drop_duplicates("case")["input_ssim"].dropna().to_numpy(float)
+    if len(ssims):
+        low, median, high = np.percentile(ssims, [25, 50, 75])
+        text += (f"; reached on {len(ssims)} test cases: median {median:.3f} (IQR {low:.3f}-{high:.3f}, "
+                 f"range {ssims.min():.3f}-{ssims.max():.3f})")
+    if record.get("reachable") is False:
+        text += f"; not reached on the calibration cases (mean {record['reached_ssim_mean']:.3f})"
+    if record.get("merged_levels"):
+        text += f"; also stands for level(s) {', '.join(map(fmt, record['merged_levels']))} (same input)"
+    return text
 
 
 def _overview(result: EvaluationResult) -> str:

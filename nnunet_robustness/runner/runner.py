@@ -185,6 +185,7 @@ class RobustnessRunner:
         self.reader_writer = self.predictor.plans_manager.image_reader_writer_class()
         self.input_space = ModelInputSpace(self.predictor.plans_manager, self.predictor.configuration_manager)
         self._objective = "prediction"  # set per run by attack_objective()
+        self._calibration: dict[str, dict] = {}  # calibrated condition -> what its level reached (calibrate())
         # threads that corrupt and measure the next items while the predictor works: on a CPU one (more
         # would only share the cores the predictor uses), on a GPU machine up to 4 (its cores are idle)
         self.prepare_workers = (max(1, min(4, (os.cpu_count() or 1) // 4))
@@ -207,7 +208,7 @@ class RobustnessRunner:
         }
         return RunManifest(model=model, seed=seed, save_probabilities=save_probabilities, file_ending=self.file_ending,
                            conditions=tuple(conditions), cases=tuple(cases), inputs=dict(inputs or {}),
-                           parameters={c.name: condition_parameters(c, self._objective)
+                           parameters={c.name: condition_parameters(c, self._objective, self._calibration.get(c.name))
                                        for c in conditions if not c.is_clean},
                            modality_forced=dict(modality_forced or {}))
 
@@ -271,6 +272,7 @@ class RobustnessRunner:
             reference_folder: Path | None = None, progress: bool = True, severity_scale: str = "physical",
             calibration_cases: int = CALIBRATION_CASES, modality_forced: dict[str, str] | None = None) -> RunStats:
         output = Path(output)
+        self._calibration = {}
         if severity_scale == "calibrated":
             conditions = self.calibrate(cases, conditions, seed, calibration_cases)
         elif severity_scale != "physical":
@@ -365,14 +367,16 @@ class RobustnessRunner:
 
     def calibrate(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], seed: int,
                   calibration_cases: int = CALIBRATION_CASES) -> list[Condition]:
-        """Conditions on the calibrated severity scale, from the first ``calibration_cases`` cases (sorted)."""
+        """Conditions on the calibrated severity scale, from the first ``calibration_cases`` cases (sorted;
+        all of them when there are fewer). What each level reached goes into run.json (``manifest``); a
+        level that duplicates a lower one is left out, and every unreached target or merge is warned of."""
         if calibration_cases < 1:
             raise UserInputError(f"--calibration-cases must be >= 1, got {calibration_cases}")
         samples = []
         for case in sorted(cases)[:calibration_cases]:
             image, properties = self._read_case(case, cases[case])
             samples.append((case, image, tuple(properties["spacing"])))
-        calibrated, notes = calibrate_conditions(conditions, samples, self.input_space, seed)
+        calibrated, notes, self._calibration = calibrate_conditions(conditions, samples, self.input_space, seed)
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         return calibrated
@@ -484,9 +488,11 @@ class RobustnessRunner:
             self.reader_writer.write_seg(segmentation, str(tmp), item.data.properties)
 
 
-def condition_parameters(condition: Condition, attack_objective: str | None = None) -> dict:
-    """What a condition applies, as JSON: a corruption's graded values and settings, an attack's budget and
-    objective, a crop's target foreground fraction."""
+def condition_parameters(condition: Condition, attack_objective: str | None = None,
+                         calibration: dict | None = None) -> dict:
+    """What a condition applies, as JSON: a corruption's graded values and settings (and, on the calibrated
+    scale, under ``calibration`` its level's target and reached SSIM), an attack's budget and objective, a
+    crop's target foreground fraction."""
     if condition.is_context:
         return {"target_fbr": condition.context_fbr}
     if is_attack(condition):
@@ -497,7 +503,8 @@ def condition_parameters(condition: Condition, attack_objective: str | None = No
         return budget if condition.family == "adv_random_sign" or attack_objective is None else {
             **budget, "objective": attack_objective}
     corruption = corruption_for(condition)
-    return json_ready({**corruption.values, **corruption.settings})
+    return json_ready({**corruption.values, **corruption.settings,
+                       **({"calibration": calibration} if calibration is not None else {})})
 
 
 def resolve_folds(folds: Iterable[str] | None) -> tuple[int | str, ...] | None:

@@ -83,6 +83,33 @@ def test_low_dose_noise_grows_as_one_over_sqrt_dose_in_a_water_phantom():
     assert float(lowered[0][centre].mean()) == pytest.approx(0.0, abs=0.3 * total)
 
 
+def test_low_dose_noise_of_a_2d_slice_follows_its_slice_thickness_and_the_999_dummy_is_1_mm():
+    """In nnU-Net's 2D layout (C, 1, X, Y) the singleton axis's spacing is the slice thickness: a
+    detector bin of a 4 mm slice collects 4x the photons of a 1 mm one, so at the same dose the added
+    noise std is 1/sqrt(4) = 1/2 of it (electronic noise, 10 counts against ~1e4, shifts this by
+    far less than the 3 % allowed). nnU-Net's dummy 999 (natural images) or 999 x the in-plane spacing
+    (SimpleITK) of a true 2D image is taken as 1 mm, as a bare (C, X, Y) slice is."""
+    phantom, distance = water_cylinder()
+    centre = distance < 25
+    corruption = get_corruption("ct_low_dose", severity=3)
+
+    def added_std(image, spacing):
+        return float((corruption(image, spacing, seed=4) - image)[..., centre].std())
+
+    layout_2d = phantom.unsqueeze(1)  # (1, 1, 96, 96)
+    one_mm = added_std(phantom, (3.0, 3.0))
+    assert 1.0 < one_mm < 200.0
+    for thickness in (0.5, 2.5, 4.0):
+        assert added_std(layout_2d, (thickness, 3.0, 3.0)) == pytest.approx(one_mm / math.sqrt(thickness),
+                                                                            rel=0.03), thickness
+    for dummy in (999.0, 999.0 * 3.0):
+        assert added_std(layout_2d, (dummy, 3.0, 3.0)) == pytest.approx(one_mm, rel=1e-6), dummy
+    params = corruption.sample_parameters(phantom, (3.0, 3.0), torch.Generator().manual_seed(0))
+    assert params["thickness_mm"] == 1.0  # recorded for replay; a volume's thickness is in its spacing
+    assert "thickness_mm" not in corruption.sample_parameters(phantom.unsqueeze(1).repeat(1, 2, 1, 1),
+                                                              (2.5, 3.0, 3.0), torch.Generator().manual_seed(0))
+
+
 @pytest.mark.parametrize("x_mm,y_mm", [(-36.0, 24.0), (30.0, -15.0)])
 def test_metal_streaks_lie_along_lines_through_the_insert(x_mm, y_mm):
     """Averaged along a line through the insert, a streak keeps its sign, so line means are large;

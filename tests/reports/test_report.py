@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -84,3 +85,28 @@ def test_the_conditions_table_says_each_condition_in_words(study_result, tmp_pat
             "(std_fraction 0.05).") in row
     clean = next(r for r in section.split("<tr>") if ">clean<" in r)
     assert "The unchanged test images." in clean
+
+
+def test_a_calibrated_condition_shows_its_target_and_the_ssim_reached_on_all_test_cases(study_result, tmp_path):
+    """The calibration cases' mean is the run.json record; the row shows what every test case reached."""
+    result, _ = study_result
+    conditions, per_case = result.conditions.copy(), result.per_case.copy()
+    calibrated = conditions["condition"] == "noise_sev2"
+    record = {"target_ssim": 0.9, "reached_ssim_mean": 0.883, "reached_ssim_sd": 0.01, "reached_ssim_min": 0.87,
+              "reached_ssim_max": 0.89, "calibration_cases": 2, "reachable": False, "merged_levels": [3]}
+    conditions.loc[calibrated, ["family", "calibrated_severity", "parameters"]] = [
+        "motion", 4.5, json.dumps({"moved_fraction": 0.375, "calibration": record})]
+    cases = sorted(per_case["case"].unique())
+    assert len(cases) == 4
+    by_case = dict(zip(cases, (0.70, 0.80, 0.90, 0.95)))  # median 0.85, IQR 0.775-0.9125
+    rows = per_case["condition"] == "noise_sev2"
+    per_case.loc[rows, "input_ssim"] = per_case.loc[rows, "case"].map(by_case)
+    html = write_report(dataclasses.replace(result, conditions=conditions, per_case=per_case),
+                        tmp_path / "r.html").read_text()
+    section = html[html.index("Conditions: what each one applied"):html.index("Summary (foreground mean")]
+    row = next(r for r in section.split("<tr>") if ">noise_sev2<" in r)
+    assert ("4.500; target SSIM 0.90; reached on 4 test cases: median 0.850 (IQR 0.775-0.912, range 0.700-0.950); "
+            "not reached on the calibration cases (mean 0.883); also stands for level(s) 3 (same input)") in row
+    assert "calibration {" not in row  # the record is no strength in the sentence
+    clean = next(r for r in section.split("<tr>") if ">clean<" in r)
+    assert "target SSIM" not in clean

@@ -301,6 +301,10 @@ def test_calibrated_severities_are_recorded_and_reached(trained, runner, tmp_pat
     for name, target in (("gaussian_noise_cal1", 0.95), ("gaussian_noise_cal3", 0.80)):
         ssim = np.mean([InputChange.read(out / name / f"{case}.input.json").ssim for case in cases])
         assert ssim == pytest.approx(target, abs=0.01), name
+        # run.json records what the level reached on the calibration cases (here: all of them)
+        record = manifest.parameters[name]["calibration"]
+        assert record["target_ssim"] == target and record["calibration_cases"] == len(cases)
+        assert record["reached_ssim_mean"] == pytest.approx(ssim, abs=1e-3) and record["reachable"] is True
 
 
 # ------------------------------------------------------------------ threads and devices
