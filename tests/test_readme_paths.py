@@ -42,6 +42,7 @@ OUTPUTS = {
     "report.html": "eval, rate and study", "raters.csv": "eval with several -ref",
     "calibrator.json": "calibrate", "ratings.csv": "rate", "coverage.csv": "rate with -ref",
     "recommendation.json": "recommend -o", "robust_training.csv": "eval, for models with a robust-training record",
+    "real_shift.csv": "eval --shift", "shift_agreement.csv": "eval --shift",
     "textures_generation.json": "make-dataset textures", "raters_generation.json": "make-dataset --raters",
     "complexity_<DatasetFolder>.csv": "complexity's default -o", "<name>_summary.csv": "complexity, next to -o",
     "fbr_train.json": "the _fgXXX trainers", "fbr_train_histogram.png": "the _fgXXX trainers",
