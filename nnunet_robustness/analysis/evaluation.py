@@ -157,6 +157,47 @@ class EvaluationResult:
         })
 
 
+def is_eval_summary(content: Any) -> bool:
+    """Whether parsed JSON is eval's summary.json (nnU-Net writes a summary.json of its own)."""
+    return isinstance(content, dict) and "per_model" in content and "metrics" in content
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """``summary.json`` of an eval output folder, as ``EvaluationResult.summary`` writes it: the one reader
+    (``nnunet-robust card``). The tables come back as data frames, the rest as parsed JSON."""
+
+    path: Path
+    content: dict[str, Any]
+
+    # keys every summary of this version has; an older summary lacking one is refused with its name
+    REQUIRED = ("settings", "conditions", "statistics", "degradation", "model_checks", "rood_mri", "verdict")
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "EvalSummary":
+        path = Path(folder)
+        path = path / SUMMARY_JSON if path.is_dir() else path
+        content = read_json(path, "eval summary.json")
+        if not is_eval_summary(content):
+            raise UserInputError(f"{path}: not written by nnunet-robust eval (it has no per_model and metrics)")
+        missing = [key for key in cls.REQUIRED if key not in content]
+        if missing:
+            raise UserInputError(f"{path}: lacks {', '.join(missing)}; written by an older eval: run eval again")
+        return cls(path, content)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.content["settings"]
+
+    def table(self, key: str) -> pd.DataFrame:
+        """A list-of-records entry (``statistics``, ``degradation``, ``conditions``, ``rood_mri``) as a frame."""
+        return pd.DataFrame(self.content.get(key) or [])
+
+    def strata_table(self, key: str) -> pd.DataFrame:
+        """``strata.statistics`` or ``strata.degradation`` (empty without strata or subgroups)."""
+        return pd.DataFrame((self.content.get("strata") or {}).get(key) or [])
+
+
 def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
              reference: str | os.PathLike | Sequence[str | os.PathLike],
              dataset_json: str | os.PathLike, output: str | os.PathLike | None = None, nsd_tolerance_mm: float = 1.0,
@@ -365,7 +406,7 @@ def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | S
     summary = output / SUMMARY_JSON
     if summary.is_file():
         content = read_json(summary, "summary.json")
-        if not (isinstance(content, dict) and "per_model" in content and "metrics" in content):
+        if not is_eval_summary(content):
             raise UserInputError(f"{summary}: not written by nnunet-robust eval (e.g. nnUNetv2_evaluate_folder's); "
                                  "eval will not overwrite it: choose another output folder")
 
