@@ -319,4 +319,5 @@ def card_files(folder: Path, model: str) -> dict[str, Path]:
     from nnunet_robustness.io import safe_path
 
     stem = model.replace(":", "_")
-    return {kind: safe_path(folder, f"{stem}.card.{kind}") for kind in ("json", "md", "html")}
+    return {"json": safe_path(folder, f"{stem}.card.json"), "md": safe_path(folder, f"{stem}.card.md"),
+            "html": safe_path(folder, f"{stem}.card.html")}

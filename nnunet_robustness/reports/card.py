@@ -114,6 +114,10 @@ def sections(card: dict) -> list[tuple[str, list[Block]]]:
     return out
 
 
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _md_cell(value: Any) -> str:
     return _text(value).replace("|", "\\|").replace("\n", " ")
 
@@ -142,10 +146,14 @@ def html_card(card: dict) -> str:
         body = []
         for block in blocks:
             if block[0] == "pairs":
-                body.append(table(["", ""], [[k, _text(v)] for k, v in block[1]], text_columns=(0, 1)))
+                # a name-value list: names as row headers, no column header to leave empty
+                body.append("<table>" + "".join(f"<tr><th class='text'>{html.escape(str(k))}</th><td class='text'>"
+                                                 f"{html.escape(_text(v))}</td></tr>" for k, v in block[1]) + "</table>")
             elif block[0] == "table":
-                body.append(table(block[1], [[_text(v) if not isinstance(v, (int, float)) or isinstance(v, bool)
-                                              else v for v in row] for row in block[2]], text_columns=(0, 1, 2)))
+                rows = [[v if _numeric(v) else _text(v) for v in row] for row in block[2]]
+                # numbers right-aligned to compare down a column, text (and "1 [0.9, 1]") left-aligned
+                text = tuple(i for i in range(len(block[1])) if not any(_numeric(row[i]) for row in rows))
+                body.append(table(block[1], rows, text_columns=text))
             elif block[0] == "list":
                 body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
             else:
