@@ -5,7 +5,7 @@ folders' run.json record) and writes per model <model>.card.md, <model>.card.htm
 <model>.card.json, the last valid against the JSON Schema shipped in the package
 (nnunet_robustness/schemas/robustness_card.schema.json): model and plans, training schedule and sanity
 gate, clean scores with intervals, the operating envelope per family (the largest severity whose upper
-95%% bound of Dice degradation stays below --tolerance), the worst families, subgroups, the ROOD-MRI
+95% bound of Dice degradation stays below --tolerance), the worst families, subgroups, the ROOD-MRI
 summary, versions and commands. Every card has the same sections and keys in the same order, so two
 cards diff line by line (see docs/card.md).
 """
