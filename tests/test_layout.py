@@ -136,6 +136,7 @@ def test_cli_parser_imports_neither_torch_nor_nnunet():
     "write_report",
     "from nnunet_robustness.trust import calibrate, rate; from nnunet_robustness.reports.trust import write_report",
     "from nnunet_robustness.analysis.recommend import recommend",
+    "from nnunet_robustness.analysis.card import build_cards; from nnunet_robustness.reports.card import html_card",
 ])
 def test_eval_and_trust_do_not_import_torch(code):
     assert "torch" not in _imported_after(code)

@@ -41,7 +41,8 @@ OUTPUTS = {
     "per_case.csv": "eval", "per_case.parquet": "eval", "summary.json": "eval, rate and study",
     "report.html": "eval, rate and study", "raters.csv": "eval with several -ref",
     "calibrator.json": "calibrate", "ratings.csv": "rate", "coverage.csv": "rate with -ref",
-    "recommendation.json": "recommend -o", "robust_training.csv": "eval, for models with a robust-training record",
+    "recommendation.json": "recommend -o", "<model>.card.md": "card", "<model>.card.html": "card",
+    "<model>.card.json": "card", "robust_training.csv": "eval, for models with a robust-training record",
     "real_shift.csv": "eval --shift", "shift_agreement.csv": "eval --shift",
     "textures_generation.json": "make-dataset textures", "raters_generation.json": "make-dataset --raters",
     "complexity_<DatasetFolder>.csv": "complexity's default -o", "<name>_summary.csv": "complexity, next to -o",
@@ -50,7 +51,7 @@ OUTPUTS = {
     "robust_training.json": "the user's options file of the robust trainers (trainers/robust_training.py)",
     "nnunet_robustness_trainers.py": "the shim install-shim places into nnU-Net's trainer folder",
     "nnUNetPlans<Variant>.json": "plan-arch (nnUNetPlansNoSkip.json, ...)",
-    "dataset.json": "nnU-Net", "checkpoint_final.pth": "nnU-Net", "debug.json": "nnU-Net",
+    "dataset.json": "nnU-Net", "checkpoint_final.pth": "nnU-Net", "debug.json": "nnU-Net", "plans.json": "nnU-Net",
 }
 
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 SHIM_IN_WHEEL = "nnunetv2/training/nnUNetTrainer/nnunet_robustness_trainers.py"
 TEMPLATE_IN_WHEEL = "nnunet_robustness/shim/template.py"
+CARD_SCHEMA_IN_WHEEL = "nnunet_robustness/schemas/robustness_card.schema.json"
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -62,6 +63,8 @@ def test_sdist_and_its_wheel_carry_the_shim_and_its_template(dist):
         template = archive.read(TEMPLATE_IN_WHEEL)
         assert archive.read(SHIM_IN_WHEEL) == template  # the placed shim is the template, byte for byte
         assert [n for n in archive.namelist() if n.startswith("nnunetv2/")] == [SHIM_IN_WHEEL]
+        # package data: the robustness card's published schema (nnunet_robustness.analysis.card.schema reads it)
+        assert CARD_SCHEMA_IN_WHEEL in archive.namelist()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,17 @@ from nnunet_robustness.analysis.raters import rater_table, summarize_raters, wri
 from nnunet_robustness.analysis.robust_training import before_after, training_records
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
-from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM, resolve_strata
+from nnunet_robustness.analysis.strata import (
+    ALL_CASES,
+    SMALL_GROUP,
+    STRATUM,
+    case_groups,
+    groupings_of,
+    parse_by,
+    resolve_strata,
+    resolve_subgroups,
+    small_group_sentence,
+)
 from nnunet_robustness.analysis.verdict import verdict
 from nnunet_robustness.conditions import CLEAN_NAME
 from nnunet_robustness.errors import UserInputError
@@ -95,11 +105,13 @@ class EvaluationResult:
     # the sanity gate per model: clean quality, training schedule, why it is left out of the verdict
     model_checks: list[dict] = field(default_factory=list)
     verdict: list[str] = field(default_factory=list)
-    # with strata (eval --strata, or a make-dataset dataset's levels): the verdict per stratum and the
-    # foreground-mean statistics per model x condition x stratum (analysis/strata.py); the comparisons
-    # of each stratum are rows of robustness_comparisons with their stratum named
+    # with strata or subgroups (eval --strata, eval --metadata --by, or a make-dataset dataset's levels): the
+    # verdict per group (a warning first for a small group) and the foreground-mean statistics and degradation
+    # per model x condition x group (analysis/strata.py); the comparisons of each group are rows of
+    # robustness_comparisons with the group named in their ``stratum`` column
     strata_verdicts: dict[str, list[str]] = field(default_factory=dict)
     strata_statistics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    strata_degradation: pd.DataFrame = field(default_factory=pd.DataFrame)
     # robust-trained models against their baselines: per family (seen / unseen in training), pooled per
     # group, and the clean cost (nnunet_robustness.analysis.robust_training); empty without a robust model
     robust_training: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -149,8 +161,51 @@ class EvaluationResult:
             "runs": self.runs,
             "robust_training": self.robust_training.to_dict(orient="records"),
             "strata": {"verdicts": self.strata_verdicts,
-                       "statistics": self.strata_statistics.to_dict(orient="records")} if self.strata_verdicts else {},
+                       "statistics": self.strata_statistics.to_dict(orient="records"),
+                       "degradation": self.strata_degradation.to_dict(orient="records")}
+            if self.strata_verdicts else {},
         })
+
+
+def is_eval_summary(content: Any) -> bool:
+    """Whether parsed JSON is eval's summary.json (nnU-Net writes a summary.json of its own)."""
+    return isinstance(content, dict) and "per_model" in content and "metrics" in content
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """``summary.json`` of an eval output folder, as ``EvaluationResult.summary`` writes it: the one reader
+    (``nnunet-robust card``). The tables come back as data frames, the rest as parsed JSON."""
+
+    path: Path
+    content: dict[str, Any]
+
+    # keys every summary of this version has; an older summary lacking one is refused with its name
+    REQUIRED = ("settings", "conditions", "statistics", "degradation", "model_checks", "rood_mri", "verdict")
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "EvalSummary":
+        path = Path(folder)
+        path = path / SUMMARY_JSON if path.is_dir() else path
+        content = read_json(path, "eval summary.json")
+        if not is_eval_summary(content):
+            raise UserInputError(f"{path}: not written by nnunet-robust eval (it has no per_model and metrics)")
+        missing = [key for key in cls.REQUIRED if key not in content]
+        if missing:
+            raise UserInputError(f"{path}: lacks {', '.join(missing)}; written by an older eval: run eval again")
+        return cls(path, content)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.content["settings"]
+
+    def table(self, key: str) -> pd.DataFrame:
+        """A list-of-records entry (``statistics``, ``degradation``, ``conditions``, ``rood_mri``) as a frame."""
+        return pd.DataFrame(self.content.get(key) or [])
+
+    def strata_table(self, key: str) -> pd.DataFrame:
+        """``strata.statistics`` or ``strata.degradation`` (empty without strata or subgroups)."""
+        return pd.DataFrame((self.content.get("strata") or {}).get(key) or [])
 
 
 def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
@@ -159,7 +214,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
              seed: int = 0, n_bootstrap: int = 1000, num_processes: int = 1, progress: bool = True,
              consensus_method: str = "staple", allow_weak_models: bool = False,
              strata_file: str | os.PathLike | None = None, equivalence: float | None = None,
-             shift_file: str | os.PathLike | None = None) -> EvaluationResult:
+             shift_file: str | os.PathLike | None = None, metadata_file: str | os.PathLike | None = None,
+             by: str | Sequence[str] | None = None, command: str | None = None) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -175,6 +231,11 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     consensus (STAPLE by default, ``consensus_method="majority"``), written to
     ``output/consensus_reference``; ``raters`` then holds each prediction against each rater and the
     consensus, the inter-rater range and the case's disagreement (``raters.csv``).
+
+    Groups of cases judged on their own as well as pooled (``analysis/strata.py``): ``strata_file`` (a
+    ``case,stratum`` CSV), and ``metadata_file`` with ``by`` (a CSV of case metadata and the columns to group
+    by, e.g. ``"scanner,sex"``: each column a grouping, its groups named ``scanner=B``). ``command``: the
+    command line that asked for this evaluation, recorded in ``settings`` (cards quote it).
     """
     if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
         raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
@@ -182,6 +243,7 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
     if equivalence is not None and not (math.isfinite(equivalence) and equivalence > 0):
         raise UserInputError(f"equivalence margin must be a finite number > 0, got {equivalence}")
+    by = parse_by(by)
     runs, folders = expand_runs(models)
     output = None if output is None else Path(output)
     dataset = load_dataset_json(Path(dataset_json))
@@ -195,11 +257,14 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     predictions, cases, references = collect_predictions(folders, Path(reference), dataset.file_ending)
     conditions = conditions_table(predictions)
     fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
+    # the groups before the metrics: a bad strata or metadata file is refused in seconds, not after hours
+    strata = resolve_strata(None if strata_file is None else Path(strata_file), Path(dataset_json), sorted(cases))
+    groupings = groupings_of(strata, resolve_subgroups(None if metadata_file is None else Path(metadata_file), by,
+                                                       sorted(cases)))
     per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
-    strata = resolve_strata(None if strata_file is None else Path(strata_file), Path(dataset_json),
-                            sorted(per_case["case"].unique()))
+    # a case belongs to one group per grouping: the per-case column lists them all ("scanner=B; sex=F")
     per_case = annotate_training_range(per_case, fbr_ranges).assign(
-        **{STRATUM: per_case["case"].map(strata) if strata else None})[PER_CASE_COLUMNS]
+        **{STRATUM: per_case["case"].map(case_groups(groupings)) if groupings else None})[PER_CASE_COLUMNS]
     clean = _clean_condition(conditions)
     conditions = _what_the_model_saw(conditions, per_case)
     model_names = [model.name for model in predictions]
@@ -220,21 +285,23 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
                                                        clean)
     comparisons = robustness.compare_models(degradation_rows, judged_runs, seed, n_bootstrap).assign(
         **{STRATUM: ALL_CASES})
-    strata_statistics = pd.DataFrame()
-    groups: dict[str, list[str]] = {}  # stratum -> its cases, strata in the order of their first case
-    for case in sorted(strata or {}):
-        groups.setdefault(strata[case], []).append(case)
+    strata_statistics, strata_degradation = pd.DataFrame(), pd.DataFrame()
+    groups = {name: members for grouping in groupings.values() for name, members in grouping.items()}
     if groups:
-        parts, summaries = [comparisons], []
+        parts, summaries, drops = [comparisons], [], []
         foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
+        robust_foreground = robust[robust["label"] == stats.FOREGROUND_MEAN]
         for name, members in groups.items():
             stratum_rows = robustness.compare_models(
                 degradation_rows[degradation_rows["case"].isin(members)], judged_runs, seed, n_bootstrap)
             parts.append(stratum_rows.assign(**{STRATUM: name}))
             summaries.append(stats.summary_statistics(foreground[foreground["case"].isin(members)], seed,
                                                       n_bootstrap).assign(**{STRATUM: name}))
+            drops.append(stats.degradation(robust_foreground[robust_foreground["case"].isin(members)], clean, seed,
+                                           n_bootstrap).assign(**{STRATUM: name}))
         comparisons = pd.concat(parts, ignore_index=True)
         strata_statistics = pd.concat(summaries, ignore_index=True)
+        strata_degradation = pd.concat(drops, ignore_index=True)
     # with several runs per model, the model comparisons of the scores use each model's run-averaged cases
     by_model = _average_runs(robust, runs)
     pairwise = stats.pairwise_tests(by_model, list(runs) if by_model is not robust else model_names)
@@ -274,11 +341,13 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
             with_mean[with_mean["label"] == stats.FOREGROUND_MEAN], conditions) + verdict(
             comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
             equivalence=equivalence, given=len(runs)),
-        # each stratum's verdict without the training-run sentence, which the pooled verdict already states
-        strata_verdicts={name: verdict(comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
-                                       equivalence=equivalence)[1:]
-                         for name in dict.fromkeys(comparisons[STRATUM]) if name != ALL_CASES},
+        # each group's verdict without the training-run sentence, which the pooled verdict already states (and
+        # with one model: no sentence but a small group's warning; its scores and degradation say the rest)
+        strata_verdicts={name: [s for s in [small_group_sentence(name, len(members))] if s] + verdict(
+            comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
+            equivalence=equivalence)[1:] for name, members in groups.items()},
         strata_statistics=strata_statistics,
+        strata_degradation=strata_degradation,
         robust_training=robust_training,
         model_checks=[{**c.to_json(), "kept": c.passed or allow_weak_models} for c in checks],
         conditions=conditions,
@@ -291,8 +360,13 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
             "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
             "runs": runs, "equivalence_margin": equivalence,
             "shift_file": None if shift_file is None else str(shift_file),
-            "strata": ({"source": str(strata_file) if strata_file else "make-dataset generation record",
-                        "cases": {name: len(members) for name, members in groups.items()}} if groups else None),
+            "strata": ({"source": (str(strata_file) if strata_file else "make-dataset generation record")
+                        if strata else None,
+                        "metadata": None if metadata_file is None else str(metadata_file), "by": by,
+                        "cases": {name: len(members) for name, members in groups.items()},
+                        "groupings": {grouping: list(members) for grouping, members in groupings.items()},
+                        "small_group": SMALL_GROUP} if groups else None),
+            "command": command,
             "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
             "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
             "empty_mask_policy": EMPTY_MASK_POLICY,
@@ -376,7 +450,7 @@ def check_output_folder(output: Path, models: Mapping[str, str | os.PathLike | S
     summary = output / SUMMARY_JSON
     if summary.is_file():
         content = read_json(summary, "summary.json")
-        if not (isinstance(content, dict) and "per_model" in content and "metrics" in content):
+        if not is_eval_summary(content):
             raise UserInputError(f"{summary}: not written by nnunet-robust eval (e.g. nnUNetv2_evaluate_folder's); "
                                  "eval will not overwrite it: choose another output folder")
 

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "nnunet_robustness.cli.complexity",
     "nnunet_robustness.cli.corrupt",
     "nnunet_robustness.cli.eval",
+    "nnunet_robustness.cli.card",
     "nnunet_robustness.cli.calibrate",
     "nnunet_robustness.cli.rate",
     "nnunet_robustness.cli.recommend",

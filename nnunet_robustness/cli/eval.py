@@ -10,9 +10,10 @@ simulation, Wilcoxon tests, Benjamini-Hochberg FDR, the smallest detectable diff
 variance with several runs per model), after a sanity gate that leaves out models failing on clean
 images; three or more models are ranked with P(rank 1) and rank intervals. Also: intervals of every
 mean, degradation vs clean, metric-vs-severity curves, the ROOD-MRI summary, best-model shares and
-paired tests. Writes per_case.csv, per_case.parquet,
-summary.json and report.html (raters.csv with several references) into the output folder; a failing
-re-run leaves an earlier output whole (see docs/evaluation.md).
+paired tests. With --strata or --metadata and --by, the same per group of cases (scanner=B, sex=F), with
+the group sizes, a warning for small groups and a plot of the degradation by group. Writes per_case.csv,
+per_case.parquet, summary.json and report.html (raters.csv with several references) into the output
+folder; a failing re-run leaves an earlier output whole (see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strata", type=Path, default=None, metavar="CSV",
                         help="case,stratum CSV: the verdict and scores are also given per stratum (default: the "
                              "levels of a dataset made by make-dataset textures, from its record next to -djfile)")
+    parser.add_argument("--metadata", type=Path, default=None, metavar="CSV",
+                        help="case metadata (a 'case' column and one column per attribute, e.g. scanner, sex, site): "
+                             "with --by, the scores, degradation and verdict per subgroup")
+    parser.add_argument("--by", default=None, metavar="COLUMN[,COLUMN...]",
+                        help="columns of --metadata to group the cases by, each on its own (scanner,sex: the groups "
+                             "scanner=A, scanner=B, sex=F, sex=M); every test in the report's one FDR family")
     parser.add_argument("--equivalence", type=float, default=None, metavar="DELTA",
                         help="equivalence margin in Dice: a drop difference whose 90%% interval lies inside "
                              "+/-DELTA is reported as 'equivalent within +/-DELTA' (two one-sided tests)")
@@ -90,6 +97,13 @@ def parse_models(specs: list[str] | None, single: Path | None) -> dict[str, Path
     return models
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command as typed (quoted for a shell), for summary.json and the robustness card."""
+    import shlex
+
+    return shlex.join(["nnunet-robust", *getattr(args, "argv", [])])
+
+
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)  # before any work: one rule for every verb
     from nnunet_robustness.analysis import evaluation as names
@@ -111,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
             result = evaluate(models, args.reference, args.dataset_json, stage, nsd_tolerance_mm=args.nsd_tolerance,
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
                               consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,
-                              strata_file=args.strata, equivalence=args.equivalence, shift_file=args.shift)
+                              strata_file=args.strata, equivalence=args.equivalence, shift_file=args.shift,
+                              metadata_file=args.metadata, by=args.by, command=command_line(args))
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

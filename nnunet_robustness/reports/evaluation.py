@@ -18,7 +18,7 @@ import numpy as np
 from nnunet_robustness.analysis.evaluation import EvaluationResult
 from nnunet_robustness.analysis.robustness import SMALL_SAMPLE
 from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
-from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM
+from nnunet_robustness.analysis.strata import ALL_CASES, SMALL_GROUP, STRATUM
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
 from nnunet_robustness.reports.pictures import pictures_section
@@ -52,7 +52,8 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
     if _has_fbr_study(result):  # context conditions or FBR-logging trainers: the context-vs-FBR study
         sections.append(section("Metric vs test FBR (foreground fraction)", _fbr_section(result)))
     if result.strata_verdicts:
-        sections.append(section("Strata: the verdict and scores per group of cases", _strata(result)))
+        sections.append(section("Strata and subgroups: the verdict, scores and degradation per group of cases",
+                                _strata(result)))
     if len(result.models) > 1:
         sections.append(section("Model comparison", _comparison(result)))
     if len(result.robust_training):
@@ -530,22 +531,89 @@ def _scatter(result: EvaluationResult) -> str:
 
 
 def _strata(result: EvaluationResult) -> str:
-    counts = (result.settings.get("strata") or {}).get("cases", {})
-    source = (result.settings.get("strata") or {}).get("source", "")
-    parts = [note(f"Strata from {source}. Pooled results above can hide a model that wins on one group and loses "
-                  "on another; here every group is judged on its own cases (same statistics, same FDR family).")]
+    record = result.settings.get("strata") or {}
+    counts = record.get("cases", {})
+    # results of an older summary have no groupings: every group is then one stratum
+    groupings = record.get("groupings") or {STRATUM: list(result.strata_verdicts)}
+    small = record.get("small_group", SMALL_GROUP)
+    sources = [f"strata from {record['source']}" if record.get("source") else None,
+               f"subgroups from {record['metadata']} (by {', '.join(record.get('by') or [])})"
+               if record.get("metadata") else None]
+    parts = [note(f"{'; '.join(s for s in sources if s).capitalize()}. Pooled results above can hide a model that "
+                  "wins on one group and loses on another, or a group on which every model falls further; here "
+                  "every group is judged on its own cases (same statistics; every test in the report's one FDR "
+                  f"family). Groups of fewer than {small} cases are marked small: their intervals are wide.")]
+    size_rows = [[grouping, name, counts.get(name), f"small (< {small})" if counts.get(name, small) < small else ""]
+                 for grouping, names in groupings.items() for name in names]
+    parts.append(table(["grouping", "group", "cases", ""], size_rows, text_columns=(0, 1, 3)))
+    parts.append(_group_degradation_plots(result, groupings))
     statistics = result.strata_statistics
     dice = statistics[statistics["metric"] == "dice"] if len(statistics) else statistics
+    drops = result.strata_degradation
+    drops = drops[drops["metric"] == "dice"] if len(drops) else drops
     for name, sentences in result.strata_verdicts.items():
         rows = dice[dice[STRATUM] == name]
         wide = rows.pivot_table(index="condition", columns="model", values="mean", aggfunc="first", sort=False)
         table_rows = [[condition, *[wide.at[condition, m] if m in wide else None for m in result.models]]
                       for condition in wide.index]
+        drop_rows = [[r["model"], r["condition"], f"{fmt(r['absolute'])} [{fmt(r['absolute_ci_low'])}, "
+                      f"{fmt(r['absolute_ci_high'])}]"] for _, r in drops[drops[STRATUM] == name].iterrows()] \
+            if len(drops) else []
         parts.append(f"<h3>{esc(name)} ({counts.get(name, 'n/a')} cases)</h3>"
-                     + "<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>"
+                     + ("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in sentences) + "</ul>" if sentences else "")
                      + "<details><summary>mean Dice per condition</summary>"
-                     + table(["condition", *result.models], table_rows, text_columns=(0,)) + "</details>")
+                     + table(["condition", *result.models], table_rows, text_columns=(0,)) + "</details>"
+                     + ("<details><summary>Dice degradation vs clean</summary>"
+                        + table(["model", "condition", "absolute [95% CI]"], drop_rows, text_columns=(0, 1, 2))
+                        + "</details>" if drop_rows else ""))
     return "".join(parts)
+
+
+def _group_degradation_plots(result: EvaluationResult, groupings: dict[str, list[str]]) -> str:
+    """Per grouping, one panel per model: the Dice degradation of each group under each condition with its
+    95 % interval, beside the pooled degradation (grey), so a group that falls further stands out."""
+    drops = result.strata_degradation
+    if not len(drops) or result.clean_condition is None:
+        return note("No degradation by group: no clean condition or no other condition.")
+    import matplotlib.pyplot as plt
+
+    drops = drops[drops["metric"] == "dice"]
+    pooled = result.degradation
+    pooled = pooled[(pooled["metric"] == "dice") & (pooled["label"] == FOREGROUND_MEAN)] if len(pooled) else pooled
+    conditions = [c for c in dict.fromkeys(result.conditions["condition"]) if c in set(drops["condition"])]
+    counts = (result.settings.get("strata") or {}).get("cases", {})
+    x = np.arange(len(conditions), dtype=float)
+    parts = []
+    for grouping, names in groupings.items():
+        figure, axes = plt.subplots(1, len(result.models), figsize=(max(4.5, 0.55 * len(conditions) + 2.5)
+                                                                    * len(result.models), 3.6), squeeze=False,
+                                 sharey=True)  # one scale: the models' degradations are compared across panels
+        for axis, model in zip(axes[0], result.models):
+            for index, name in enumerate(names):
+                rows = drops[(drops[STRATUM] == name) & (drops["model"] == model)].set_index("condition").reindex(
+                    conditions)
+                # groups nudged apart along x: their intervals overlap at the same condition
+                offset = (index / max(len(names) - 1, 1) - 0.5) * min(0.5, 0.12 * len(names))
+                means = rows["absolute"].to_numpy(dtype=float)
+                errors = np.abs(np.vstack([means - rows["absolute_ci_low"].to_numpy(dtype=float),
+                                           rows["absolute_ci_high"].to_numpy(dtype=float) - means]))
+                axis.errorbar(x + offset, means, yerr=errors, marker="o", linestyle="none", capsize=3,
+                              label=f"{name} (n = {counts.get(name, '?')})")
+            overall = pooled[pooled["model"] == model].set_index("condition").reindex(conditions)
+            axis.plot(x, overall["absolute"].to_numpy(dtype=float), color="grey", linewidth=1, marker="_",
+                      markersize=14, linestyle="none", label="all cases")
+            axis.axhline(0, color="black", linewidth=0.6)
+            axis.set_xticks(x, conditions, rotation=45, ha="right", fontsize="small")
+            axis.set_ylabel("Dice degradation (clean - condition)")
+            axis.set_title(model)
+            axis.grid(alpha=0.3)
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize="small", frameon=False)
+        figure.tight_layout(rect=(0, 0.07, 1, 1))
+        parts.append(f"<h3>Dice degradation by {esc(grouping)}</h3>{png(figure)}")
+        plt.close(figure)
+    return (note("Per group: the mean Dice degradation from clean (positive = worse) with its 95% bootstrap interval; "
+                 "grey: all cases pooled.") + "".join(parts))
 
 
 def _compared_models(result: EvaluationResult) -> list[str]:

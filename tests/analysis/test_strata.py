@@ -18,7 +18,7 @@ CASES = [f"case_{i:03d}" for i in range(4)]
     ("case,group\ncase_000,a\n", "columns 'case' and 'stratum'"),
     ("case,stratum\ncase_000,a\ncase_000,b\n", "listed twice"),
     ("case,stratum\ncase_000, \n", "empty stratum"),
-    ("case,stratum\ncase_000,a\n", "no stratum for case"),
+    ("case,stratum\ncase_000,a\n", "no row for case"),
 ])
 def test_bad_strata_files_are_refused_naming_the_file(tmp_path, text, message):
     path = tmp_path / "strata.csv"
@@ -65,4 +65,4 @@ def test_eval_judges_each_stratum_on_its_own_cases(study, tmp_path):
     from nnunet_robustness.evaluation import write_report
 
     html = write_report(result, tmp_path / "report.html").read_text()
-    assert "Strata: the verdict and scores per group of cases" in html and "second (2 cases)" in html
+    assert "Strata and subgroups" in html and "second (2 cases)" in html
