@@ -710,6 +710,46 @@ def test_names_that_start_like_a_formula_are_neutralised_in_csv(tmp_path, study)
     assert set(table["model"]) == {model}
 
 
+# --- region-based datasets (#32 item 10): a supported nnU-Net feature, evaluated with a report -----------
+
+def test_eval_with_a_report_on_a_region_based_dataset(tmp_path):
+    """``"whole": [1, 2]`` ended in a ValueError in the report's pictures (int("(1, 2)")); only --no-report
+    worked. A region is scored and drawn as the voxels holding any of its labels."""
+    import pandas as pd
+
+    from tests.helpers.prediction_folders import write_dataset_json, write_study
+    from tests.reports.test_pictures import _add_views
+
+    folders = write_study(tmp_path, n_cases=3, models=("A",))
+    dataset_json = write_dataset_json(tmp_path / "dataset.json", {"background": 0, "whole": [1, 2], "core": 2},
+                                      regions_class_order=[1, 2])
+    _add_views(folders["A"])  # pictures are drawn only for items with the views run writes
+    output = tmp_path / "evaluation"
+    argv = ["eval", "--model", f"A={folders['A']}", "-ref", str(tmp_path / "labelsTs"), "-djfile", str(dataset_json),
+            "-o", str(output), "--n-bootstrap", "20"]
+    assert main(argv) == 0
+    html = (output / "report.html").read_text()
+    assert "have no view" not in html and html.count("/ whole, Dice") + html.count("/ core, Dice") >= 3
+    per_case = pd.read_csv(output / "per_case.csv")
+    assert set(zip(per_case["label"], per_case["label_value"])) == {("whole", "(1, 2)"), ("core", "2")}
+    row = per_case[(per_case["label"] == "whole") & (per_case["condition"] == "noise_sev2")].iloc[0]
+    reference, predicted = (sitk.GetArrayFromImage(sitk.ReadImage(row[f])) > 0  # labels 1 and 2: the region
+                            for f in ("reference_file", "prediction_file"))
+    dice = 2 * (reference & predicted).sum() / (reference.sum() + predicted.sum())
+    assert row["dice"] == pytest.approx(dice)
+
+
+def test_the_pictures_draw_a_region_as_the_union_of_its_labels(tmp_path):
+    from nnunet_robustness.reports.pictures import _labels, structure_values
+
+    path = tmp_path / "label.nii.gz"
+    array = np.array([[0, 1, 2, 3]], dtype=np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert structure_values("(1, 2)") == (1, 2) and structure_values("3") == (3,)
+    assert _labels(str(path), structure_values("(1, 2)")).tolist() == [[False, True, True, False]]
+    assert _labels(str(path), structure_values("3")).tolist() == [[False, False, False, True]]
+
+
 # --- fuzz: file-system oddities and image headers on every verb that reads folders ------------------------
 # Not a catalogue of known mistakes but whatever a folder can hold: links that loop or point outside,
 # folders and empty files named like images, names that are not UTF-8, broken or odd NIfTI headers. Each
