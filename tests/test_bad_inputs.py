@@ -710,6 +710,111 @@ def test_names_that_start_like_a_formula_are_neutralised_in_csv(tmp_path, study)
     assert set(table["model"]) == {model}
 
 
+# --- no room to write (#32 item 11): a file-size limit stands for a full disk --------------------------------
+# A subprocess under RLIMIT_FSIZE with SIGXFSZ ignored, so that a write beyond the limit fails with EFBIG
+# (as a full disk fails with ENOSPC) instead of killing the process. Each verb first writes a complete
+# output; the re-run under the limit must fail in one line naming a file under -o (not a temporary or
+# staged name), leave every earlier file byte-identical and no temporary file behind.
+
+_UNDER_A_FILE_SIZE_LIMIT = """import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from nnunet_robustness.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_with_file_size_limit(argv: list[str], limit: int):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, str(limit), *argv], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=600)
+
+
+def _largest_file(folder: Path) -> int:
+    return max(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _no_room_eval(tmp, fx):
+    copy = _study_copy(tmp, fx("study"))
+    argv = [*_eval(copy, copy["A"], tmp / "out"), "--n-bootstrap", "20"]
+    assert main(argv) == 0
+    return argv, _largest_file(tmp / "out") - 1  # the largest output (the report, written last) does not fit
+
+
+def _no_room_rate(tmp, fx):
+    trust = fx("trust")
+    shutil.copytree(trust["rated"], tmp / "out")  # an earlier rate --save-masks output
+    return _rate(trust["calibrator"], trust["test"], tmp / "out", "--save-masks"), _largest_file(tmp / "out") - 1
+
+
+def _no_room_calibrate(tmp, fx):
+    shutil.copy(fx("trust")["calibrator"], tmp / "calibrator.json")
+    cal = fx("trust")["test"]
+    argv = ["calibrate", *_folds(cal["folds"]), "-ref", str(cal["labels"]), "-djfile", str(cal["dataset_json"]),
+            "-o", str(tmp / "calibrator.json")]
+    return argv, (tmp / "calibrator.json").stat().st_size // 2
+
+
+def _no_room_recommend(tmp, fx):
+    from tests.analysis.test_recommend import write_study as write_evidence
+
+    eval_folder, complexity_csv = write_evidence(tmp / "eval", cases_per_group=10)
+    argv = ["recommend", "--evidence", f"{eval_folder}={complexity_csv}", "-o", str(tmp / "out" / "r.json")]
+    assert main(argv) == 0
+    return argv, (tmp / "out" / "r.json").stat().st_size // 2
+
+
+def _no_room_make_dataset(tmp, fx):
+    def argv(dataset_id):
+        return ["make-dataset", "textures", "-d", str(dataset_id), "-o", str(tmp / "out"), "--shape", "48", "48",
+                "--num-train", "1", "--num-test", "1", "--alpha", "0.5"]
+    assert main(argv(558)) == 0  # an earlier dataset in the same folder stays whole
+    images = [p.stat().st_size for p in (tmp / "out").rglob("*_0000.nii.gz")]
+    return argv(559), min(images) - 1  # its images do not fit
+
+
+def _no_room_run(tmp, fx):
+    tiny = fx("tiny")
+    images = tmp / "images"
+    shutil.copytree(tiny["raw"] / "imagesTs", images)
+    argv = _run(tiny, images, tmp / "out", "--save-probabilities")
+    assert main(argv) == 0
+    case = sorted((tmp / "out" / "clean").glob("*.nii.gz"))[0].name[: -len(".nii.gz")]
+    for path in (tmp / "out" / "clean").glob(f"{case}.*"):
+        path.unlink()  # the resumed run predicts this case again: run.json fits, its probabilities do not
+    limit = max(p.stat().st_size for p in (tmp / "out").rglob("*") if p.suffix in (".json", ".gz")) + 64
+    assert limit < _largest_file(tmp / "out")
+    return argv, limit
+
+
+NO_ROOM = {"run": _no_room_run, "eval": _no_room_eval, "rate": _no_room_rate, "calibrate": _no_room_calibrate,
+           "recommend": _no_room_recommend, "make-dataset": _no_room_make_dataset}
+
+
+@pytest.mark.parametrize("verb", NO_ROOM)
+def test_no_room_to_write_gives_one_line_naming_the_file(verb, tmp_path, request, monkeypatch, capsys):
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    argv, limit = NO_ROOM[verb](tmp_path, lambda name: request.getfixturevalue(name))
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    done = _run_with_file_size_limit(argv, limit)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("nnunet-robust: error:")]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    output = _output_of(argv, tmp_path)
+    named = lines[0].split(": ")[2]
+    assert "File too large" in lines[0] and (Path(named) == output or output in Path(named).parents), lines[0]
+    assert ".tmp" not in named and ".staged" not in named, lines[0]
+    check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, output)
+    new = set(snapshot(tmp_path)) - set(before)
+    assert all("/." not in f"/{path}" for path in new), f"temporary files left: {sorted(new)[:5]}"
+    if verb == "make-dataset":  # the interrupted generation is finished by the next run, as after a kill
+        assert main(argv) == 0 and (output / "Dataset559_Textures" / "dataset.json").is_file()
+
+
 # --- region-based datasets (#32 item 10): a supported nnU-Net feature, evaluated with a report -----------
 
 def test_eval_with_a_report_on_a_region_based_dataset(tmp_path):

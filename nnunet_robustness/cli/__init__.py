@@ -16,6 +16,7 @@ from typing import Sequence
 
 from nnunet_robustness import __version__
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.io import NO_ROOM_ERRNOS
 
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -73,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The file system refused (unwritable folder, a file where a folder must go, disk full): that is
         # the user's environment, not a bug, so one line naming the path. Every verb writes through
         # staging or atomic files, so nothing half-written is left looking complete.
+        if e.errno in NO_ROOM_ERRNOS:
+            # io.atomic_path names the file; a write outside it (a library's own) names none: then -o
+            where = e.filename or f"writing into {getattr(args, 'output', None) or 'the output'}"
+            print(f"nnunet-robust: error: {where}: {e.strerror or 'no room left'}: the disk is full or a file-size "
+                  f"limit (ulimit -f, a quota) was reached; make room and run again (files written whole are "
+                  f"kept)", file=sys.stderr)
+            return 2
         if e.filename is None:
             raise
         where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
