@@ -150,6 +150,73 @@ def run_truncated_gzip(tmp, tiny, study):
     return _run(tiny, path.parent, tmp / "out"), path.name
 
 
+def _damaged_model(tmp: Path, tiny: dict, damage: Callable[[Path], None]) -> Path:
+    """A copy of the tiny model with one file damaged (the shared model stays whole)."""
+    model = tmp / "model"
+    shutil.copytree(tiny["model"], model)
+    damage(model)
+    return model
+
+
+def _run_damaged(tmp: Path, tiny: dict, damage: Callable[[Path], None]) -> list[str]:
+    return _run({**tiny, "model": _damaged_model(tmp, tiny, damage)}, _one_image(tmp, tiny).parent, tmp / "out")
+
+
+def _edit_plans(model: Path, edit: Callable[[dict], None]) -> None:
+    import json
+
+    plans = json.loads((model / "plans.json").read_text())
+    edit(plans["configurations"]["2d"]["architecture"]["arch_kwargs"])
+    (model / "plans.json").write_text(json.dumps(plans))
+
+
+def run_truncated_checkpoint(tmp, tiny, study):
+    """(#32 item 12) a copy cut short: torch's 'PytorchStreamReader failed reading zip archive' traceback."""
+    def damage(model):
+        path = model / "fold_0" / "checkpoint_final.pth"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size * 9 // 10])
+    return _run_damaged(tmp, tiny, damage), "fold_0/checkpoint_final.pth: truncated or damaged checkpoint"
+
+
+def run_checkpoint_with_a_damaged_byte(tmp, tiny, study):
+    def damage(model):
+        path = model / "fold_0" / "checkpoint_final.pth"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # inside the weights: only the entries' CRCs notice
+        path.write_bytes(bytes(data))
+    return _run_damaged(tmp, tiny, damage), "fold_0/checkpoint_final.pth: damaged checkpoint"
+
+
+def run_invalid_plans_json(tmp, tiny, study):
+    def damage(model):
+        (model / "plans.json").write_text('{"configurations": {"2d": ')
+    return _run_damaged(tmp, tiny, damage), "model/plans.json: not valid JSON"
+
+
+def run_dataset_json_channels_disagree_with_the_checkpoint(tmp, tiny, study):
+    def damage(model):
+        import json
+
+        dataset = json.loads((model / "dataset.json").read_text())
+        dataset["channel_names"] = {"0": "T1", "1": "T2"}
+        (model / "dataset.json").write_text(json.dumps(dataset))
+    return _run_damaged(tmp, tiny, damage), "model/dataset.json: names 2 input channel(s) (T1, T2), but"
+
+
+def run_wrong_input_channels_in_the_plans(tmp, tiny, study):
+    """nnU-Net passes the channel count itself: a plans entry too made the network builder fail."""
+    return (_run_damaged(tmp, tiny, lambda model: _edit_plans(model, lambda arch: arch.update(input_channels=3))),
+            "model/plans.json: the network of configuration '2d' differs from the one")
+
+
+def run_plans_network_other_than_the_checkpoint(tmp, tiny, study):
+    """Weights that do not fit the network the plans build: forty lines of state_dict size mismatches."""
+    def edit(arch):
+        arch["features_per_stage"] = [2 * f for f in arch["features_per_stage"]]
+    return (_run_damaged(tmp, tiny, lambda model: _edit_plans(model, edit)),
+            "model/plans.json: the network of configuration '2d' differs from the one")
+
+
 def _prediction_copy(tmp: Path, study: dict) -> Path:
     folder = tmp / "A"
     shutil.copytree(study["A"], folder)
@@ -241,6 +308,9 @@ CASES = [Case(f.__name__, f) for f in (
     run_step_size, run_step_size_two, run_config_sets_not_a_list, run_output_is_a_file, run_nan_image,
     run_rgb_image, run_3d_image_to_2d_model, run_case_without_channel_0000, run_truncated_gzip,
     run_input_with_an_upper_case_ending, run_input_with_a_png_among_nii_gz, run_input_without_channel_number,
+    run_truncated_checkpoint, run_checkpoint_with_a_damaged_byte, run_invalid_plans_json,
+    run_dataset_json_channels_disagree_with_the_checkpoint, run_wrong_input_channels_in_the_plans,
+    run_plans_network_other_than_the_checkpoint,
     eval_output_is_a_file, eval_nan_prediction, eval_prediction_on_another_grid, eval_truncated_prediction,
     complexity_output_in_a_file, make_dataset_output_is_a_file, make_dataset_too_big, corrupt_output_is_a_file,
     corrupt_unknown_family, calibrate_missing_probabilities, plan_arch_escaping_plans_name,
