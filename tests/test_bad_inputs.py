@@ -28,6 +28,8 @@ from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
 
 DATASET_ID, TRAINER = 907, "nnUNetTrainerNoSkip_tiny"
+# what no message may hold (#32 item 15): io.atomic_path's temporary names, a hidden stage, numpy's scalar repr
+FAULTY_LINE = re.compile(r"\.tmp\b|\.staged-|\bnp\.\w+\(|array\(")
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +219,23 @@ def run_plans_network_other_than_the_checkpoint(tmp, tiny, study):
             "model/plans.json: the network of configuration '2d' differs from the one")
 
 
+def run_he_stain_on_a_greyscale_model(tmp, tiny, study):
+    """(#32 item 15) he_stain needs 3 channels: it failed at its first item, after run.json was written,
+    naming no file (--force-modality only says the channels show another modality)."""
+    return (_run(tiny, _one_image(tmp, tiny).parent, tmp / "out", "--conditions", "he_stain:1", "--force-modality"),
+            "dataset.json: the model takes 1 channel(s)")
+
+
+def eval_prediction_with_a_non_integer_value(tmp, tiny, study):
+    """(#32 item 15) the message printed numpy's repr of the value (np.float32(0.5))."""
+    folder = _prediction_copy(tmp, study)
+    path = _first_prediction(folder)
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    array.flat[0] = 0.5
+    _write(path, array, like=path)
+    return _eval(study, folder, tmp / "evaluation"), f"{path.name}: not a label map (non-integer value 0.5)"
+
+
 def _prediction_copy(tmp: Path, study: dict) -> Path:
     folder = tmp / "A"
     shutil.copytree(study["A"], folder)
@@ -312,6 +331,7 @@ CASES = [Case(f.__name__, f) for f in (
     run_dataset_json_channels_disagree_with_the_checkpoint, run_wrong_input_channels_in_the_plans,
     run_plans_network_other_than_the_checkpoint,
     eval_output_is_a_file, eval_nan_prediction, eval_prediction_on_another_grid, eval_truncated_prediction,
+    run_he_stain_on_a_greyscale_model, eval_prediction_with_a_non_integer_value,
     complexity_output_in_a_file, make_dataset_output_is_a_file, make_dataset_too_big, corrupt_output_is_a_file,
     corrupt_unknown_family, calibrate_missing_probabilities, plan_arch_escaping_plans_name,
     study_gpu_scale_on_a_cpu, study_output_is_a_file)]
@@ -334,6 +354,7 @@ def test_bad_input_gives_one_line_naming_the_problem(case, tmp_path, tiny, study
     assert len(lines) == 1, error
     assert named in lines[0], lines[0]
     assert "Traceback" not in error
+    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
     check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
 
 
@@ -591,6 +612,14 @@ def corrupt_input_with_an_upper_case_ending(tmp, fx):
     return _corrupt(_images_with(tmp, fx, "case_009_0000.NII.GZ"), tmp / "c"), "case_009_0000.NII.GZ"
 
 
+def corrupt_he_stain_on_a_greyscale_folder(tmp, fx):
+    """(#32 item 15) refused before anything is written, naming an input file (it failed after writing
+    every family before it, naming none)."""
+    images = _images_with(tmp, fx, "case_009_0000.nii.gz")
+    return (["corrupt", "-i", str(images), "-o", str(tmp / "c"), "--family", "gaussian_noise", "he_stain",
+             "--severity", "1"], f"{images}/case_000_0000.nii.gz: 1 channel(s); he_stain needs 3 channels")
+
+
 def run_num_parts_without_part_id(tmp, fx):
     """(#32 item 8) every process of the sharded run ran shard 0."""
     _model_folder(tmp)
@@ -653,6 +682,7 @@ ROWS = [Case(f"{verb}_negative_seed", _negative_seed(argv)) for verb, argv in NE
     study_cuda_without_cuda, run_num_parts_without_part_id, recommend_nan_severity, rate_nan_band, calibrate_nan_band,
     plan_arch_skip_level_the_network_lacks,
     rate_case_missing_from_one_condition, calibrate_case_missing_from_one_condition,
+    corrupt_he_stain_on_a_greyscale_folder,
     corrupt_input_without_channel_number, corrupt_input_with_a_line_break_in_a_name,
     corrupt_input_with_a_png_among_nii_gz, corrupt_input_with_an_upper_case_ending,
     eval_condition_name_leaves_the_model_folder, eval_condition_name_is_an_absolute_path,
@@ -714,6 +744,7 @@ def test_bad_input_without_a_model(case, tmp_path, capsys, monkeypatch, request)
     assert len(lines) == 1, error
     assert named in lines[0], lines[0]
     assert "Traceback" not in error
+    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
     check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
 
 
@@ -883,6 +914,34 @@ def test_no_room_to_write_gives_one_line_naming_the_file(verb, tmp_path, request
     assert all("/." not in f"/{path}" for path in new), f"temporary files left: {sorted(new)[:5]}"
     if verb == "make-dataset":  # the interrupted generation is finished by the next run, as after a kill
         assert main(argv) == 0 and (output / "Dataset559_Textures" / "dataset.json").is_file()
+
+
+# --- one line, final names (#32 item 15) ---------------------------------------------------------------------
+
+def test_corrupt_family_all_leaves_out_families_a_greyscale_folder_cannot_take(tmp_path, study):
+    """--family all on a greyscale folder stopped at he_stain after writing every family before it; now it
+    leaves he_stain out with one warning naming an input file, and writes every other family."""
+    from nnunet_robustness.corruptions import CORRUPTIONS
+
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted(study["reference"].iterdir())[0]
+    shutil.copy(source, images / source.name.replace(".nii.gz", "_0000.nii.gz"))
+    output = tmp_path / "c"
+    with pytest.warns(UserWarning, match=r"case_000_0000\.nii\.gz: 1 channel\(s\); he_stain needs 3 .*leaves he_stain out"):
+        assert main(["corrupt", "-i", str(images), "-o", str(output), "-l", str(study["reference"]), "--family", "all",
+                     "--severity", "1"]) == 0
+    assert sorted(p.name for p in output.iterdir()) == sorted(set(CORRUPTIONS) - {"he_stain"})
+    assert all(len(list((output / family / "1").glob("*.nii.gz"))) == 1 for family in set(CORRUPTIONS) - {"he_stain"})
+
+
+def test_messages_name_the_final_file_in_one_line():
+    from nnunet_robustness.cli import one_line
+
+    assert one_line("/o/clean/.case_001.k3j_a9Zq.tmp.nii.gz: x") == "/o/clean/case_001.nii.gz: x"
+    assert one_line("/o/.staged-ab12_xYz/report.html: x") == "/o/report.html: x"
+    assert one_line("value np.float32(0.5), np.int64(3)\n  and a library's\n\nsecond line") == \
+        "value 0.5, 3; and a library's; second line"
 
 
 # --- region-based datasets (#32 item 10): a supported nnU-Net feature, evaluated with a report -----------
