@@ -4,6 +4,7 @@ that looks complete but is not."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -19,23 +20,69 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+# A write that failed for lack of room (full disk, quota, a file-size limit such as ``ulimit -f``): the
+# user's environment, reported in one line naming the file (``cli.main``), never a traceback.
+NO_ROOM_ERRNOS = frozenset({errno.EFBIG, errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _no_room_left(path: Path) -> int | None:
+    """EFBIG or ENOSPC when the file just written at ``path`` may have been cut short for lack of room.
+
+    ITK's NIfTI writer (SimpleITK, nnU-Net's writer) does not raise when a write fails: it prints
+    ``** ERROR: NWAD: wrote only 0 of N bytes`` and leaves a truncated file, which the rename would make
+    look complete. A file that reached the process's file-size limit, or a file system left without a
+    free block, is therefore taken as a failed write."""
+    import resource
+
+    try:
+        size = path.stat().st_size
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and size >= limit:
+            return errno.EFBIG
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    free = stats.f_bfree if os.geteuid() == 0 else stats.f_bavail
+    return errno.ENOSPC if free == 0 and stats.f_blocks > 0 else None
+
+
+def no_room_error(error: OSError, path: str | os.PathLike) -> OSError:
+    """``error`` (a write that found no room) as an OSError naming ``path``: the final file, not the
+    temporary name it was written under (pandas, pyarrow and numpy name no file at all)."""
+    number = error.errno if error.errno in NO_ROOM_ERRNOS else errno.EFBIG
+    return OSError(number, os.strerror(number), str(path))
+
+
 @contextmanager
 def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``final_path``; rename it into place only if the block succeeds.
 
     The temporary name keeps the final suffix (``.nii.gz`` writers look at it) and lives in the same
-    folder, so the rename is atomic on POSIX file systems.
+    folder, so the rename is atomic on POSIX file systems. A write that fails for lack of room (or is
+    cut short without a word, see ``_no_room_left``) raises an OSError naming ``final_path``, whose
+    earlier content stays as it was.
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final_path.suffixes)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name.split('.')[0]}.", suffix=f".tmp{suffix}",
-                                    dir=final_path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name.split('.')[0]}.", suffix=f".tmp{suffix}",
+                                        dir=final_path.parent)
+    except OSError as e:
+        raise (no_room_error(e, final_path) if e.errno in NO_ROOM_ERRNOS else e) from None
     os.close(fd)
     os.chmod(tmp_name, 0o666 & ~_UMASK)
     tmp = Path(tmp_name)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno in NO_ROOM_ERRNOS:
+                raise no_room_error(e, final_path) from None
+            raise
+        number = _no_room_left(tmp)
+        if number is not None:
+            raise OSError(number, os.strerror(number), str(final_path))
         os.replace(tmp, final_path)
     finally:
         if tmp.exists():
@@ -298,7 +345,14 @@ def staged_folder(final_folder: str | os.PathLike, outputs: tuple[str, ...] = ()
     stage = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=final_folder))
     lock = _lock_stage(stage)
     try:
-        yield stage
+        try:
+            yield stage
+        except OSError as e:
+            # name the file by where it was going (out/report.html), not by the hidden stage it was
+            # written in, which is removed below
+            if e.filename is not None and stage in Path(e.filename).parents:
+                raise type(e)(e.errno, e.strerror, str(final_folder / Path(e.filename).relative_to(stage))) from None
+            raise
         written = sorted((p for p in stage.iterdir() if p.name != _STAGE_LOCK),
                          key=lambda p: p.name == marker)  # the marker last
         names = {p.name for p in written}

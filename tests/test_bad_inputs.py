@@ -28,6 +28,8 @@ from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
 
 DATASET_ID, TRAINER = 907, "nnUNetTrainerNoSkip_tiny"
+# what no message may hold (#32 item 15): io.atomic_path's temporary names, a hidden stage, numpy's scalar repr
+FAULTY_LINE = re.compile(r"\.tmp\b|\.staged-|\bnp\.\w+\(|array\(")
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +152,90 @@ def run_truncated_gzip(tmp, tiny, study):
     return _run(tiny, path.parent, tmp / "out"), path.name
 
 
+def _damaged_model(tmp: Path, tiny: dict, damage: Callable[[Path], None]) -> Path:
+    """A copy of the tiny model with one file damaged (the shared model stays whole)."""
+    model = tmp / "model"
+    shutil.copytree(tiny["model"], model)
+    damage(model)
+    return model
+
+
+def _run_damaged(tmp: Path, tiny: dict, damage: Callable[[Path], None]) -> list[str]:
+    return _run({**tiny, "model": _damaged_model(tmp, tiny, damage)}, _one_image(tmp, tiny).parent, tmp / "out")
+
+
+def _edit_plans(model: Path, edit: Callable[[dict], None]) -> None:
+    import json
+
+    plans = json.loads((model / "plans.json").read_text())
+    edit(plans["configurations"]["2d"]["architecture"]["arch_kwargs"])
+    (model / "plans.json").write_text(json.dumps(plans))
+
+
+def run_truncated_checkpoint(tmp, tiny, study):
+    """(#32 item 12) a copy cut short: torch's 'PytorchStreamReader failed reading zip archive' traceback."""
+    def damage(model):
+        path = model / "fold_0" / "checkpoint_final.pth"
+        path.write_bytes(path.read_bytes()[: path.stat().st_size * 9 // 10])
+    return _run_damaged(tmp, tiny, damage), "fold_0/checkpoint_final.pth: truncated or damaged checkpoint"
+
+
+def run_checkpoint_with_a_damaged_byte(tmp, tiny, study):
+    def damage(model):
+        path = model / "fold_0" / "checkpoint_final.pth"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # inside the weights: only the entries' CRCs notice
+        path.write_bytes(bytes(data))
+    return _run_damaged(tmp, tiny, damage), "fold_0/checkpoint_final.pth: damaged checkpoint"
+
+
+def run_invalid_plans_json(tmp, tiny, study):
+    def damage(model):
+        (model / "plans.json").write_text('{"configurations": {"2d": ')
+    return _run_damaged(tmp, tiny, damage), "model/plans.json: not valid JSON"
+
+
+def run_dataset_json_channels_disagree_with_the_checkpoint(tmp, tiny, study):
+    def damage(model):
+        import json
+
+        dataset = json.loads((model / "dataset.json").read_text())
+        dataset["channel_names"] = {"0": "T1", "1": "T2"}
+        (model / "dataset.json").write_text(json.dumps(dataset))
+    return _run_damaged(tmp, tiny, damage), "model/dataset.json: names 2 input channel(s) (T1, T2), but"
+
+
+def run_wrong_input_channels_in_the_plans(tmp, tiny, study):
+    """nnU-Net passes the channel count itself: a plans entry too made the network builder fail."""
+    return (_run_damaged(tmp, tiny, lambda model: _edit_plans(model, lambda arch: arch.update(input_channels=3))),
+            "model/plans.json: the network of configuration '2d' differs from the one")
+
+
+def run_plans_network_other_than_the_checkpoint(tmp, tiny, study):
+    """Weights that do not fit the network the plans build: forty lines of state_dict size mismatches."""
+    def edit(arch):
+        arch["features_per_stage"] = [2 * f for f in arch["features_per_stage"]]
+    return (_run_damaged(tmp, tiny, lambda model: _edit_plans(model, edit)),
+            "model/plans.json: the network of configuration '2d' differs from the one")
+
+
+def run_he_stain_on_a_greyscale_model(tmp, tiny, study):
+    """(#32 item 15) he_stain needs 3 channels: it failed at its first item, after run.json was written,
+    naming no file (--force-modality only says the channels show another modality)."""
+    return (_run(tiny, _one_image(tmp, tiny).parent, tmp / "out", "--conditions", "he_stain:1", "--force-modality"),
+            "dataset.json: the model takes 1 channel(s)")
+
+
+def eval_prediction_with_a_non_integer_value(tmp, tiny, study):
+    """(#32 item 15) the message printed numpy's repr of the value (np.float32(0.5))."""
+    folder = _prediction_copy(tmp, study)
+    path = _first_prediction(folder)
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    array.flat[0] = 0.5
+    _write(path, array, like=path)
+    return _eval(study, folder, tmp / "evaluation"), f"{path.name}: not a label map (non-integer value 0.5)"
+
+
 def _prediction_copy(tmp: Path, study: dict) -> Path:
     folder = tmp / "A"
     shutil.copytree(study["A"], folder)
@@ -241,7 +327,11 @@ CASES = [Case(f.__name__, f) for f in (
     run_step_size, run_step_size_two, run_config_sets_not_a_list, run_output_is_a_file, run_nan_image,
     run_rgb_image, run_3d_image_to_2d_model, run_case_without_channel_0000, run_truncated_gzip,
     run_input_with_an_upper_case_ending, run_input_with_a_png_among_nii_gz, run_input_without_channel_number,
+    run_truncated_checkpoint, run_checkpoint_with_a_damaged_byte, run_invalid_plans_json,
+    run_dataset_json_channels_disagree_with_the_checkpoint, run_wrong_input_channels_in_the_plans,
+    run_plans_network_other_than_the_checkpoint,
     eval_output_is_a_file, eval_nan_prediction, eval_prediction_on_another_grid, eval_truncated_prediction,
+    run_he_stain_on_a_greyscale_model, eval_prediction_with_a_non_integer_value,
     complexity_output_in_a_file, make_dataset_output_is_a_file, make_dataset_too_big, corrupt_output_is_a_file,
     corrupt_unknown_family, calibrate_missing_probabilities, plan_arch_escaping_plans_name,
     study_gpu_scale_on_a_cpu, study_output_is_a_file)]
@@ -264,6 +354,7 @@ def test_bad_input_gives_one_line_naming_the_problem(case, tmp_path, tiny, study
     assert len(lines) == 1, error
     assert named in lines[0], lines[0]
     assert "Traceback" not in error
+    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
     check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
 
 
@@ -521,6 +612,14 @@ def corrupt_input_with_an_upper_case_ending(tmp, fx):
     return _corrupt(_images_with(tmp, fx, "case_009_0000.NII.GZ"), tmp / "c"), "case_009_0000.NII.GZ"
 
 
+def corrupt_he_stain_on_a_greyscale_folder(tmp, fx):
+    """(#32 item 15) refused before anything is written, naming an input file (it failed after writing
+    every family before it, naming none)."""
+    images = _images_with(tmp, fx, "case_009_0000.nii.gz")
+    return (["corrupt", "-i", str(images), "-o", str(tmp / "c"), "--family", "gaussian_noise", "he_stain",
+             "--severity", "1"], f"{images}/case_000_0000.nii.gz: 1 channel(s); he_stain needs 3 channels")
+
+
 def run_num_parts_without_part_id(tmp, fx):
     """(#32 item 8) every process of the sharded run ran shard 0."""
     _model_folder(tmp)
@@ -583,6 +682,7 @@ ROWS = [Case(f"{verb}_negative_seed", _negative_seed(argv)) for verb, argv in NE
     study_cuda_without_cuda, run_num_parts_without_part_id, recommend_nan_severity, rate_nan_band, calibrate_nan_band,
     plan_arch_skip_level_the_network_lacks,
     rate_case_missing_from_one_condition, calibrate_case_missing_from_one_condition,
+    corrupt_he_stain_on_a_greyscale_folder,
     corrupt_input_without_channel_number, corrupt_input_with_a_line_break_in_a_name,
     corrupt_input_with_a_png_among_nii_gz, corrupt_input_with_an_upper_case_ending,
     eval_condition_name_leaves_the_model_folder, eval_condition_name_is_an_absolute_path,
@@ -644,6 +744,7 @@ def test_bad_input_without_a_model(case, tmp_path, capsys, monkeypatch, request)
     assert len(lines) == 1, error
     assert named in lines[0], lines[0]
     assert "Traceback" not in error
+    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
     check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
 
 
@@ -708,6 +809,179 @@ def test_names_that_start_like_a_formula_are_neutralised_in_csv(tmp_path, study)
     assert set(pd.read_parquet(output / "per_case.parquet")["model"]) == {model}  # the parquet keeps the name
     table, _ = read_per_case_table(output / "per_case.csv")  # and our reader of the CSV gets it back
     assert set(table["model"]) == {model}
+
+
+# --- no room to write (#32 item 11): a file-size limit stands for a full disk --------------------------------
+# A subprocess under RLIMIT_FSIZE with SIGXFSZ ignored, so that a write beyond the limit fails with EFBIG
+# (as a full disk fails with ENOSPC) instead of killing the process. Each verb first writes a complete
+# output; the re-run under the limit must fail in one line naming a file under -o (not a temporary or
+# staged name), leave every earlier file byte-identical and no temporary file behind.
+
+_UNDER_A_FILE_SIZE_LIMIT = """import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from nnunet_robustness.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_with_file_size_limit(argv: list[str], limit: int):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, str(limit), *argv], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}, timeout=600)
+
+
+def _largest_file(folder: Path) -> int:
+    return max(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _no_room_eval(tmp, fx):
+    copy = _study_copy(tmp, fx("study"))
+    argv = [*_eval(copy, copy["A"], tmp / "out"), "--n-bootstrap", "20"]
+    assert main(argv) == 0
+    return argv, _largest_file(tmp / "out") - 1  # the largest output (the report, written last) does not fit
+
+
+def _no_room_rate(tmp, fx):
+    trust = fx("trust")
+    shutil.copytree(trust["rated"], tmp / "out")  # an earlier rate --save-masks output
+    return _rate(trust["calibrator"], trust["test"], tmp / "out", "--save-masks"), _largest_file(tmp / "out") - 1
+
+
+def _no_room_calibrate(tmp, fx):
+    shutil.copy(fx("trust")["calibrator"], tmp / "calibrator.json")
+    cal = fx("trust")["test"]
+    argv = ["calibrate", *_folds(cal["folds"]), "-ref", str(cal["labels"]), "-djfile", str(cal["dataset_json"]),
+            "-o", str(tmp / "calibrator.json")]
+    return argv, (tmp / "calibrator.json").stat().st_size // 2
+
+
+def _no_room_recommend(tmp, fx):
+    from tests.analysis.test_recommend import write_study as write_evidence
+
+    eval_folder, complexity_csv = write_evidence(tmp / "eval", cases_per_group=10)
+    argv = ["recommend", "--evidence", f"{eval_folder}={complexity_csv}", "-o", str(tmp / "out" / "r.json")]
+    assert main(argv) == 0
+    return argv, (tmp / "out" / "r.json").stat().st_size // 2
+
+
+def _no_room_make_dataset(tmp, fx):
+    def argv(dataset_id):
+        return ["make-dataset", "textures", "-d", str(dataset_id), "-o", str(tmp / "out"), "--shape", "48", "48",
+                "--num-train", "1", "--num-test", "1", "--alpha", "0.5"]
+    assert main(argv(558)) == 0  # an earlier dataset in the same folder stays whole
+    images = [p.stat().st_size for p in (tmp / "out").rglob("*_0000.nii.gz")]
+    return argv(559), min(images) - 1  # its images do not fit
+
+
+def _no_room_run(tmp, fx):
+    tiny = fx("tiny")
+    images = tmp / "images"
+    shutil.copytree(tiny["raw"] / "imagesTs", images)
+    argv = _run(tiny, images, tmp / "out", "--save-probabilities")
+    assert main(argv) == 0
+    case = sorted((tmp / "out" / "clean").glob("*.nii.gz"))[0].name[: -len(".nii.gz")]
+    for path in (tmp / "out" / "clean").glob(f"{case}.*"):
+        path.unlink()  # the resumed run predicts this case again: run.json fits, its probabilities do not
+    limit = max(p.stat().st_size for p in (tmp / "out").rglob("*") if p.suffix in (".json", ".gz")) + 64
+    assert limit < _largest_file(tmp / "out")
+    return argv, limit
+
+
+NO_ROOM = {"run": _no_room_run, "eval": _no_room_eval, "rate": _no_room_rate, "calibrate": _no_room_calibrate,
+           "recommend": _no_room_recommend, "make-dataset": _no_room_make_dataset}
+
+
+@pytest.mark.parametrize("verb", NO_ROOM)
+def test_no_room_to_write_gives_one_line_naming_the_file(verb, tmp_path, request, monkeypatch, capsys):
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name))
+    argv, limit = NO_ROOM[verb](tmp_path, lambda name: request.getfixturevalue(name))
+    capsys.readouterr()
+    before = snapshot(tmp_path)
+    done = _run_with_file_size_limit(argv, limit)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("nnunet-robust: error:")]
+    assert done.returncode == 2 and len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    output = _output_of(argv, tmp_path)
+    named = lines[0].split(": ")[2]
+    assert "File too large" in lines[0] and (Path(named) == output or output in Path(named).parents), lines[0]
+    assert ".tmp" not in named and ".staged" not in named, lines[0]
+    check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, output)
+    new = set(snapshot(tmp_path)) - set(before)
+    assert all("/." not in f"/{path}" for path in new), f"temporary files left: {sorted(new)[:5]}"
+    if verb == "make-dataset":  # the interrupted generation is finished by the next run, as after a kill
+        assert main(argv) == 0 and (output / "Dataset559_Textures" / "dataset.json").is_file()
+
+
+# --- one line, final names (#32 item 15) ---------------------------------------------------------------------
+
+def test_corrupt_family_all_leaves_out_families_a_greyscale_folder_cannot_take(tmp_path, study):
+    """--family all on a greyscale folder stopped at he_stain after writing every family before it; now it
+    leaves he_stain out with one warning naming an input file, and writes every other family."""
+    from nnunet_robustness.corruptions import CORRUPTIONS
+
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted(study["reference"].iterdir())[0]
+    shutil.copy(source, images / source.name.replace(".nii.gz", "_0000.nii.gz"))
+    output = tmp_path / "c"
+    with pytest.warns(UserWarning, match=r"case_000_0000\.nii\.gz: 1 channel\(s\); he_stain needs 3 .*leaves he_stain out"):
+        assert main(["corrupt", "-i", str(images), "-o", str(output), "-l", str(study["reference"]), "--family", "all",
+                     "--severity", "1"]) == 0
+    assert sorted(p.name for p in output.iterdir()) == sorted(set(CORRUPTIONS) - {"he_stain"})
+    assert all(len(list((output / family / "1").glob("*.nii.gz"))) == 1 for family in set(CORRUPTIONS) - {"he_stain"})
+
+
+def test_messages_name_the_final_file_in_one_line():
+    from nnunet_robustness.cli import one_line
+
+    assert one_line("/o/clean/.case_001.k3j_a9Zq.tmp.nii.gz: x") == "/o/clean/case_001.nii.gz: x"
+    assert one_line("/o/.staged-ab12_xYz/report.html: x") == "/o/report.html: x"
+    assert one_line("value np.float32(0.5), np.int64(3)\n  and a library's\n\nsecond line") == \
+        "value 0.5, 3; and a library's; second line"
+
+
+# --- region-based datasets (#32 item 10): a supported nnU-Net feature, evaluated with a report -----------
+
+def test_eval_with_a_report_on_a_region_based_dataset(tmp_path):
+    """``"whole": [1, 2]`` ended in a ValueError in the report's pictures (int("(1, 2)")); only --no-report
+    worked. A region is scored and drawn as the voxels holding any of its labels."""
+    import pandas as pd
+
+    from tests.helpers.prediction_folders import write_dataset_json, write_study
+    from tests.reports.test_pictures import _add_views
+
+    folders = write_study(tmp_path, n_cases=3, models=("A",))
+    dataset_json = write_dataset_json(tmp_path / "dataset.json", {"background": 0, "whole": [1, 2], "core": 2},
+                                      regions_class_order=[1, 2])
+    _add_views(folders["A"])  # pictures are drawn only for items with the views run writes
+    output = tmp_path / "evaluation"
+    argv = ["eval", "--model", f"A={folders['A']}", "-ref", str(tmp_path / "labelsTs"), "-djfile", str(dataset_json),
+            "-o", str(output), "--n-bootstrap", "20"]
+    assert main(argv) == 0
+    html = (output / "report.html").read_text()
+    assert "have no view" not in html and html.count("/ whole, Dice") + html.count("/ core, Dice") >= 3
+    per_case = pd.read_csv(output / "per_case.csv")
+    assert set(zip(per_case["label"], per_case["label_value"])) == {("whole", "(1, 2)"), ("core", "2")}
+    row = per_case[(per_case["label"] == "whole") & (per_case["condition"] == "noise_sev2")].iloc[0]
+    reference, predicted = (sitk.GetArrayFromImage(sitk.ReadImage(row[f])) > 0  # labels 1 and 2: the region
+                            for f in ("reference_file", "prediction_file"))
+    dice = 2 * (reference & predicted).sum() / (reference.sum() + predicted.sum())
+    assert row["dice"] == pytest.approx(dice)
+
+
+def test_the_pictures_draw_a_region_as_the_union_of_its_labels(tmp_path):
+    from nnunet_robustness.reports.pictures import _labels, structure_values
+
+    path = tmp_path / "label.nii.gz"
+    array = np.array([[0, 1, 2, 3]], dtype=np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+    assert structure_values("(1, 2)") == (1, 2) and structure_values("3") == (3,)
+    assert _labels(str(path), structure_values("(1, 2)")).tolist() == [[False, True, True, False]]
+    assert _labels(str(path), structure_values("3")).tolist() == [[False, False, False, True]]
 
 
 # --- fuzz: file-system oddities and image headers on every verb that reads folders ------------------------

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int | None:
 
     found = list_cases(args.input)
     cases = list(found.items())
+    conditions = _applicable(conditions, cases)
     ending = cases[0][1][0].name[len(cases[0][0]) + len("_0000"):]
     if any(c.corruption.requires_label for c in conditions) and args.labels is None:
         needing = sorted({c.name for c in conditions if c.corruption.requires_label})
@@ -161,6 +162,7 @@ class _Condition:
     condition: Condition  # shared with `run`: the same item_seed(seed, case, condition)
     folder: Path  # OUT/<family>/<severity> or OUT/<preset group>/<preset>
     corruption: Any
+    explicit: bool = True  # named by the user (a family or preset), not brought in by "--family all"
 
     @property
     def name(self) -> str:
@@ -184,7 +186,7 @@ def _conditions(families: Sequence[str], severities: Sequence[float] | None,
         for severity in severities if severities is not None else range(1, 6):
             condition = family_condition(family, severity)
             folder = Path(family) / severity_label(condition.severity)
-            conditions.append(_Condition(condition, folder, corruption_for(condition)))
+            conditions.append(_Condition(condition, folder, corruption_for(condition), explicit=family in families))
     for requested in presets:
         matched = preset_group(requested)
         if not matched:
@@ -195,6 +197,59 @@ def _conditions(families: Sequence[str], severities: Sequence[float] | None,
             condition = preset_condition(name)
             conditions.append(_Condition(condition, Path(group) / short, corruption_for(condition)))
     return conditions
+
+
+def _channel_count(files: Sequence[Path]) -> int | None:
+    """The channels nnU-Net reads for a case: its channel files' components (3 for an RGB .png), from the
+    headers only; None when SimpleITK cannot read a header (the case is then checked when it is read)."""
+    import SimpleITK as sitk
+
+    total = 0
+    for path in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
+        total += reader.GetNumberOfComponents()
+    return total
+
+
+def _applicable(conditions: list[_Condition], cases: Sequence[tuple[str, list[Path]]]) -> list[_Condition]:
+    """Leave out or refuse, before anything is written, the families that cannot apply to these images
+    (he_stain needs 3 channels, an RGB image; a greyscale folder has 1). A family the user named is refused
+    in one line naming an input file; families that "--family all" brought in are left out with a one-line
+    warning: "all" means every family of the catalogue, which spans modalities, so on a greyscale folder it
+    would otherwise always fail, after writing every family before he_stain."""
+    import warnings
+
+    needing = {c.corruption.channels for c in conditions if c.corruption.channels is not None}
+    if not needing:
+        return conditions
+    found: dict[int, Path] = {}  # channel count -> its first file
+    for _, files in cases:
+        count = _channel_count(files)
+        if count is not None:
+            found.setdefault(count, files[0])
+    unfit = {c.name: next(((n, f) for n, f in found.items() if n != c.corruption.channels), None) for c in conditions
+             if c.corruption.channels is not None}
+    unfit = {name: where for name, where in unfit.items() if where is not None}
+    if not unfit:
+        return conditions
+    named = [c for c in conditions if c.name in unfit and c.explicit]
+    left_out = [c for c in conditions if c.name in unfit and not c.explicit]
+    for group, say in ((named, "refused"), (left_out, "left out")):
+        if not group:
+            continue
+        count, path = unfit[group[0].name]
+        families = ", ".join(dict.fromkeys(c.corruption.family for c in group))
+        need = f"{group[0].corruption.channels} channels" + (" (an RGB image)" if group[0].corruption.channels == 3 else "")
+        text = f"{path}: {count} channel(s); {families} {'needs' if ', ' not in families else 'need'} {need}"
+        if say == "refused":
+            raise UserInputError(f"{text}: leave {families} out (nothing was written)")
+        warnings.warn(f"{text}: --family all leaves {families} out", stacklevel=2)
+    return [c for c in conditions if c.name not in unfit]
 
 
 # --- reading and writing -----------------------------------------------------------------------------

@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     dataset_json_path = Path(model_folder) / "dataset.json"
     dataset_json = read_json(dataset_json_path, "model's dataset.json") if AUTO_SET in sets else None
     conditions = resolve_conditions(specs, sets, dataset_json)
+    _check_channels(conditions, dataset_json_path)
     modality_forced = {}
     if modality_specific(conditions):
         if dataset_json is None:
@@ -176,3 +177,25 @@ def run(args: argparse.Namespace) -> int:
           "the model saw")
     print(f"predictions: {args.output}/<condition>/, manifest: {args.output}/run.json")
     return 0
+
+
+def _check_channels(conditions, dataset_json_path: Path) -> None:
+    """A family that needs other channels than the model takes (he_stain: 3, an RGB image) would fail at its
+    first item, after run.json and the earlier items were written: refused here in one line, with or
+    without --force-modality (which is about what the channels show, not how many there are)."""
+    from nnunet_robustness.corruptions import CORRUPTIONS
+    from nnunet_robustness.io import read_json
+
+    needing = {c.family: CORRUPTIONS[c.family].channels for c in conditions
+               if c.family in CORRUPTIONS and CORRUPTIONS[c.family].channels is not None}
+    if not needing:
+        return
+    dataset_json = read_json(dataset_json_path, "model's dataset.json")
+    names = dataset_json.get("channel_names", dataset_json.get("modality")) if isinstance(dataset_json, dict) else None
+    if not isinstance(names, dict):
+        return  # the model folder check names what is missing
+    unfit = sorted(family for family, channels in needing.items() if channels != len(names))
+    if unfit:
+        raise UserInputError(f"{dataset_json_path}: the model takes {len(names)} channel(s) ({', '.join(map(str, names.values()))}); "
+                             f"{', '.join(unfit)} {'needs' if len(unfit) == 1 else 'need'} {needing[unfit[0]]} (an RGB image): leave "
+                             f"{'it' if len(unfit) == 1 else 'them'} out")

@@ -102,6 +102,10 @@ class Corruption:
     table: ClassVar[SeverityTable]
     options: ClassVar[Mapping[str, Any]] = {}
     requires_label: ClassVar[bool] = False
+    # The number of image channels the family works on (he_stain: 3, an RGB image), None for any: checked
+    # by `corrupt` before anything is written, so "--family all" on a greyscale folder does not stop
+    # half-way through the families.
+    channels: ClassVar[int | None] = None
     # What the graded values are relative to: "relative" (the image's robust intensity range, so a level
     # means the same on any scale), or an absolute scale the family expects ("hu", "rgb", "8bit", "light").
     intensity_scale: ClassVar[str] = "relative"

@@ -102,6 +102,7 @@ class StainVariation(_Microscopy):
     """
 
     family = "he_stain"
+    channels = 3  # colour deconvolution of R, G, B
     summary = "H&E stain variation: haematoxylin/eosin densities scaled and shifted by colour deconvolution"
     intensity_scale = "rgb"
     table = SeverityTable(

@@ -268,7 +268,7 @@ def read_segmentation(reader_writer, path: Path, allowed_values: frozenset[int],
     labels = array.astype(dtype)
     if not np.array_equal(labels, array):
         bad = array[labels != array].flat[0]
-        raise UserInputError(f"{path}: not a label map (non-integer value {bad!r})")
+        raise UserInputError(f"{path}: not a label map (non-integer value {float(bad):g})")
     if dtype == np.int32:  # negative or huge values: rare, and wrong anyway
         unknown = sorted(int(v) for v in np.unique(labels) if int(v) not in allowed_values)
     else:  # one pass through a lookup table over the value range, not a sort of all voxels

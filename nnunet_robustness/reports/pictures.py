@@ -5,6 +5,7 @@ are left out, and the report says how many."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,21 @@ from nnunet_robustness.runner.views import ItemView
 PICTURES_PER_MODEL = {"worst": 3, "median": 2}
 
 
-def _labels(path: Any, value: int) -> np.ndarray | None:
+def structure_values(key: Any) -> tuple[int, ...]:
+    """The labels of a per-case row's ``label_value``: nnU-Net's key, ``"1"`` for a label or ``"(1, 2)"``
+    for a region (region-based dataset.json), whose mask is every voxel holding any of its labels."""
+    values = tuple(int(v) for v in re.findall(r"-?\d+", str(key)))
+    if not values:
+        raise ValueError(f"not a label or region: {key!r}")
+    return values
+
+
+def _labels(path: Any, values: tuple[int, ...]) -> np.ndarray | None:
     import SimpleITK as sitk
 
     if not isinstance(path, str) or not Path(path).is_file():
         return None
-    return sitk.GetArrayFromImage(sitk.ReadImage(path)) == value
+    return np.isin(sitk.GetArrayFromImage(sitk.ReadImage(path)), values)
 
 
 def picked_rows(per_case: pd.DataFrame, models: list[str]) -> list[tuple[str, pd.Series]]:
@@ -48,8 +58,8 @@ def case_picture(row: pd.Series) -> str | None:
     clean_folder = prediction.parent.parent / CLEAN_NAME
     view, clean_view = (ItemView.read_if_present(prediction.parent, row["case"]),
                         ItemView.read_if_present(clean_folder, row["case"]))
-    reference, predicted = _labels(row["reference_file"], int(row["label_value"])), \
-        _labels(row["prediction_file"], int(row["label_value"]))
+    values = structure_values(row["label_value"])
+    reference, predicted = _labels(row["reference_file"], values), _labels(row["prediction_file"], values)
     if view is None or reference is None or predicted is None:
         return None
     import matplotlib.pyplot as plt

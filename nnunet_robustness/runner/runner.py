@@ -58,6 +58,7 @@ from nnunet_robustness.io import atomic_path, check_image_file, json_ready
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.input_space import InputChange, ModelInputSpace
 from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
+from nnunet_robustness.runner.model_folder import LOAD_ERRORS, check_model_files, explain_load_failure
 from nnunet_robustness.runner.views import ItemView, display_range
 
 
@@ -173,12 +174,20 @@ class RobustnessRunner:
             if missing:
                 raise UserInputError(f"{model_folder}: no {settings.checkpoint} for fold(s) "
                                      f"{', '.join(map(str, missing))}")
+        # a damaged file (truncated checkpoint, invalid plans.json, channels that disagree with the weights)
+        # is named in one line instead of ending in whatever torch or nnU-Net raises (model_folder.py)
+        used = list(folds if folds is not None else
+                    nnUNetPredictor.auto_detect_available_folds(str(model_folder), settings.checkpoint))
+        if not used:
+            raise UserInputError(f"{model_folder}: no fold_X/{settings.checkpoint} (not a trained model folder?)")
+        check_model_files(model_folder, used, settings.checkpoint)
         try:
             self.predictor.initialize_from_trained_model_folder(str(model_folder), folds, settings.checkpoint)
         except FileNotFoundError as e:
             raise UserInputError(f"{model_folder}: cannot load the model ({e})") from None
-        self.used_folds = list(folds if folds is not None else
-                               nnUNetPredictor.auto_detect_available_folds(str(model_folder), settings.checkpoint))
+        except LOAD_ERRORS as e:
+            raise UserInputError(explain_load_failure(model_folder, used, settings.checkpoint, e)) from None
+        self.used_folds = used
         self.dataset_json = self.predictor.dataset_json
         self.file_ending = self.dataset_json["file_ending"]
         self.num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {})))
