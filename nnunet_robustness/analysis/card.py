@@ -110,6 +110,7 @@ def _card(summary: EvalSummary, per_case: pd.DataFrame, model: str, tolerance: f
         "cancelled_conditions": (sorted(conditions.loc[conditions["cancelled"].fillna(False).astype(bool),
                                                        "condition"]) if "cancelled" in conditions else []),
         "subgroups": _subgroups(summary, model, tolerance),
+        "real_shift": _real_shift(summary, model),
         "conformal": None,
         "rood_mri": [{key: row[key] for key in ("family", "metric", "clean", "degradation", "overall", "severities")}
                      for row in summary.content.get("rood_mri", []) if row.get("model") == model],
@@ -273,6 +274,26 @@ def _other_conditions(conditions: pd.DataFrame, degradation: pd.DataFrame, famil
                     "severity": _number(row["severity"].iloc[0]) if len(row) else None,
                     "degradation": _number(drop["absolute"]), "ci_low": _number(drop["absolute_ci_low"]),
                     "ci_high": high, "within": high is not None and high < tolerance})
+    return out
+
+
+def _real_shift(summary: EvalSummary, model: str) -> list[dict] | None:
+    """eval --shift: the model's drop on each shifted set and the condition that best predicts the shift."""
+    rows = [r for r in summary.content.get("real_shift") or [] if r.get("model") == model]
+    if not rows:
+        return None
+    agreement = [r for r in summary.content.get("shift_agreement") or [] if r.get("kendall_tau") is not None]
+    out = []
+    for row in rows:
+        best = next((r for r in agreement if r["shift"] == row["shift"]), None)  # sorted best first
+        out.append({"shift": row["shift"], "cases": int(row["n_shift"]), "clean_dice": _number(row["clean_mean"]),
+                    "shift_dice": _number(row["shift_mean"]), "degradation": _number(row["degradation"]),
+                    "degradation_ci_low": _number(row["degradation_ci_low"]),
+                    "degradation_ci_high": _number(row["degradation_ci_high"]),
+                    "best_predictor": None if best is None else {
+                        "condition": best["name"], "kendall_tau": _number(best["kendall_tau"]),
+                        "tau_ci_low": _number(best["tau_ci_low"]), "tau_ci_high": _number(best["tau_ci_high"]),
+                        "models": int(best["n_models"])}})
     return out
 
 

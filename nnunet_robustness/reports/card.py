@@ -93,6 +93,16 @@ def sections(card: dict) -> list[tuple[str, list[Block]]]:
            g["mean_degradation"], g["worst_condition"], f"{fmt(g['worst_degradation'])} ({fmt(g['worst_ci_high'])})",
            g["conditions_beyond_tolerance"]] for g in groups or []]
          or [["none given", None, None, None, None, None, None, None]])]))
+    shifts = card["real_shift"]
+    out.append(("Real shift (other sites or scanners)", [
+        ("table", ["shifted set", "cases", "clean Dice", "Dice there", "degradation [95% Welch CI]",
+                   "best predicting condition (Kendall tau [95% CI])"],
+         [[r["shift"], r["cases"], r["clean_dice"], r["shift_dice"],
+           f"{fmt(r['degradation'])} [{fmt(r['degradation_ci_low'])}, {fmt(r['degradation_ci_high'])}]",
+           "n/a" if r["best_predictor"] is None else
+           f"{r['best_predictor']['condition']} ({fmt(r['best_predictor']['kendall_tau'])} "
+           f"[{fmt(r['best_predictor']['tau_ci_low'])}, {fmt(r['best_predictor']['tau_ci_high'])}])"]
+          for r in shifts or []] or [["none given", None, None, None, None, None]])]))
     out.append(("Conformal coverage and ratings", [("text", "not included" if card["conformal"] is None else
                                                     str(card["conformal"]))]))
     out.append(("ROOD-MRI-comparable summary", [

@@ -145,7 +145,7 @@ def test_two_cards_have_the_same_sections_keys_and_lines(evaluation):
     lines_a, lines_b = files_a["md"].read_text().splitlines(), files_b["md"].read_text().splitlines()
     assert len(lines_a) == len(lines_b)
     headings = [line for line in lines_a if line.startswith("## ")]
-    assert headings == [line for line in lines_b if line.startswith("## ")] and len(headings) == 12
+    assert headings == [line for line in lines_b if line.startswith("## ")] and len(headings) == 13
     # the rows of the tables are named the same, line by line
     assert [line.split("|")[1] for line in lines_a if line.startswith("| ")][:20] == \
         [line.split("|")[1] for line in lines_b if line.startswith("| ")][:20]

@@ -89,3 +89,14 @@ def test_eval_with_a_shifted_set_end_to_end(tmp_path: Path):
     assert (out / "real_shift.csv").is_file() and (out / "shift_agreement.csv").is_file()
     report = (out / "report.html").read_text()
     assert "Real shift: does the synthetic benchmark predict it?" in report and "real: siteB" in report
+    # the robustness card carries it, valid against its schema
+    import jsonschema
+
+    from nnunet_robustness.analysis.card import card_files, schema
+
+    assert main(["card", str(out), "-o", str(tmp_path / "cards")]) == 0
+    card = json.loads(card_files(tmp_path / "cards", "A")["json"].read_text())
+    jsonschema.Draft202012Validator(schema()).validate(card)
+    (shift,) = card["real_shift"]
+    assert shift["shift"] == "siteB" and shift["cases"] == 5 and shift["degradation"] > 0
+    assert "Real shift (other sites or scanners)" in card_files(tmp_path / "cards", "A")["md"].read_text()
