@@ -337,6 +337,19 @@ CASES = [Case(f.__name__, f) for f in (
     study_gpu_scale_on_a_cpu, study_output_is_a_file)]
 
 
+def assert_one_line_error(error: str, status: int, expected: int, named: str, before, argv: list[str],
+                          tmp_path: Path) -> None:
+    """What every row of both tables must show: the expected exit code, one error line naming the problem, no
+    traceback, no temporary name or numpy repr, and nothing changed outside the output."""
+    assert status == expected, error
+    lines = [line for line in error.splitlines() if line.startswith("nnunet-robust: error:")]
+    assert len(lines) == 1, error
+    assert named in lines[0], lines[0]
+    assert "Traceback" not in error
+    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
+    check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gives_one_line_naming_the_problem(case, tmp_path, tiny, study, capsys, monkeypatch):
     monkeypatch.setenv("nnUNet_raw", str(tiny["raw"].parent))
@@ -348,14 +361,7 @@ def test_bad_input_gives_one_line_naming_the_problem(case, tmp_path, tiny, study
         status = main(argv)
     except SystemExit as exit_:  # argparse's own usage errors
         status = exit_.code
-    error = capsys.readouterr().err
-    assert status == case.status, error
-    lines = [line for line in error.splitlines() if line.startswith("nnunet-robust: error:")]
-    assert len(lines) == 1, error
-    assert named in lines[0], lines[0]
-    assert "Traceback" not in error
-    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
-    check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
+    assert_one_line_error(capsys.readouterr().err, status, case.status, named, before, argv, tmp_path)
 
 
 # --- rows that need no trained model ---------------------------------------------------------------------
@@ -738,14 +744,7 @@ def test_bad_input_without_a_model(case, tmp_path, capsys, monkeypatch, request)
     capsys.readouterr()
     before = snapshot(tmp_path)
     status = _main(argv)
-    error = capsys.readouterr().err
-    assert status == case.status, error
-    lines = [line for line in error.splitlines() if line.startswith("nnunet-robust: error:")]
-    assert len(lines) == 1, error
-    assert named in lines[0], lines[0]
-    assert "Traceback" not in error
-    assert not FAULTY_LINE.search(lines[0]), lines[0]  # (#32 item 15) a temporary name or a numpy repr
-    check_nothing_changed_outside_the_output(before, snapshot(tmp_path), tmp_path, _output_of(argv, tmp_path))
+    assert_one_line_error(capsys.readouterr().err, status, case.status, named, before, argv, tmp_path)
 
 
 # --- outputs replaced as one set (#32 items 3, 4) and CSV cells that are no formulas -----------------------

@@ -16,7 +16,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -167,6 +167,21 @@ class ModelPredictions:
     files: dict[str, dict[str, Path]]  # condition name -> case -> prediction file
 
 
+def check_same_cases(folder: Path, found: Iterable[str], expected: Iterable[str], source: str | Path,
+                     file_ending: str) -> None:
+    """The rule of every reader of prediction folders (eval, calibrate, rate): a condition holds exactly the
+    cases that run.json promises (or, without it, those of the first condition). A condition with a case
+    missing would be scored on another set of cases than the rest, without a word."""
+    missing = sorted(set(expected) - set(found))
+    if missing:
+        raise UserInputError(f"{Path(folder) / (missing[0] + file_ending)}: no such prediction ({len(missing)} "
+                             f"case(s) missing that {source} has); every condition needs the same cases")
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise UserInputError(f"{Path(folder) / (extra[0] + file_ending)}: case not in {source}; every condition "
+                             "needs the same cases")
+
+
 def collect_predictions(models: dict[str, Path], reference: Path, file_ending: str
                         ) -> tuple[list[ModelPredictions], list[str], dict[str, Path]]:
     """Check every prediction has a reference and every condition the same cases.
@@ -201,14 +216,7 @@ def collect_predictions(models: dict[str, Path], reference: Path, file_ending: s
                 # manifest) fixes them.
                 expected_cases = sorted(manifest_cases) if manifest_cases is not None else sorted(found)
                 expected_source = f"{folder / 'run.json'}" if manifest_cases is not None else f"{condition.folder}"
-            missing = sorted(set(expected_cases) - set(found))
-            if missing:
-                raise UserInputError(f"{condition.folder}: no prediction {missing[0]}{file_ending} ({len(missing)} "
-                                     f"case(s) missing that {expected_source} has)")
-            extra = sorted(set(found) - set(expected_cases))
-            if extra:
-                raise UserInputError(f"{condition.folder / (extra[0] + file_ending)}: case not in {expected_source}; "
-                                     f"every condition of every model needs the same cases")
+            check_same_cases(condition.folder, found, expected_cases, expected_source, file_ending)
             files[condition.name] = {case: found[case] for case in expected_cases}
         collected.append(ModelPredictions(model, Path(folder), tuple(conditions), files))
     assert expected_cases is not None

@@ -22,6 +22,7 @@ from nnunet_robustness.io import check_image_file, files_with_ending
 from nnunet_robustness.metrics.inputs import (
     ConditionFolder,
     DatasetInfo,
+    check_same_cases,
     find_conditions,
     load_dataset_json,
     reader_writer_for,
@@ -115,19 +116,9 @@ def open_predictions(folders: Sequence[Path], file_ending: str, conditions: Sequ
         listed = tuple(sorted(p.name[: -len(file_ending)] for p in files_with_ending(condition.folder, file_ending)))
         if not listed:
             raise UserInputError(f"{condition.folder}: no predictions ending in {file_ending!r}")
-        # The rule eval applies: every condition holds the cases run.json promises (or, without it, those
-        # of the first condition); a condition with a case missing would be rated or calibrated on another
-        # set of cases than the rest, without a word.
-        if expected is None:
+        if expected is None:  # eval's rule (metrics.inputs.check_same_cases)
             expected, source = listed, condition.folder
-        missing = sorted(set(expected) - set(listed))
-        if missing:
-            raise UserInputError(f"{condition.folder / (missing[0] + file_ending)}: missing ({len(missing)} case(s) "
-                                 f"missing that {source} has); every condition needs the same cases")
-        extra = sorted(set(listed) - set(expected))
-        if extra:
-            raise UserInputError(f"{condition.folder / (extra[0] + file_ending)}: case not in {source}; every "
-                                 "condition needs the same cases")
+        check_same_cases(condition.folder, listed, expected, source, file_ending)
         for member in range(len(members)):
             for case in listed:
                 seg = prediction_set.segmentation_file(member, condition.name, case)
