@@ -174,7 +174,7 @@ def check_same_cases(folder: Path, found: Iterable[str], expected: Iterable[str]
     missing would be scored on another set of cases than the rest, without a word."""
     missing = sorted(set(expected) - set(found))
     if missing:
-        raise UserInputError(f"{Path(folder) / (missing[0] + file_ending)}: no such prediction ({len(missing)} "
+        raise UserInputError(f"{Path(folder) / (missing[0] + file_ending)}: missing ({len(missing)} "
                              f"case(s) missing that {source} has); every condition needs the same cases")
     extra = sorted(set(found) - set(expected))
     if extra:

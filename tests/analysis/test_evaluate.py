@@ -156,7 +156,7 @@ def _break_missing_prediction(study_copy: dict[str, Path]) -> Path:
     (_break_spacing, "spacing"),
     (_break_label, "not in"),
     (_break_file, "cannot be read"),
-    (_break_missing_prediction, "case_002.nii.gz: no such prediction"),
+    (_break_missing_prediction, "case_002.nii.gz: missing"),
 ], ids=["missing-reference", "shape", "spacing", "unknown-label", "unreadable", "missing-prediction"])
 def test_bad_input_names_the_file_and_writes_nothing(study, tmp_path: Path, breaker, problem: str) -> None:
     copy = {key: tmp_path / Path(value).relative_to(study["root"]) for key, value in study.items() if key != "root"}
