@@ -988,7 +988,7 @@ def test_the_pictures_draw_a_region_as_the_union_of_its_labels(tmp_path):
 # folders and empty files named like images, names that are not UTF-8, broken or odd NIfTI headers. Each
 # verb must either succeed or give one line (status 2); never a traceback, never a write outside -o.
 # (run reads its input folder with corrupt's rule, runner.cases.list_cases; it needs a model, so corrupt
-# stands for it here.)
+# stands for it here; recommend reads eval's outputs, not image folders.)
 
 def _nifti_bytes(shape: tuple[int, ...], dtype=np.uint8) -> bytes:
     """A gzipped NIfTI-1 file of ``shape`` (1 to 7 dimensions, zeros allowed) written by nibabel."""
@@ -1052,7 +1052,31 @@ def _fuzz_rate(tmp, fx) -> tuple[list[str], Path]:
     return _rate(trust["calibrator"], trust["test"], tmp / "out", "--condition", "clean", folds=folds), folds[0] / "clean"
 
 
-VERBS = {"eval": _fuzz_eval, "eval_reference": _fuzz_eval_reference, "corrupt": _fuzz_corrupt, "rate": _fuzz_rate}
+def _fuzz_calibrate(tmp, fx) -> tuple[list[str], Path]:
+    test = fx("trust")["test"]
+    folds = [tmp / "fold0", tmp / "fold1"]
+    for source, target in zip(test["folds"], folds):
+        shutil.copytree(source, target)
+    (tmp / "out").mkdir()
+    return (["calibrate", *_folds(folds), "-ref", str(test["labels"]), "-djfile", str(test["dataset_json"]),
+             "-o", str(tmp / "out" / "calibrator.json"), "--condition", "clean"], folds[0] / "clean")
+
+
+def _fuzz_complexity(tmp, fx) -> tuple[list[str], Path]:
+    """A raw dataset folder (the shared study's reference maps serve as images and labels)."""
+    study, raw = fx("study"), tmp / "Dataset999_Fuzz"
+    for folder in ("imagesTr", "labelsTr"):
+        (raw / folder).mkdir(parents=True)
+    for source in sorted(study["reference"].iterdir())[:3]:
+        shutil.copy(source, raw / "imagesTr" / source.name.replace(".nii.gz", "_0000.nii.gz"))
+        shutil.copy(source, raw / "labelsTr" / source.name)
+    shutil.copy(study["dataset_json"], raw / "dataset.json")
+    (tmp / "out").mkdir()
+    return ["complexity", str(raw), "-o", str(tmp / "out" / "complexity.csv")], raw / "imagesTr"
+
+
+VERBS = {"eval": _fuzz_eval, "eval_reference": _fuzz_eval_reference, "corrupt": _fuzz_corrupt, "rate": _fuzz_rate,
+         "calibrate": _fuzz_calibrate, "complexity": _fuzz_complexity}
 
 
 @pytest.mark.parametrize("verb", VERBS)
