@@ -858,7 +858,7 @@ def _no_room_calibrate(tmp, fx):
 
 
 def _no_room_recommend(tmp, fx):
-    from tests.analysis.test_recommend import write_study as write_evidence
+    from tests.helpers.evidence import write_study as write_evidence
 
     eval_folder, complexity_csv = write_evidence(tmp / "eval", cases_per_group=10)
     argv = ["recommend", "--evidence", f"{eval_folder}={complexity_csv}", "-o", str(tmp / "out" / "r.json")]
@@ -950,13 +950,12 @@ def test_eval_with_a_report_on_a_region_based_dataset(tmp_path):
     worked. A region is scored and drawn as the voxels holding any of its labels."""
     import pandas as pd
 
-    from tests.helpers.prediction_folders import write_dataset_json, write_study
-    from tests.reports.test_pictures import _add_views
+    from tests.helpers.prediction_folders import add_views, write_dataset_json, write_study
 
     folders = write_study(tmp_path, n_cases=3, models=("A",))
     dataset_json = write_dataset_json(tmp_path / "dataset.json", {"background": 0, "whole": [1, 2], "core": 2},
                                       regions_class_order=[1, 2])
-    _add_views(folders["A"])  # pictures are drawn only for items with the views run writes
+    add_views(folders["A"])  # pictures are drawn only for items with the views run writes
     output = tmp_path / "evaluation"
     argv = ["eval", "--model", f"A={folders['A']}", "-ref", str(tmp_path / "labelsTs"), "-djfile", str(dataset_json),
             "-o", str(output), "--n-bootstrap", "20"]

@@ -88,3 +88,14 @@ def write_study(root: Path, n_cases: int = 4, conditions: Sequence[tuple[str, st
             write_manifest(folder, [Condition(n, f, s) for n, f, s in conditions], cases, model)
         folders[model] = folder
     return folders
+
+
+def add_views(folder: Path) -> None:
+    """A view per prediction, as run writes them (the prediction's own grid, 2D slice of a volume)."""
+    from nnunet_robustness.runner.views import ItemView
+
+    for prediction in Path(folder).rglob("*.nii.gz"):
+        array = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))).astype(np.float32)
+        image = array[None] if array.ndim == 3 else array[None, None]
+        ItemView.of(image, (0.0, 2.0), image.astype(np.uint8)).write(prediction.parent,
+                                                                       prediction.name[: -len(".nii.gz")])

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
-import SimpleITK as sitk
-
 from nnunet_robustness.reports.pictures import PICTURES_PER_MODEL, picked_rows, pictures_section
-from nnunet_robustness.runner.views import ItemView
-
-
-def _add_views(folder):
-    """A view per prediction, as run writes them (the prediction's own grid, 2D slice of a volume)."""
-    for prediction in folder.rglob("*.nii.gz"):
-        array = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))).astype(np.float32)
-        image = array[None] if array.ndim == 3 else array[None, None]
-        ItemView.of(image, (0.0, 2.0), image.astype(np.uint8)).write(prediction.parent,
-                                                                       prediction.name[: -len(".nii.gz")])
+from tests.helpers.prediction_folders import add_views
 
 
 def test_worst_and_median_items_get_pictures_and_items_without_views_are_counted(study, study_result, tmp_path):
@@ -39,7 +27,7 @@ def test_worst_and_median_items_get_pictures_and_items_without_views_are_counted
     for model in ("A", "B"):
         copies[model] = tmp_path / model
         shutil.copytree(study[model], copies[model])
-        _add_views(copies[model])
+        add_views(copies[model])
     moved = per_case.assign(prediction_file=[
         str(p).replace(str(study[m]), str(copies[m])) for p, m in zip(per_case["prediction_file"], per_case["model"])])
     html = pictures_section(moved, result.models)
