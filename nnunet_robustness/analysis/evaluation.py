@@ -394,14 +394,14 @@ def _real_shift(shift_file: Path, runs: Mapping[str, Sequence[str]], judged_runs
                          for s in sets], ignore_index=True)
     shifted = shift_module.split_shift(stats.add_foreground_mean(shifted)[lambda t: t["label"] == stats.FOREGROUND_MEAN])
     clean_scores = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
-    judged = [arm for arm in judged_runs]
+    judged = list(judged_runs)
     summary = shift_module.shift_summary(shifted, clean_scores, seed, n_bootstrap)
     agreement = shift_module.benchmark_agreement(shifted[shifted["model"].isin(judged)], clean_scores, degradation_rows,
                                                  judged, seed, n_bootstrap)
     rows = [{"scope": shift_module.SHIFT_SCOPE, "name": name, "family": None, "axis": robustness.SCORE,
              "label": stats.FOREGROUND_MEAN, "metric": "dice", **row}
             for name, group in shifted.groupby("shift", sort=False)
-            for row in robustness._compare(group, "dice", dict(judged_runs), seed, n_bootstrap)]
+            for row in robustness.compare_pairs(group, "dice", dict(judged_runs), seed, n_bootstrap)]
     return summary, agreement, pd.DataFrame(rows, columns=robustness.COMPARISON_COLUMNS)
 
 

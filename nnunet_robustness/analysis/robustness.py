@@ -156,14 +156,15 @@ def runs_difference(a: np.ndarray, b: np.ndarray, seed: int, n_bootstrap: int) -
             "p_floor": math.nan}
 
 
-def _arms(models: Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+def runs_of(models: Sequence[str] | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
     """Model name -> the names of its runs in the per-case table (a plain list: one run each)."""
     if isinstance(models, Mapping):
         return {name: list(runs) for name, runs in models.items()}
     return {name: [name] for name in models}
 
 
-def _compare(values: pd.DataFrame, value: str, arms: dict[str, list[str]], seed: int, n_bootstrap: int) -> list[dict]:
+def compare_pairs(values: pd.DataFrame, value: str, arms: dict[str, list[str]], seed: int, n_bootstrap: int
+                  ) -> list[dict]:
     """Every pair of models on one column of ``values`` (rows: model (= run), case)."""
     wide = values.pivot_table(index="case", columns="model", values=value, aggfunc="first")
     rows = []
@@ -189,14 +190,14 @@ def compare_models(degradation: pd.DataFrame, models: Sequence[str] | Mapping[st
     """Every pair of models, per label and metric: per graded family (area of the drop, mean score over the
     severities), per condition (drop and score) and on clean (score); BH over all rows. ``models``: names,
     or model -> its runs' names in ``degradation``."""
-    arms = _arms(models)
+    arms = runs_of(models)
     if len(arms) < 2 or not len(degradation):
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     rows = []
 
     def add(scope: str, name: str, axis: str, label: str, metric: str, group: pd.DataFrame, column: str) -> None:
         family = group["family"].iloc[0] if "family" in group and len(group) else None
-        for row in _compare(group, column, arms, seed, n_bootstrap):
+        for row in compare_pairs(group, column, arms, seed, n_bootstrap):
             rows.append({"scope": scope, "name": name, "family": None if pd.isna(family) else family, "axis": axis,
                          "label": label, "metric": metric, **row})
 

@@ -37,9 +37,9 @@ from nnunet_robustness.analysis.robustness import (
     METRIC_TITLES,
     SCORE,
     VERDICT_METRIC,
-    _arms,
     detected,
     direction_agrees,
+    runs_of,
 )
 from nnunet_robustness.metrics.masks import METRICS
 
@@ -168,7 +168,7 @@ def verdict(comparisons: pd.DataFrame, models: Sequence[str] | Mapping[str, Sequ
     """Sentences a researcher can quote (module docstring): whether training-run variance is included, an
     overall count per model, then the findings, strongest first. ``models`` are the ones judged (past the
     sanity gate); ``given``: how many the user gave, when more."""
-    arms = _arms(models)
+    arms = runs_of(models)
     if len(arms) < 2:
         if given is not None and given > 1:
             passed = ", ".join(arms) or "none"
