@@ -31,6 +31,7 @@ from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
 from nnunet_robustness.analysis.strata import SMALL_GROUP
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import json_ready, package_versions, read_json
+from nnunet_robustness.plans.context_plans import resolved_configuration
 from nnunet_robustness.runner.manifest import RunManifest
 
 CARD_FORMAT = 1
@@ -157,7 +158,7 @@ def _model_summary(prediction_folder: str | None) -> dict[str, Any]:
     content = read_json(plans_file, "nnU-Net plans")
     out["model_folder_found"] = True
     out["plans"] = content.get("plans_name", plans)
-    configured = _resolved_configuration(content.get("configurations", {}), configuration)
+    configured = resolved_configuration(content.get("configurations", {}), configuration)
     architecture = configured.get("architecture") or {}
     # nnU-Net 2.4+ plans name the class under architecture; older ones as UNet_class_name
     out["network_class"] = architecture.get("network_class_name") or configured.get("UNet_class_name")
@@ -165,18 +166,6 @@ def _model_summary(prediction_folder: str | None) -> dict[str, Any]:
     out["spacing"] = [float(s) for s in configured["spacing"]] if configured.get("spacing") else None
     out["batch_size"] = int(configured["batch_size"]) if configured.get("batch_size") is not None else None
     return out
-
-
-def _resolved_configuration(configurations: dict, name: str | None) -> dict:
-    """The configuration with its parents' values (``inherits_from``), as nnU-Net's PlansManager reads it."""
-    chain = []
-    while name is not None and name in configurations and configurations[name] not in chain:
-        chain.append(configurations[name])
-        name = configurations[name].get("inherits_from")
-    resolved: dict = {}
-    for configuration in reversed(chain):
-        resolved.update(configuration)
-    return resolved
 
 
 def _training(checks: list[dict], model: str) -> dict[str, Any]:

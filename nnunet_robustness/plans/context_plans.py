@@ -114,7 +114,7 @@ class ContextConfiguration:
         }
 
 
-def _resolved(configs: dict, name: str) -> dict:
+def resolved_configuration(configs: dict, name: str | None) -> dict:
     """The configuration with its parents' values, as nnU-Net's PlansManager resolves ``inherits_from``."""
     chain, seen = [], set()
     while name is not None:
@@ -139,7 +139,7 @@ def context_configurations(plans: dict, source: str, scales: Sequence[float], me
     bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
     if bad:
         raise UserInputError(f"--scales: {bad[0]:g} is not a positive number")
-    resolved = _resolved(configs, source)
+    resolved = resolved_configuration(configs, source)
     resolved["architecture"] = _resolved_architecture(configs, source)
     if resolved.get("patch_size") is None or resolved.get("batch_size") is None:
         raise UserInputError(f"{source_label}, configuration {source}: no patch_size/batch_size")
