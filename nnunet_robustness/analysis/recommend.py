@@ -118,7 +118,24 @@ def read_per_case_table(path: str | os.PathLike) -> tuple[pd.DataFrame, Path]:
             warnings.warn(f"{path}: leaving out {', '.join(failed)}, which failed eval's sanity gate "
                           f"({summary})", UserWarning, stacklevel=2)
             table = table[~table["model"].isin(failed)]
+        table = merge_runs(table, read_json(summary, "eval summary").get("runs") or {})
     return table, path
+
+
+def merge_runs(table: pd.DataFrame, runs: dict[str, list[str]]) -> pd.DataFrame:
+    """One row per model and item: the training runs of a model (eval ``--model NAME=RUN1,RUN2``, rows
+    named ``NAME:1``, ``NAME:2``) averaged per case, so that a model is judged once, not once per run."""
+    model_of = {run: model for model, names in runs.items() if len(names) > 1 for run in names}
+    if not model_of or not table["model"].isin(list(model_of)).any():
+        return table
+    table = table.assign(model=table["model"].map(lambda m: model_of.get(m, m)))
+    keys = [c for c in ("model", "condition", "case", "label") if c in table.columns]
+    numeric = [c for c in table.columns if c not in keys and pd.api.types.is_numeric_dtype(table[c])
+               and not pd.api.types.is_bool_dtype(table[c])]
+    others = [c for c in table.columns if c not in keys and c not in numeric]
+    merged = table.groupby(keys, sort=False, dropna=False).agg({**{c: "mean" for c in numeric},
+                                                               **{c: "first" for c in others}})
+    return merged.reset_index()[list(table.columns)]
 
 
 def read_complexity_table(path: str | os.PathLike) -> pd.DataFrame:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from nnunet_robustness.reports.html import esc, fmt, html_page, note, png, section, table
+from nnunet_robustness.reports.html import esc, html_page, note, png, section, table
 
-VERDICT_COLOURS = {"reproduced": "#d8f0d8", "not reproduced": "#f8d8d8", "inconclusive": "#f3f3f3",
-                   "not evaluated": "#ffffff"}
+VERDICT_COLOURS = {"reproduced": "#d8f0d8", "same direction, smaller": "#e8f4d8", "same direction, larger": "#e8f4d8",
+                   "same direction": "#e8f4d8", "contradicted": "#f8d8d8", "inconclusive": "#f3f3f3",
+                   "unconverged": "#fbe8c8", "not learned": "#f0d0f0", "not evaluated": "#ffffff"}
 
 
 def study_html(summary: dict[str, Any]) -> str:
@@ -20,7 +21,8 @@ def study_html(summary: dict[str, Any]) -> str:
         *([section("Recommendation for example datasets (nnunet-robust recommend)",
                    _records_table(summary["recommendations"]))] if summary.get("recommendations") else []),
         section("Training curves", _curves(summary["training_curves"], summary["scale"])),
-        section("Sanity gate (eval)", _checks(summary["model_checks"])),
+        section("Arms: training runs, convergence, trivial baseline", _arms(summary.get("arms") or [],
+                                                                           summary.get("convergence_rule", ""))),
         section("How this was run", _provenance(summary)),
     ]
     return html_page(f"{summary['title']} ({summary['scale']['name']} scale)", "".join(sections))
@@ -32,15 +34,12 @@ def study_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# {summary['title']} ({scale['name']} scale)", "", summary["question"], "",
              f"Command: `{summary['command']}` (device {summary['device']}); steps took "
              f"{summary['wall_seconds_steps'] / 60:.1f} min in all. Full report: study.html; data: study.json.", "",
-             "## Verdict per finding", "",
-             "| finding | verdict | paired difference | mean | 95% CI | n | FDR p | why | published |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "## Verdict per finding", "", f"Rule: {_rule(summary)}", "",
+             "| finding | published | ours (runs, 95% CI) | verdict | converged | why |",
+             "|---|---|---|---|---|---|"]
     for f in summary["findings"]:
-        s = f["statistics"] or {}
-        numbers = ([f"{s['mean_difference']:+.3f}", f"[{s['ci_low']:+.3f}, {s['ci_high']:+.3f}]", str(s["n"]),
-                    fmt(f["p_fdr"])] if s else ["n/a"] * 4)
-        lines.append("| " + " | ".join([f["claim"], f"**{f['verdict']}**", f["difference"], *numbers, f["reason"],
-                                         f["published"]]) + " |")
+        lines.append("| " + " | ".join([f["claim"], _published(f), _ours(f), f"**{f['verdict']}**", _converged(f),
+                                         f["reason"]]).replace("\n", " ") + " |")
     lines += ["", *[f"- {f['sentence']}" for f in summary["findings"] if f.get("sentence")]]
     for title, rows in [*summary["tables"].items(), *([("Recommendation for example datasets",
                                                           summary["recommendations"])]
@@ -50,11 +49,11 @@ def study_markdown(summary: dict[str, Any]) -> str:
         header = list(rows[0])
         lines += ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_md(r[h]) for h in header) + " |" for r in rows]
-    checks = summary.get("model_checks") or []
-    if checks:
-        lines += ["", "## eval's sanity gate", "", "| evaluation | model | mean clean Dice | gate |", "|---|---|---|---|"]
-        lines += [f"| {c['evaluation']} | {c['model']} | {_md(c['clean_dice'])} | "
-                  f"{'passed' if c['passed'] else 'failed: ' + '; '.join(c['reasons'])} |" for c in checks]
+    arms = summary.get("arms") or []
+    if arms:
+        lines += ["", "## Arms", "", "| model | runs | converged runs | in-distribution Dice | trivial baseline | "
+                  "learned |", "|---|---|---|---|---|---|"]
+        lines += ["| " + " | ".join(_arm_row(a)) + " |" for a in arms]
     return "\n".join(lines) + "\n"
 
 
@@ -64,25 +63,76 @@ def _md(value: Any) -> str:
     return "n/a" if value is None else str(value).replace("|", "/")
 
 
-def _findings(findings: list[dict]) -> str:
-    def signed(value: Any) -> str:
-        return "n/a" if value is None else f"{value:+.3f}"
+def _signed(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and value != value) else f"{value:+.3f}"
 
-    rows = []
-    for f in findings:
-        s = f["statistics"] or {}
-        ci = f"[{signed(s['ci_low'])}, {signed(s['ci_high'])}]" if s else "n/a"
-        rows.append([f["claim"], f["verdict"], f["difference"], signed(s.get("mean_difference")), ci,
-                     signed(s.get("hodges_lehmann")), s.get("n"), f["p_fdr"], f["reason"], f["published"]])
-    header = ["finding", "verdict", "paired difference", "mean", "95% CI", "Hodges-Lehmann", "n", "FDR p",
-              "why", "published"]
-    return (note("Each finding is a paired difference per test case whose expected sign is positive: reproduced "
-                 "= the 95 % interval lies above 0 and the Benjamini-Hochberg-adjusted Wilcoxon p < 0.05 "
-                 "(over this study's findings); not reproduced = the interval lies below 0 (the opposite holds); "
-                 "inconclusive otherwise.")
-            + table(header, rows, text_columns=(0, 1, 2, 8, 9),
+
+def _rule(summary: dict[str, Any]) -> str:
+    return next((f["rule"] for f in summary["findings"] if f.get("rule")), "")
+
+
+def _published(f: dict) -> str:
+    p = f["published"]
+    if p.get("low") is None:
+        return f"direction only ({p['source']})"
+    size = _signed(p["low"]) if p["low"] == p["high"] else f"{_signed(p['low'])} to {_signed(p['high'])}"
+    return f"{size} ({p['source']}{'; ' + p['conversion'] if p.get('conversion') else ''})"
+
+
+def _ours(f: dict) -> str:
+    s = f["statistics"] or {}
+    if not s:
+        return "n/a"
+    runs = f"{s.get('runs_a', 1)} vs {s.get('runs_b', 1)} runs"
+    return f"{_signed(s['mean_difference'])} [{_signed(s['ci_low'])}, {_signed(s['ci_high'])}], {runs}, n = {s['n']}"
+
+
+def _converged(f: dict) -> str:
+    converged = f.get("converged") or {}
+    if not converged:
+        return "n/a"
+    return ", ".join(f"{model}: {'yes' if ok else 'no'}" for model, ok in converged.items())
+
+
+def _findings(findings: list[dict]) -> str:
+    rows = [[f["claim"], _published(f), _ours(f), f["verdict"], _converged(f), f["reason"],
+             _signed((f.get("beside") or {}).get("mean_difference"))] for f in findings]
+    header = ["finding", "published", "ours (95% CI, runs, cases)", "verdict", "converged", "why", "beside"]
+    rule = next((f["rule"] for f in findings if f.get("rule")), "")
+    besides = [f"{f['key']}: {f['beside']['what']} = {_signed(f['beside'].get('mean_difference'))} "
+               f"[{_signed(f['beside'].get('ci_low'))}, {_signed(f['beside'].get('ci_high'))}]"
+               for f in findings if (f.get("beside") or {}).get("mean_difference") is not None]
+    return (note(f"Each finding is one difference per test case whose expected sign is positive, between two arms "
+                 f"of training runs (intervals: the two-level bootstrap over runs and cases with several runs). "
+                 f"{rule}")
+            + table(header, rows, text_columns=(0, 1, 2, 3, 4, 5, 6),
                     row_styles=[f"background:{VERDICT_COLOURS.get(f['verdict'], '#ffffff')}" for f in findings])
+            + ("<p>Beside: " + "; ".join(esc(b) for b in besides) + "</p>" if besides else "")
             + "<ul>" + "".join(f"<li>{esc(f['sentence'])}</li>" for f in findings if f.get("sentence")) + "</ul>")
+
+
+def _arm_row(a: dict) -> list[str]:
+    learned = a.get("learned") or {}
+    ok = sum(1 for c in a["convergence"] if c["converged"])
+    verdict = {True: "yes", False: "no", None: "unknown"}[learned.get("learned")] if learned else "unknown"
+    return [a["model"], str(a["runs"]), f"{ok} of {len(a['convergence'])}", _md(learned.get("model_dice")),
+            _md(learned.get("baseline_dice")), verdict]
+
+
+def _arms(arms: list[dict], rule: str) -> str:
+    if not arms:
+        return note("No evaluation yet.")
+    rows = [_arm_row(a) for a in arms]
+    runs = [[a["model"], c["run"], c["epochs"], c["slope"], c["last"], "yes" if c["converged"] else "no", c["reason"]]
+            for a in arms for c in a["convergence"]]
+    return (note("Each arm is a model trained on several of nnU-Net's folds (its runs). Learned = its in-distribution "
+                 "clean Dice beats the trivial baseline (the best image-independent prediction fitted on the training "
+                 "labels: prior mask, everything or nothing), paired per case, 95 % interval above 0.")
+            + table(["model", "runs", "converged runs", "in-distribution Dice", "trivial baseline", "learned"], rows,
+                    text_columns=(0, 1, 2, 5))
+            + (note(rule[0].upper() + rule[1:] + ".") if rule else "")
+            + table(["model", "run", "epochs", "slope (Dice/epoch)", "last pseudo Dice", "converged", "why"], runs,
+                    text_columns=(0, 1, 5, 6)))
 
 
 def _records_table(rows: list[dict]) -> str:
@@ -145,8 +195,10 @@ def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
         axes[0].plot(epochs, curve["val_losses"], linestyle="--", marker=".", color=line.get_color())
         axes[1].plot(range(1, len(curve["ema_fg_dice"]) + 1), curve["ema_fg_dice"], marker=".",
                      color=line.get_color(), label=name)
+        raw = curve.get("mean_fg_dice") or []
+        axes[1].plot(range(1, len(raw) + 1), raw, linestyle=":", color=line.get_color())
     axes[0].set_title("loss (solid: training, dashed: validation)")
-    axes[1].set_title("EMA pseudo Dice on validation patches")
+    axes[1].set_title("pseudo Dice on validation patches (solid: EMA, dotted: raw)")
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
@@ -161,18 +213,6 @@ def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
                  f"; about {scale['iterations']} iterations per model including validation).") + image
             + table(["model", "epochs", "final train loss", "final validation loss", "final EMA pseudo Dice"], final,
                     text_columns=(0,)))
-
-
-def _checks(checks: list[dict]) -> str:
-    if not checks:
-        return note("No evaluation yet.")
-    rows = [[c["evaluation"], c["model"], c["clean_dice"], c["iterations"], "passed" if c["passed"] else "failed",
-             "; ".join(c["reasons"])] for c in checks]
-    return (note("eval's gate per model (a model with mean clean Dice below 0.2 or mostly empty predictions fails "
-                 "it); the study keeps every model in its findings, so a failed model's numbers are read with this "
-                 "in mind.")
-            + table(["evaluation", "model", "mean clean Dice", "training iterations", "gate", "why"], rows,
-                    text_columns=(0, 1, 4, 5)))
 
 
 def _provenance(summary: dict[str, Any]) -> str:

@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nnunet_robustness.studies.catalogue import STUDIES
+from nnunet_robustness.studies.convergence import RULE as CONVERGENCE_RULE
 from nnunet_robustness.studies.pipeline import Pipeline, Runner, nnunet_environment, run_command, write_records
-from nnunet_robustness.studies.protocols import STUDIES, Study, StudyContext
+from nnunet_robustness.studies.protocols import Study, StudyContext
 from nnunet_robustness.studies.scales import SCALES
 
 STUDY_JSON = "study.json"
@@ -23,20 +25,17 @@ STUDY_HTML = "study.html"
 STUDY_MD = "study.md"
 
 
-def training_curves(model_folders: dict[str, Path]) -> dict[str, dict[str, list[float]]]:
-    """Per model: nnU-Net's per-epoch log (train/validation loss, EMA pseudo Dice) from its final
-    checkpoint; models without one are left out."""
-    import torch
+def training_curves(model_folders: dict[str, Path], folds: tuple[int, ...]) -> dict[str, dict[str, list[float]]]:
+    """Per model run (``NAME fold K``): nnU-Net's per-epoch log (train/validation loss, raw and EMA pseudo
+    Dice) from its final checkpoint; runs without one are left out."""
+    from nnunet_robustness.studies.convergence import read_training_log
 
     curves = {}
     for name, folder in model_folders.items():
-        checkpoint = folder / "fold_0" / "checkpoint_final.pth"
-        if not checkpoint.is_file():
-            continue
-        # our own study's checkpoint, just written by nnUNetv2_train (nnU-Net loads it the same way)
-        logging = torch.load(checkpoint, map_location="cpu", weights_only=False).get("logging", {})
-        curves[name] = {key: [float(v) for v in logging.get(key, [])]
-                        for key in ("train_losses", "val_losses", "ema_fg_dice")}
+        for fold in folds:
+            logging = read_training_log(folder / f"fold_{fold}")
+            if logging is not None:
+                curves[name if len(folds) == 1 else f"{name} fold {fold}"] = logging
     return curves
 
 
@@ -52,6 +51,15 @@ def model_checks(evaluations: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def study_arms(found: list) -> list[dict[str, Any]]:
+    """Every arm the findings compared, once: runs, convergence per run, and the trivial-baseline check."""
+    arms: dict[str, dict] = {}
+    for finding in found:
+        for state in finding.states:
+            arms.setdefault(state.model, state.to_json())
+    return list(arms.values())
+
+
 def study_summary(study: Study, records: list, seconds: float, command: str) -> dict[str, Any]:
     from nnunet_robustness.io import json_ready, package_versions
 
@@ -63,7 +71,8 @@ def study_summary(study: Study, records: list, seconds: float, command: str) -> 
         "steps": [{"title": r.title, "status": r.status, "seconds": round(r.seconds, 1)} for r in records],
         "findings": [f.to_json() for f in found],
         "tables": {title: frame.to_dict(orient="records") for title, frame in study.tables().items()},
-        "training_curves": training_curves(study.model_folders()),
+        "training_curves": training_curves(study.model_folders(), study.folds),
+        "arms": study_arms(found), "convergence_rule": CONVERGENCE_RULE,
         "model_checks": model_checks(study.evaluations()),
         "recommendations": study.recommendations(),
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0],

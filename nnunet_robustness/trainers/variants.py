@@ -81,9 +81,10 @@ SCHEDULES: dict[str, dict[str, int]] = {
 
 
 CPU_SCHEDULES = ("tiny", "short")
-# The fg variants also come with the schedule the studies' cpu scale trains (``nnunet-robust study``):
-# nnUNetTrainer_fg033_10epochs is nnU-Net's default sampling, logged, for 2500 iterations.
-FG_SCHEDULES = (*CPU_SCHEDULES, "10epochs")
+# The fg variants also come with the schedules the studies' cpu scale trains (``nnunet-robust study``):
+# nnUNetTrainer_fg033_20epochs is nnU-Net's default sampling, logged, for 5000 iterations (the cpu
+# scale's replicate runs); _10epochs is the first wave's schedule (robust training, learned gates).
+FG_SCHEDULES = (*CPU_SCHEDULES, "10epochs", "20epochs")
 
 # suffix -> oversample_foreground_percent: the share of each batch whose patch is centred on a
 # foreground voxel (nnU-Net's default is 0.33). nnU-Net rounds per batch: the last
