@@ -14,9 +14,14 @@
    are counted (on a GPU, ``run`` draws its noise from the GPU's generator and ``corrupt`` from the CPU's,
    so noisy inputs differ by design).
 
+3. **Surface metrics on the device**: HD95, ASSD and NSD of a SegTHOR-sized synthetic pair (512 x 512 x
+   200 at 2.5 x 0.98 x 0.98 mm, four organs, the prediction shifted and grown with two false-positive
+   islands) with ``compare_masks``' torch path (``eval -device cuda``, ``metrics/surface_torch.py``) vs
+   the CPU code. Goals: values equal (<= 1e-6), the device >= 3x faster.
+
 Every figure states the card, the CPU count and the load average. The dry mode (``--device cpu``)
-runs every step on 32^3 volumes with two conditions so that CI proves the script works; it writes
-its Markdown where ``--output`` says and judges no goal.
+runs every step on 32^3 volumes with two conditions (the surface metrics: torch on CPU tensors, 20 x 48
+x 48) so that CI proves the script works; it writes its Markdown where ``--output`` says and judges no goal.
 """
 
 from __future__ import annotations
@@ -45,6 +50,14 @@ from tests.helpers.synthetic import write_nnunet_dataset  # noqa: E402
 
 DATASET_ID, CONFIGURATION, TRAINER = 991, "3d_fullres", "nnUNetTrainer"
 TORCHIO_SPEEDUP_GOAL = 10.0
+SURFACE_SPEEDUP_GOAL = 3.0
+SURFACE_VALUES_GOAL = 1e-6
+SEGTHOR_SPACING = (2.5, 0.98, 0.98)
+# SegTHOR's organs, roughly: label, centre and radii (z, y, x) as fractions of the image
+ORGANS = [(1, (0.50, 0.45, 0.50), (0.35, 0.02, 0.02)),  # esophagus, a thin tube
+          (2, (0.40, 0.55, 0.55), (0.12, 0.12, 0.10)),  # heart
+          (3, (0.75, 0.45, 0.50), (0.25, 0.03, 0.03)),  # trachea
+          (4, (0.50, 0.50, 0.42), (0.40, 0.035, 0.035))]  # aorta
 BUSY_GOAL = 0.95
 CONDITIONS = [("gaussian_noise", 3), ("rician_noise", 3), ("gaussian_blur", 2), ("bias_field", 3), ("motion", 2),
               ("ghosting", 2), ("spike", 2)]
@@ -161,7 +174,137 @@ def voxel_agreement(folder_a: Path, folder_b: Path) -> float:
     return same / total
 
 
+# ---------------------------------------------------------------- 3. surface metrics on the device
+
+
+def segthor_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and prediction label maps: the organs, and the same shifted by about a voxel and 4 %
+    larger, with two false-positive heart islands far away (their box is the whole image)."""
+    grid = np.ogrid[tuple(slice(0, n) for n in shape)]
+    maps = []
+    for shift, scale in (((0, 0, 0), 1.0), ((0.01, 0.006, -0.004), 1.04)):
+        labels = np.zeros(shape, np.uint8)
+        for label, centre, radii in ORGANS:
+            inside = sum(((g.astype(np.float32) - (c + d) * n) / max(r * scale * n, 1.5)) ** 2
+                         for g, c, d, r, n in zip(grid, centre, shift, radii, shape)) <= 1
+            labels[inside] = label
+        maps.append(labels)
+    for corner in ((0, 0, 0), tuple(n - 3 for n in shape)):
+        maps[1][tuple(slice(c, c + 3) for c in corner)] = 2
+    return maps[0], maps[1]
+
+
+def surface_metrics_on_device(device: str, shape: tuple[int, int, int], repeats: int) -> dict:
+    """Seconds for HD95, ASSD and NSD of the four organs: the torch path on ``device`` (on a GPU through
+    ``compare_masks(device="cuda")``, in dry mode ``surface_distances_torch`` on CPU tensors) and the
+    CPU code; and the largest difference between their values."""
+    from nnunet_robustness.metrics import average_symmetric_surface_distance as assd
+    from nnunet_robustness.metrics import compare_masks, normalized_surface_dice, robust_hausdorff
+    from nnunet_robustness.metrics.surface_torch import surface_distances_torch
+
+    reference, prediction = segthor_pair(shape)
+    pairs = [(reference == label, prediction == label) for label, _, _ in ORGANS]
+
+    def cpu() -> list[list[float]]:
+        return [[compare_masks(a, b, SEGTHOR_SPACING)[m] for m in ("hd95_mm", "assd_mm", "nsd")] for a, b in pairs]
+
+    def ours() -> list[list[float]]:
+        if device == "cuda":
+            rows = [compare_masks(a, b, SEGTHOR_SPACING, device="cuda") for a, b in pairs]
+            return [[row[m] for m in ("hd95_mm", "assd_mm", "nsd")] for row in rows]
+        distances = [surface_distances_torch(a, b, SEGTHOR_SPACING, device="cpu") for a, b in pairs]
+        return [[robust_hausdorff(d), assd(d), normalized_surface_dice(d, 1.0)] for d in distances]
+
+    synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    ours()  # warm-up (CUDA context, kernels, the surfel table)
+    ours_seconds = statistics.median(timed(ours, synchronize) for _ in range(repeats))
+    cpu_seconds = timed(cpu)
+    difference = float(np.max(np.abs(np.array(ours()) - np.array(cpu()))))
+    print(f"surface metrics  ours ({device}) {ours_seconds:8.3f} s   CPU code {cpu_seconds:8.3f} s   "
+          f"max |difference| {difference:.2e}", flush=True)
+    return {"ours": ours_seconds, "cpu": cpu_seconds, "difference": difference,
+            "surface_voxels": [int(a.sum() + b.sum()) for a, b in pairs]}
+
+
 # ---------------------------------------------------------------- report
+
+
+def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list[tuple[str, int]],
+               judge) -> tuple[list[Figure], list[str]]:
+    """Step 2: its figures and its paragraph of the Markdown."""
+    dry = args.device == "cpu"
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    env, raw, model = untrained_model(args.workdir, cases, size)
+    run = run_command(env, raw, model, args.workdir / "run", args.device, conditions)
+    naive_seconds = naive_loop(env, raw, args.workdir / "naive", args.device, conditions)
+    counts = compare_predictions(args.workdir / "naive" / "predictions", args.workdir / "run")
+    # nnU-Net against itself: a second nnUNetv2_predict process on the clean images. On a GPU, cuDNN's
+    # autotuner (nnU-Net sets cudnn.benchmark) may pick other convolution algorithms in another process,
+    # and a network at its random initialisation has near-ties between labels everywhere, so predictions
+    # can differ between any two processes; ours is judged against that baseline.
+    repeat = args.workdir / "naive" / "repeat_clean"
+    sh([executable("nnUNetv2_predict"), "-i", raw / "imagesTs", "-o", repeat, "-d", DATASET_ID, "-c", CONFIGURATION,
+        "-tr", TRAINER, "-f", "0", "-device", args.device, "--disable_tta"], env)
+    naive_clean = args.workdir / "naive" / "predictions" / "clean"
+    agreement_ours = voxel_agreement(naive_clean, args.workdir / "run" / "clean")
+    agreement_nnunet = voxel_agreement(naive_clean, repeat)
+    plans = json.loads((model / "plans.json").read_text())["configurations"][CONFIGURATION]
+    busy = run["predictor"] / run["loop"]
+    figures = [
+        Figure(figure=f"run on a 3D model: predictor busy share of the loop (%), {cases} cases x "
+                      f"{len(conditions) + 1} conditions", ours=100 * busy, reference=None, ratio=None,
+               goal=f">= {100 * BUSY_GOAL:g}%", met=judge(busy >= BUSY_GOAL)),
+        Figure(figure="run vs naive corrupt + nnUNetv2_predict loop, whole workflow (s)", ours=run["wall"],
+               reference=naive_seconds, ratio=naive_seconds / run["wall"], goal="naive / run > 1",
+               met=judge(naive_seconds > run["wall"])),
+        Figure(figure="clean predictions, voxels agreeing with nnUNetv2_predict (%): run vs a second "
+                      "nnUNetv2_predict process", ours=100 * agreement_ours, reference=100 * agreement_nnunet,
+               ratio=None, goal="run agrees as well as nnU-Net with itself (all identical on the CPU)",
+               met=judge(agreement_ours >= agreement_nnunet if args.device == "cuda" else
+                         counts["clean_identical"] == counts["clean"])),
+    ]
+    text = [
+        f"**run on a 3D model**: nnU-Net's {CONFIGURATION} plan for {cases} synthetic {size}^3 cases (patch "
+        f"{plans['patch_size']}, {len(plans['architecture']['arch_kwargs']['features_per_stage'])} stages), "
+        f"weights at their random initialisation (timing only), no TTA, {len(conditions) + 1} conditions (clean, "
+        f"{', '.join(f'{f}:{s}' for f, s in conditions)}). run's loop {run['loop']:.1f} s, of which "
+        f"{run['predictor']:.1f} s inside nnU-Net's predictor (busy {100 * busy:.1f} %) and "
+        f"{run['input_space']:.1f} s of worker-thread time measuring what the model saw; whole process "
+        f"{run['wall']:.1f} s against {naive_seconds:.1f} s for the naive loop. Predictions identical to the "
+        f"naive loop's: clean {counts['clean_identical']} of {counts['clean']} cases ({100 * agreement_ours:.3f} % of "
+        f"voxels; a second nnUNetv2_predict process agreed with the first on {100 * agreement_nnunet:.3f} %), "
+        "corrupted "
+        f"{counts['corrupted_identical']} of {counts['corrupted']}"
+        + (" (on a GPU `run` corrupts with the GPU's random generator, `corrupt` with the CPU's: noisy inputs "
+           "differ by design)." if not dry else "."),
+        "",
+    ]
+    return figures, text
+
+
+def surface_checks(device: str, dry: bool, judge) -> tuple[list[Figure], list[str]]:
+    """Step 3: its figures and its paragraph of the Markdown."""
+    shape, repeats = ((20, 48, 48), 1) if dry else ((200, 512, 512), 3)
+    result = surface_metrics_on_device(device, shape, repeats)
+    size = " x ".join(str(n) for n in shape)
+    figures = [
+        Figure(figure=f"surface metrics (HD95, ASSD, NSD) of 4 organs, {size}: ours on {device} vs the CPU "
+                      "code (s)", ours=result["ours"], reference=result["cpu"], ratio=result["cpu"] / result["ours"],
+               goal=f"CPU / ours >= {SURFACE_SPEEDUP_GOAL:g}",
+               met=judge(result["cpu"] / result["ours"] >= SURFACE_SPEEDUP_GOAL)),
+        Figure(figure="surface metrics: largest |difference| from the CPU code's values", ours=result["difference"],
+               reference=None, ratio=None, goal=f"<= {SURFACE_VALUES_GOAL:g}",
+               met=judge(result["difference"] <= SURFACE_VALUES_GOAL)),
+    ]
+    text = [f"**Surface metrics**: a synthetic SegTHOR-sized pair ({size} voxels of {SEGTHOR_SPACING} mm, four "
+            f"organs, {result['surface_voxels']} foreground voxels per organ in both masks), HD95, ASSD and NSD at "
+            f"1 mm per organ; ours " + ("through `compare_masks(device=\"cuda\")` (the path of `eval -device cuda`), "
+                                        f"median of {repeats} after a warm-up" if not dry else
+                                        "`surface_distances_torch` on CPU tensors (dry mode)")
+            + ", the CPU code once.", ""]
+    return figures, text
+
+
 
 
 def main() -> None:
@@ -169,8 +312,8 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cuda: the real check; cpu: dry mode (tiny sizes, goals not judged)")
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / ".work" / "gpu_check")
-    parser.add_argument("--part", choices=("all", "run"), default="all",
-                        help="run: only the run checks (a shorter re-check)")
+    parser.add_argument("--part", choices=("all", "run", "metrics"), default="all",
+                        help="run: only the run checks; metrics: only the surface metrics (shorter re-checks)")
     parser.add_argument("--cases", type=int, default=None, help="test cases of the 3D model (default 8; dry 1)")
     parser.add_argument("--conditions", type=int, default=None, metavar="K",
                         help=f"the first K corruptions of {len(CONDITIONS)} (default all; dry 1)")
@@ -190,52 +333,24 @@ def main() -> None:
     started = time.perf_counter()
 
     corruption_rows = corruptions_on_device(args.device, shape, repeats) if args.part == "all" else []
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    env, raw, model = untrained_model(args.workdir, cases, size)
-    run = run_command(env, raw, model, args.workdir / "run", args.device, conditions)
-    naive_seconds = naive_loop(env, raw, args.workdir / "naive", args.device, conditions)
-    counts = compare_predictions(args.workdir / "naive" / "predictions", args.workdir / "run")
-    # nnU-Net against itself: a second nnUNetv2_predict process on the clean images. On a GPU, cuDNN's
-    # autotuner (nnU-Net sets cudnn.benchmark) may pick other convolution algorithms in another process,
-    # and a network at its random initialisation has near-ties between labels everywhere, so predictions
-    # can differ between any two processes; ours is judged against that baseline.
-    repeat = args.workdir / "naive" / "repeat_clean"
-    sh([executable("nnUNetv2_predict"), "-i", raw / "imagesTs", "-o", repeat, "-d", DATASET_ID, "-c", CONFIGURATION,
-        "-tr", TRAINER, "-f", "0", "-device", args.device, "--disable_tta"], env)
-    naive_clean = args.workdir / "naive" / "predictions" / "clean"
-    agreement_ours = voxel_agreement(naive_clean, args.workdir / "run" / "clean")
-    agreement_nnunet = voxel_agreement(naive_clean, repeat)
-    plans = json.loads((model / "plans.json").read_text())["configurations"][CONFIGURATION]
-
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else "no GPU (dry mode on the CPU)"
-    load = os.getloadavg()
-    busy = run["predictor"] / run["loop"]
     judge = (lambda ok: None) if dry else (lambda ok: bool(ok))
     figures = [Figure(figure=f"{r['family']}: ours on {args.device} vs TorchIO on CPU (ms), {shape[0]}^3",
                       ours=r["ours"] * 1e3, reference=r["torchio"] * 1e3, ratio=r["torchio"] / r["ours"],
                       goal=f"TorchIO CPU / ours >= {TORCHIO_SPEEDUP_GOAL:g}",
                       met=judge(r["torchio"] / r["ours"] >= TORCHIO_SPEEDUP_GOAL)) for r in corruption_rows]
-    figures += [
-        Figure(figure=f"run on a 3D model: predictor busy share of the loop (%), {cases} cases x "
-                      f"{len(conditions) + 1} conditions", ours=100 * busy, reference=None, ratio=None,
-               goal=f">= {100 * BUSY_GOAL:g}%", met=judge(busy >= BUSY_GOAL)),
-        Figure(figure="run vs naive corrupt + nnUNetv2_predict loop, whole workflow (s)", ours=run["wall"],
-               reference=naive_seconds, ratio=naive_seconds / run["wall"], goal="naive / run > 1",
-               met=judge(naive_seconds > run["wall"])),
-        Figure(figure="clean predictions, voxels agreeing with nnUNetv2_predict (%): run vs a second "
-                      "nnUNetv2_predict process", ours=100 * agreement_ours, reference=100 * agreement_nnunet,
-               ratio=None, goal="run agrees as well as nnU-Net with itself (all identical on the CPU)",
-               met=judge(agreement_ours >= agreement_nnunet if args.device == "cuda" else
-                         counts["clean_identical"] == counts["clean"])),
-    ]
+    run_figures, run_text = run_checks(args, cases, size, conditions, judge) if args.part != "metrics" else ([], [])
+    surface_figures, surface_text = surface_checks(args.device, dry, judge) if args.part != "run" else ([], [])
+    figures += run_figures + surface_figures
+    load = os.getloadavg()
     rows = [f"| {f.figure} | {f.ours:.2f} | {'-' if f.reference is None else f'{f.reference:.2f}'} | "
             f"{'-' if f.ratio is None else f'{f.ratio:.1f}'} | {f.goal} | "
             f"{'not judged' if f.met is None else ('yes' if f.met else '**no**')} |" for f in figures]
-    options = ("" if args.part == "all" else " --part run") + ("" if args.cases is None else f" --cases {cases}") + (
+    options = ("" if args.part == "all" else f" --part {args.part}") + ("" if args.cases is None else f" --cases {cases}") + (
         "" if args.conditions is None else f" --conditions {args.conditions}")
     text = "\n".join([
         "# GPU check" + (" (dry mode on the CPU: goals not judged)" if dry else "")
-        + (" (run checks only)" if args.part == "run" else ""),
+        + {"all": "", "run": " (run checks only)", "metrics": " (surface metrics only)"}[args.part],
         "",
         f"Generated by `python benchmarks/gpu_check.py --device {args.device}{options}` in "
         f"{time.perf_counter() - started:.0f} s "
@@ -249,20 +364,8 @@ def main() -> None:
         *([f"**Corruptions**: a {shape[0]}^3 float32 phantom at severity 3, median of {repeats} run(s) after a "
            "warm-up; ours is the full public call on the device (synchronised), TorchIO the equivalent "
            "deterministic transform on the CPU.", ""] if corruption_rows else []),
-        f"**run on a 3D model**: nnU-Net's {CONFIGURATION} plan for {cases} synthetic {size}^3 cases (patch "
-        f"{plans['patch_size']}, {len(plans['architecture']['arch_kwargs']['features_per_stage'])} stages), "
-        f"weights at their random initialisation (timing only), no TTA, {len(conditions) + 1} conditions (clean, "
-        f"{', '.join(f'{f}:{s}' for f, s in conditions)}). run's loop {run['loop']:.1f} s, of which "
-        f"{run['predictor']:.1f} s inside nnU-Net's predictor (busy {100 * busy:.1f} %) and "
-        f"{run['input_space']:.1f} s of worker-thread time measuring what the model saw; whole process "
-        f"{run['wall']:.1f} s against {naive_seconds:.1f} s for the naive loop. Predictions identical to the "
-        f"naive loop's: clean {counts['clean_identical']} of {counts['clean']} cases ({100 * agreement_ours:.3f} % of "
-        f"voxels; a second nnUNetv2_predict process agreed with the first on {100 * agreement_nnunet:.3f} %), "
-        "corrupted "
-        f"{counts['corrupted_identical']} of {counts['corrupted']}"
-        + (" (on a GPU `run` corrupts with the GPU's random generator, `corrupt` with the CPU's: noisy inputs "
-           "differ by design)." if not dry else "."),
-        "",
+        *run_text,
+        *surface_text,
     ])
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)

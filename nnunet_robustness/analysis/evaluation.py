@@ -215,7 +215,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
              consensus_method: str = "staple", allow_weak_models: bool = False,
              strata_file: str | os.PathLike | None = None, equivalence: float | None = None,
              shift_file: str | os.PathLike | None = None, metadata_file: str | os.PathLike | None = None,
-             by: str | Sequence[str] | None = None, command: str | None = None) -> EvaluationResult:
+             by: str | Sequence[str] | None = None, command: str | None = None,
+             device: str | None = None) -> EvaluationResult:
     """Evaluate the prediction folders of one or more models against ``reference`` (``labelsTs``).
 
     ``models`` maps a model name to its prediction folder (any of the layouts in
@@ -235,7 +236,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     Groups of cases judged on their own as well as pooled (``analysis/strata.py``): ``strata_file`` (a
     ``case,stratum`` CSV), and ``metadata_file`` with ``by`` (a CSV of case metadata and the columns to group
     by, e.g. ``"scanner,sex"``: each column a grouping, its groups named ``scanner=B``). ``command``: the
-    command line that asked for this evaluation, recorded in ``settings`` (cards quote it).
+    command line that asked for this evaluation, recorded in ``settings`` (cards quote it). ``device="cuda"``:
+    the surface distances on the GPU when torch sees one (the same values; ``metrics/surface_torch.py``).
     """
     if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
         raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
@@ -261,7 +263,8 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     strata = resolve_strata(None if strata_file is None else Path(strata_file), Path(dataset_json), sorted(cases))
     groupings = groupings_of(strata, resolve_subgroups(None if metadata_file is None else Path(metadata_file), by,
                                                        sorted(cases)))
-    per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
+    per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress,
+                              device)
     # a case belongs to one group per grouping: the per-case column lists them all ("scanner=B; sex=F")
     per_case = annotate_training_range(per_case, fbr_ranges).assign(
         **{STRATUM: per_case["case"].map(case_groups(groupings)) if groupings else None})[PER_CASE_COLUMNS]
@@ -309,7 +312,7 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     if shift_file is not None:
         real_shift, shift_agreement, shift_rows = _real_shift(
             Path(shift_file), runs, judged_runs, dataset, with_mean, clean, degradation_rows, nsd_tolerance_mm,
-            num_processes, progress, seed, n_bootstrap)
+            num_processes, progress, seed, n_bootstrap, device)
         comparisons = pd.concat([comparisons, shift_rows.assign(**{STRATUM: ALL_CASES})], ignore_index=True)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
@@ -382,15 +385,15 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
 
 def _real_shift(shift_file: Path, runs: Mapping[str, Sequence[str]], judged_runs: Mapping[str, Sequence[str]],
                 dataset: DatasetInfo, with_mean: pd.DataFrame, clean: str | None, degradation_rows: pd.DataFrame,
-                nsd_tolerance_mm: float, num_processes: int, progress: bool, seed: int, n_bootstrap: int
-                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                nsd_tolerance_mm: float, num_processes: int, progress: bool, seed: int, n_bootstrap: int,
+                device: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The real-shift summary, the benchmark agreement and the paired model comparisons within each shifted
     set (``analysis/real_shift.py``)."""
     if clean is None:
         raise UserInputError(f"{shift_file}: a real shift is compared with the clean test set; these predictions "
                              "have no clean condition")
     sets = shift_module.read_shift_sets(shift_file, shift_module.as_mapping(runs))
-    shifted = pd.concat([shift_module.shift_per_case(s, dataset, nsd_tolerance_mm, num_processes, progress)
+    shifted = pd.concat([shift_module.shift_per_case(s, dataset, nsd_tolerance_mm, num_processes, progress, device)
                          for s in sets], ignore_index=True)
     shifted = shift_module.split_shift(stats.add_foreground_mean(shifted)[lambda t: t["label"] == stats.FOREGROUND_MEAN])
     clean_scores = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]

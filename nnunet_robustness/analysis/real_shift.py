@@ -93,13 +93,14 @@ def read_shift_sets(path: Path, models: Sequence[str]) -> list[ShiftSet]:
 
 
 def shift_per_case(shift: ShiftSet, dataset, nsd_tolerance_mm: float, num_processes: int,
-                   progress: bool) -> pd.DataFrame:
+                   progress: bool, device: str | None = None) -> pd.DataFrame:
     """Per-case metrics of each model's clean predictions on the shifted set (condition ``shift:NAME``)."""
     from nnunet_robustness.metrics.inputs import collect_predictions
     from nnunet_robustness.metrics.per_case import per_case_table
 
     predictions, cases, references = collect_predictions(shift.predictions, shift.reference, dataset.file_ending)
-    table = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress)
+    table = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress,
+                           device)
     clean = table[table["condition"] == "clean"] if (table["condition"] == "clean").any() else table[
         table["condition"] == table["condition"].iloc[0]]
     return clean.assign(condition=f"{SHIFT_SCOPE}:{shift.name}")

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("-np", "--num-processes", type=int, default=2,
                         help="processes computing metrics, one case at a time each (default 2)")
+    parser.add_argument("-device", default="cpu", choices=["cpu", "cuda"],
+                        help="cuda: surface distances (HD95, ASSD, NSD) with torch on the GPU, the same values; "
+                             "the CPU code when torch sees no GPU (default cpu)")
     parser.add_argument("--strata", type=Path, default=None, metavar="CSV",
                         help="case,stratum CSV: the verdict and scores are also given per stratum (default: the "
                              "levels of a dataset made by make-dataset textures, from its record next to -djfile)")
@@ -126,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
                               seed=args.seed, n_bootstrap=args.n_bootstrap, num_processes=args.num_processes,
                               consensus_method=args.consensus, allow_weak_models=args.allow_weak_models,
                               strata_file=args.strata, equivalence=args.equivalence, shift_file=args.shift,
-                              metadata_file=args.metadata, by=args.by, command=command_line(args))
+                              metadata_file=args.metadata, by=args.by, command=command_line(args),
+                              device=args.device)
             if not args.no_report:
                 write_report(result, stage / REPORT_HTML)
     except (PermissionError, NotADirectoryError, FileExistsError) as e:

@@ -79,12 +79,15 @@ def dice(reference: np.ndarray, prediction: np.ndarray) -> float:
 
 
 def compare_masks(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
-                  nsd_tolerance_mm: float = 1.0, ignore: np.ndarray | None = None) -> dict[str, Any]:
+                  nsd_tolerance_mm: float = 1.0, ignore: np.ndarray | None = None,
+                  device: str | None = None) -> dict[str, Any]:
     """All metrics of one structure in one case: the columns of the per-case table.
 
     ``reference``/``prediction``: boolean 2D or 3D masks of one label or region; ``spacing``: voxel
     size in mm per axis; ``ignore``: voxels excluded from every metric (nnU-Net's ignore label),
-    removed from both masks before the surfaces are computed.
+    removed from both masks before the surfaces are computed. ``device``: "cuda" computes the surface
+    distances with torch on the GPU (``surface_torch``) when torch sees one; None, "cpu" or no CUDA:
+    the NumPy code of ``surface``, and torch is not imported.
     """
     reference = np.asarray(reference, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
@@ -112,7 +115,7 @@ def compare_masks(reference: np.ndarray, prediction: np.ndarray, spacing: Sequen
         return {**row, "dice": 0.0, "iou": 0.0, "nsd": 0.0, "hd95_mm": worst_distance, "assd_mm": worst_distance,
                 "rel_volume_difference": math.nan if ref_voxels == 0 else -1.0,
                 "empty_mask": "reference" if ref_voxels == 0 else "prediction"}
-    distances = surface_distances(reference, prediction, spacing)
+    distances = _surface_distances(reference, prediction, spacing, device)
     return {
         **row,
         "dice": dice(reference, prediction),
@@ -123,3 +126,15 @@ def compare_masks(reference: np.ndarray, prediction: np.ndarray, spacing: Sequen
         "rel_volume_difference": (pred_volume - ref_volume) / ref_volume,
         "empty_mask": "none",
     }
+
+
+def _surface_distances(reference: np.ndarray, prediction: np.ndarray, spacing: Sequence[float],
+                       device: str | None):
+    if device is not None and str(device).startswith("cuda"):
+        # torch only on request: eval and card stay torch-free on the CPU
+        from nnunet_robustness.metrics.surface_torch import cuda_device, surface_distances_torch
+
+        torch_device = cuda_device(device)
+        if torch_device is not None:
+            return surface_distances_torch(reference, prediction, spacing, device=torch_device)
+    return surface_distances(reference, prediction, spacing)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +53,21 @@ def conditions_table(predictions: list[ModelPredictions]) -> pd.DataFrame:
 
 def per_case_table(predictions: list[ModelPredictions], cases: list[str], references: dict[str, Path],
                    dataset: DatasetInfo, nsd_tolerance_mm: float = 1.0, num_processes: int = 1,
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, device: str | None = None) -> pd.DataFrame:
     """Metrics of every prediction (``collect_predictions``' output) against its reference; the
-    training-FBR columns are left to :func:`nnunet_robustness.analysis.fbr.annotate_training_range`."""
+    training-FBR columns are left to :func:`nnunet_robustness.analysis.fbr.annotate_training_range`.
+    ``device="cuda"``: surface distances on the GPU (``compare_masks``), the CPU code without CUDA."""
+    if device is not None and str(device).startswith("cuda"):
+        from nnunet_robustness.metrics.surface_torch import cuda_device
+
+        device = cuda_device(device)  # None (with one warning) when torch sees no GPU
+    else:
+        device = None
     reader_writer = reader_writer_for(dataset, references[cases[0]])
     jobs = [_CaseJob(case, references[case],
                      [(model.name, condition.name, model.files[condition.name][case])
                       for model in predictions for condition in model.conditions],
-                     reader_writer, dataset, nsd_tolerance_mm)
+                     reader_writer, dataset, nsd_tolerance_mm, device)
             for case in cases]
     rows = [row for case_rows in _run_jobs(jobs, num_processes, progress) for row in case_rows]
     return _per_case_table(rows, conditions_table(predictions), dataset.targets)
@@ -73,6 +81,7 @@ class _CaseJob:
     reader_writer: type
     dataset: DatasetInfo
     nsd_tolerance_mm: float
+    device: str | None = None  # a CUDA device for the surface distances, None for the CPU code
 
 
 def _evaluate_case(job: _CaseJob) -> list[dict[str, Any]]:
@@ -92,7 +101,7 @@ def _evaluate_case(job: _CaseJob) -> list[dict[str, Any]]:
         seen = {"input_ssim": math.nan, "input_rel_l2": math.nan} if change is None else change.to_json()
         for target, reference_mask in zip(job.dataset.targets, reference_masks):
             metrics = compare_masks(reference_mask, target.mask(prediction.array), reference.spacing,
-                                    job.nsd_tolerance_mm, ignore)
+                                    job.nsd_tolerance_mm, ignore, job.device)
             rows.append({"model": model, "condition": condition, "case": job.case, "label": target.name,
                          "label_value": target.key, **metrics, "test_fbr": test_fbr, **seen, "prediction_file": str(path),
                          "reference_file": str(job.reference)})
@@ -109,7 +118,9 @@ def _run_jobs(jobs: list[_CaseJob], num_processes: int, progress: bool) -> Itera
                 yield _evaluate_case(job)
                 bar.update(len(job.predictions))
             return
-        with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs))) as pool:
+        # CUDA cannot be used in a forked child of a process that touched it: GPU workers are spawned
+        context = multiprocessing.get_context("spawn") if jobs[0].device is not None else None
+        with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs)), mp_context=context) as pool:
             try:
                 for job, rows in zip(jobs, pool.map(_evaluate_case, jobs)):
                     yield rows

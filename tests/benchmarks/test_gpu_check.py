@@ -30,6 +30,10 @@ def test_gpu_check_dry_mode_runs_every_step(tmp_path, nnunet_env):
     assert 0 < busy["ours"] <= 100
     agreement = next(f for name, f in figures.items() if "voxels agreeing" in name)
     assert agreement["ours"] == agreement["reference"] == 100.0  # on the CPU run = nnUNetv2_predict, bit for bit
+    surface = next(f for name, f in figures.items() if name.startswith("surface metrics (HD95"))
+    assert surface["ours"] > 0 and surface["reference"] > 0
+    difference = next(f for name, f in figures.items() if "largest |difference|" in name)
+    assert difference["ours"] <= 1e-6  # the torch code on CPU tensors gives the CPU code's values
     with pytest.raises(subprocess.CalledProcessError):  # the dry mode never overwrites results/gpu.md
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu"],
                        env=nnunet_env, capture_output=True, check=True, cwd=REPO)
