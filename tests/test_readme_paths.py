@@ -46,6 +46,7 @@ OUTPUTS = {
     "real_shift.csv": "eval --shift", "shift_agreement.csv": "eval --shift",
     "textures_generation.json": "make-dataset textures", "raters_generation.json": "make-dataset --raters",
     "complexity_<DatasetFolder>.csv": "complexity's default -o", "<name>_summary.csv": "complexity, next to -o",
+    "robust_training_record.json": "the robust trainers (records/training_record.py)",
     "fbr_train.json": "the _fgXXX trainers (records/training_fbr.py)", "fbr_train_histogram.png": "the _fgXXX trainers",
     "learned_gates.json": "nnUNetTrainerLearnedSkip", "learned_gates.png": "nnUNetTrainerLearnedSkip",
     "robust_training.json": "the user's options file of the robust trainers (trainers/robust_training.py)",
