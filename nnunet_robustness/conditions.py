@@ -30,6 +30,11 @@ CONTEXT_FAMILY = "context"
 # Foreground fractions of the test-time crops: from tight (about the shape's fill of its bounding box,
 # e.g. 0.52 for a sphere) down to little foreground; the whole image is the clean condition.
 CONTEXT_FBR_LEVELS: tuple[float, ...] = (0.5, 0.3, 0.15, 0.05)
+# What level k of the calibrated severity scale means (``run --severity-scale calibrated``): the SSIM of
+# the model's normalised input to the clean one that the level's parameter reaches. Here, beside the
+# conditions that carry ``calibrated_severity``, because both the calibration (runner.calibration) and
+# eval's report (for run.json files from before the calibration record) need it.
+TARGET_SSIM: dict[int, float] = {1: 0.95, 2: 0.90, 3: 0.80, 4: 0.70, 5: 0.60}
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,18 @@ ADVERSARIAL_FAMILIES: dict[str, str] = {
     "adv_ensemble": "per case the strongest of FGSM, PGD (L-inf), SegPGD and CosPGD at the budget (single attacks "
                     "overestimate robustness)",
 }
+# Other names ``run`` accepts for an attack family: spec parsing (corruptions.specs) and the attacks
+# themselves resolve them, so both read them here.
+ATTACK_ALIASES: dict[str, str] = {"adv_pgd": "adv_pgd_linf"}
+
+
+def is_attack_family(name: str) -> bool:
+    """Whether a family or condition spec names an adversarial attack (``adv_*``), from the names alone:
+    spec parsing needs the answer without loading the attacks (torch)."""
+    family = name.split(":", 1)[0].strip()
+    return family in ADVERSARIAL_FAMILIES or family in ATTACK_ALIASES
+
+
 ADVERSARIAL_NOTE = ("white-box attacks on the model through nnU-Net's preprocessing and sliding window; severities "
                     "1..5 = eps 1/255 ... 16/255 of each image's robust intensity range (docs/adversarial.md)")
 CONTEXT_NOTE = ("crops of each test image around the reference foreground at foreground fractions "
@@ -162,6 +179,15 @@ CONDITION_SETS: dict[str, list[str]] = {
 }
 # ``run --preset auto``: the modality set that dataset.json's channel names point to
 AUTO_SET = "auto"
+
+
+def target_ssim(level: float) -> float:
+    """The target SSIM of a (possibly fractional) level, linear between the integer levels (1 at level 0)."""
+    import numpy as np  # here, not at the top: the command-line parsers import this module
+
+    levels = [0.0, *TARGET_SSIM]
+    values = [1.0, *TARGET_SSIM.values()]
+    return float(np.interp(level, levels, values))
 
 
 def read_conditions_file(path: Path) -> tuple[list[str], list[str]]:

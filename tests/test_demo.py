@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nnunet_robustness.corruptions.specs import resolve_conditions
 from nnunet_robustness.demo import CONDITION_SETS, CONDITIONS, CONFIGURATION, MODELS, Demo, DemoSettings
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 
 class FakeTools:

@@ -91,7 +91,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_real_imports():
     graph = import_graph()
     assert "nnunet_robustness.conditions" in graph["nnunet_robustness.runner.runner"]
-    assert "nnunet_robustness.runner.manifest" in graph["nnunet_robustness.metrics.inputs"]
+    assert "nnunet_robustness.records.run_manifest" in graph["nnunet_robustness.metrics.inputs"]
     # a function-level import counts
     assert "nnunet_robustness.reports.trust" in graph["nnunet_robustness.cli.rate"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -109,6 +109,90 @@ def test_the_ground_floor_imports_nothing_above_it():
               "nnunet_robustness.errors"}
     for module in ground:
         assert graph[module] <= ground - {module}, module
+
+
+def _imports_into(graph: dict[str, set[str]], importers: tuple[str, ...], imported: str) -> list[str]:
+    """``module -> target`` for every import from a module under one of ``importers`` (package prefixes)
+    into a module under ``imported``."""
+    return sorted(f"{module} -> {target}" for module, targets in graph.items()
+                  if module.startswith(importers) for target in targets
+                  if target == imported or target.startswith(f"{imported}."))
+
+
+def test_records_sit_at_the_bottom():
+    """The files that cross a stage are read and written through ``records/``, which every stage may import:
+    it may import only the ground floor, never a stage, so that reading a record never loads its writer."""
+    graph = import_graph()
+    allowed = {"nnunet_robustness.conditions", "nnunet_robustness.modalities", "nnunet_robustness.io",
+               "nnunet_robustness.errors"}
+    offenders = sorted(f"{module} -> {target}" for module, targets in graph.items()
+                       if module.startswith("nnunet_robustness.records") for target in targets
+                       if target not in allowed and not target.startswith("nnunet_robustness.records"))
+    assert offenders == []
+
+
+@pytest.mark.parametrize("importers, imported", [
+    # metrics, analysis and reports read what run wrote through records/, never the runner (torch, nnU-Net)
+    (("nnunet_robustness.metrics", "nnunet_robustness.analysis", "nnunet_robustness.reports"),
+     "nnunet_robustness.runner"),
+    # a trainer writes its record (records/); what eval makes of it is analysis, downstream of training
+    (("nnunet_robustness.trainers",), "nnunet_robustness.analysis"),
+    # spec parsing knows the attacks' names from conditions, not the attacks (torch) themselves
+    (("nnunet_robustness.corruptions",), "nnunet_robustness.adversarial"),
+])
+def test_stages_do_not_import_what_comes_after_them(importers, imported):
+    assert _imports_into(import_graph(), importers, imported) == []
+
+
+def test_the_stage_rule_sees_an_arrow():
+    graph = {"nnunet_robustness.metrics.x": {"nnunet_robustness.runner.y"}, "nnunet_robustness.runner.y": set(),
+             "nnunet_robustness.metrics.z": {"nnunet_robustness.runnerish"}}
+    assert _imports_into(graph, ("nnunet_robustness.metrics",), "nnunet_robustness.runner") == [
+        "nnunet_robustness.metrics.x -> nnunet_robustness.runner.y"]
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, int]]:
+    """(qualified name, lines) of every function or method of ``source`` longer than ``limit`` lines, from
+    its ``def`` line to the end of its body (decorators not counted)."""
+    found: list[tuple[str, int]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = child.end_lineno - child.lineno + 1
+                if lines > limit:
+                    found.append((f"{prefix}{child.name}", lines))
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return found
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function that does not fit on a screen does several things; split it into named steps."""
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{name} ({lines} lines)"
+                 for path in sorted(PACKAGE.rglob("*.py"))
+                 for name, lines in long_functions(path.read_text())]
+    assert offenders == []
+
+
+def test_the_length_rule_counts_from_def_to_the_end_of_the_body():
+    def function(name: str, body_lines: int, indent: str = "") -> str:
+        body = "".join(f"{indent}    x{i} = {i}\n" for i in range(body_lines))
+        return f"{indent}@decorator\n{indent}def {name}():\n{body}"
+
+    assert long_functions(function("fits", MAX_FUNCTION_LINES - 1)) == []  # def + 79 lines; decorator not counted
+    assert long_functions(function("over", MAX_FUNCTION_LINES)) == [("over", 81)]
+    assert long_functions("class A:\n" + function("m", MAX_FUNCTION_LINES, "    ")) == [("A.m", 81)]
+    assert long_functions("def outer():\n" + function("inner", MAX_FUNCTION_LINES, "    ")) == [
+        ("outer", 83), ("outer.inner", 81)]
 
 
 def test_nothing_outside_the_cli_imports_the_cli():
@@ -137,6 +221,8 @@ def test_cli_parser_imports_neither_torch_nor_nnunet():
     "from nnunet_robustness.trust import calibrate, rate; from nnunet_robustness.reports.trust import write_report",
     "from nnunet_robustness.analysis.recommend import recommend",
     "from nnunet_robustness.analysis.card import build_cards; from nnunet_robustness.reports.card import html_card",
+    "from nnunet_robustness.records import context_fbr, input_change, item_view, run_manifest, training_fbr, "
+    "training_record",
 ])
 def test_eval_and_trust_do_not_import_torch(code):
     assert "torch" not in _imported_after(code)

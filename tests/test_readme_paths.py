@@ -31,12 +31,12 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 #: Files that commands write at run time, by base name (a folder before it, ``OUT/``, ``fold_X/``, is
 #: the user's): name -> who writes it. ``nnU-Net`` entries are nnU-Net's own files, checked in its source.
 OUTPUTS = {
-    "run.json": "run (runner/manifest.py)",
-    "<case>.input.json": "run: the change of the model's normalised input (runner/input_space.py)",
-    "<case>.view.npz": "run: the slice of what the model was given, for the report (runner/views.py)",
+    "run.json": "run (records/run_manifest.py)",
+    "<case>.input.json": "run: the change of the model's normalised input (records/input_change.py)",
+    "<case>.view.npz": "run: the slice of what the model was given, for the report (records/item_view.py)",
     "<case>.npz": "run --save-probabilities, as nnUNetv2_predict (named by nnU-Net's export)",
     "<case>.pkl": "run --save-probabilities, as nnUNetv2_predict (named by nnU-Net's export)",
-    "<case>.fbr.json": "run --conditions context: the crop of each case (fbr.py)",
+    "<case>.fbr.json": "run --conditions context: the crop of each case (records/context_fbr.py)",
     "corruption.json": "corrupt, one per output folder",
     "per_case.csv": "eval", "per_case.parquet": "eval", "summary.json": "eval, rate and study",
     "report.html": "eval, rate and study", "raters.csv": "eval with several -ref",
@@ -46,7 +46,8 @@ OUTPUTS = {
     "real_shift.csv": "eval --shift", "shift_agreement.csv": "eval --shift",
     "textures_generation.json": "make-dataset textures", "raters_generation.json": "make-dataset --raters",
     "complexity_<DatasetFolder>.csv": "complexity's default -o", "<name>_summary.csv": "complexity, next to -o",
-    "fbr_train.json": "the _fgXXX trainers", "fbr_train_histogram.png": "the _fgXXX trainers",
+    "robust_training_record.json": "the robust trainers (records/training_record.py)",
+    "fbr_train.json": "the _fgXXX trainers (records/training_fbr.py)", "fbr_train_histogram.png": "the _fgXXX trainers",
     "learned_gates.json": "nnUNetTrainerLearnedSkip", "learned_gates.png": "nnUNetTrainerLearnedSkip",
     "robust_training.json": "the user's options file of the robust trainers (trainers/robust_training.py)",
     "nnunet_robustness_trainers.py": "the shim install-shim places into nnU-Net's trainer folder",

@@ -3,8 +3,8 @@
 # augmentation on the skip-complexity study's alpha = 0.1 texture dataset, evaluated on its 20
 # in-distribution test cases under seen and unseen families.
 #
-#   nnunet-robust study skip-complexity --scale cpu -o ROOT     # dataset 911 and the baseline model
-#   bash docs/robust_training/experiment.sh ROOT OUT
+#   nnunet-robust study skip-complexity --scale cpu -o ROOT     # dataset 911 (the study trains _20epochs)
+#   bash docs/robust_training/experiment.sh ROOT OUT             # trains both _10epochs models it compares
 set -euo pipefail
 ROOT=${1:?study output folder (nnunet-robust study ... -o ROOT)}
 OUT=${2:?output folder}
@@ -12,9 +12,10 @@ export nnUNet_raw=$ROOT/nnUNet_raw nnUNet_preprocessed=$ROOT/nnUNet_preprocessed
 export nnUNet_n_proc_DA=${nnUNet_n_proc_DA:-2} nnUNet_def_n_proc=${nnUNet_def_n_proc:-2} nnUNet_compile=false
 D=$nnUNet_raw/Dataset911_StudyTexturesA010
 M=$nnUNet_results/Dataset911_StudyTexturesA010
-# the augmented model: same sampling and schedule as the study's baseline, default options (no robust_training.json)
-[ -f "$M/nnUNetTrainerCorruptionAug_fg033_10epochs__nnUNetPlans__2d/fold_0/checkpoint_final.pth" ] ||
-  nnUNetv2_train 911 2d 0 -tr nnUNetTrainerCorruptionAug_fg033_10epochs -device cpu
+# the baseline and the augmented model: same sampling and schedule, default options (no robust_training.json)
+for trainer in nnUNetTrainer_fg033_10epochs nnUNetTrainerCorruptionAug_fg033_10epochs; do
+  [ -f "$M/${trainer}__nnUNetPlans__2d/fold_0/checkpoint_final.pth" ] || nnUNetv2_train 911 2d 0 -tr "$trainer" -device cpu
+done
 mkdir -p "$OUT"
 python - "$D" "$OUT/cases_alpha010.txt" <<'PY'
 import sys

@@ -15,7 +15,6 @@ from nnunet_robustness.adversarial.attacks import (
     MAX_SEVERITY,
     AttackSpec,
     get_attack,
-    is_attack_family,
     parse_attack_spec,
     severity_eps,
 )
@@ -28,6 +27,7 @@ from nnunet_robustness.adversarial.pipeline import (
     random_sign_case,
     resolve_attack,
 )
+from nnunet_robustness.conditions import is_attack_family
 
 __all__ = [
     "ATTACKS", "MAX_SEVERITY", "AttackResult", "AttackSpec", "SlidingWindow", "attack_case", "get_attack",

@@ -63,11 +63,10 @@ from typing import Any
 
 import torch
 
-from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, MAX_SEVERITY
+from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ATTACK_ALIASES, MAX_SEVERITY
 from nnunet_robustness.errors import UserInputError
 
 FAMILY_PREFIX = "adv_"
-ALIASES = {"adv_pgd": "adv_pgd_linf"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +92,6 @@ ATTACKS: dict[str, AttackKind] = {
     "adv_ensemble": AttackKind("linf", "ensemble", 0, False, True, ADVERSARIAL_FAMILIES["adv_ensemble"]),
 }
 ENSEMBLE_MEMBERS = ("adv_fgsm", "adv_pgd_linf", "adv_segpgd", "adv_cospgd")
-
-
-def is_attack_family(name: str) -> bool:
-    """Whether a family or condition spec names an adversarial attack (``adv_*``)."""
-    return name.split(":", 1)[0].strip() in ATTACKS or name.split(":", 1)[0].strip() in ALIASES
 
 
 def severity_eps(severity: float) -> float:
@@ -130,7 +124,7 @@ class AttackSpec:
     step: float | None = None  # step size as a fraction of eps
 
     def __post_init__(self) -> None:
-        family = ALIASES.get(self.family, self.family)
+        family = ATTACK_ALIASES.get(self.family, self.family)
         object.__setattr__(self, "family", family)
         if family not in ATTACKS:
             raise UserInputError(f"unknown attack {self.family!r}; known: {', '.join(ATTACKS)}")
@@ -222,7 +216,7 @@ def parse_attack_spec(spec: str) -> list[AttackSpec]:
     """Parse ``FAMILY``, ``FAMILY:3``, ``FAMILY:1,3,5``, ``FAMILY:1-5`` or
     ``FAMILY:key=v1,v2;key=v`` (a sweep over every combination) into attack conditions."""
     family, _, rest = spec.strip().partition(":")
-    family = ALIASES.get(family.strip(), family.strip())
+    family = ATTACK_ALIASES.get(family.strip(), family.strip())
     if family not in ATTACKS:
         raise UserInputError(f"unknown attack {family!r} in {spec!r}; known: {', '.join(ATTACKS)}")
     rest = rest.strip()

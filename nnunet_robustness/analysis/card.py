@@ -32,7 +32,7 @@ from nnunet_robustness.analysis.strata import SMALL_GROUP
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import json_ready, package_versions, read_json
 from nnunet_robustness.plans.context_plans import resolved_configuration
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 CARD_FORMAT = 1
 DEFAULT_TOLERANCE = 0.05  # Dice: below the usual inter-rater spread of organ segmentation

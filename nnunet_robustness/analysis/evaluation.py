@@ -18,7 +18,7 @@ from nnunet_robustness.analysis.attack_check import weak_attacks
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.analysis.ranking import rank_stability
 from nnunet_robustness.analysis.raters import rater_table, summarize_raters, write_consensus_folder
-from nnunet_robustness.analysis.robust_training import before_after, training_records
+from nnunet_robustness.analysis.robust_training import robust_training_table, training_records
 from nnunet_robustness.analysis.rood_mri import rood_mri_summary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS, check_models
 from nnunet_robustness.analysis.strata import (
@@ -26,11 +26,12 @@ from nnunet_robustness.analysis.strata import (
     SMALL_GROUP,
     STRATUM,
     case_groups,
+    compare_within_groups,
+    group_verdicts,
     groupings_of,
     parse_by,
     resolve_strata,
     resolve_subgroups,
-    small_group_sentence,
 )
 from nnunet_robustness.analysis.verdict import verdict
 from nnunet_robustness.conditions import CLEAN_NAME
@@ -48,7 +49,7 @@ from nnunet_robustness.io import (
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
 from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
-from nnunet_robustness.runner.input_space import CANCELLED_BELOW
+from nnunet_robustness.records.input_change import CANCELLED_BELOW
 
 PER_CASE_CSV = "per_case.csv"
 PER_CASE_PARQUET = "per_case.parquet"
@@ -239,39 +240,100 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     command line that asked for this evaluation, recorded in ``settings`` (cards quote it). ``device="cuda"``:
     the surface distances on the GPU when torch sees one (the same values; ``metrics/surface_torch.py``).
     """
+    _check_numbers(nsd_tolerance_mm, n_bootstrap, equivalence)
+    options = _Options(nsd_tolerance_mm, seed, n_bootstrap, num_processes, progress, consensus_method, allow_weak_models,
+                       equivalence, shift_file, strata_file, metadata_file, parse_by(by), command, dataset_json,
+                       device)
+    output = None if output is None else Path(output)
+    result = _analyse(_measure(models, reference, output, options), options)
+    if output is not None:
+        write_tables(result, output)
+    return result
+
+
+@dataclass(frozen=True)
+class _Options:
+    """``evaluate``'s settings, as given (``by`` parsed), for the stages it runs."""
+
+    nsd_tolerance_mm: float
+    seed: int
+    n_bootstrap: int
+    num_processes: int
+    progress: bool
+    consensus_method: str
+    allow_weak_models: bool
+    equivalence: float | None
+    shift_file: str | os.PathLike | None
+    strata_file: str | os.PathLike | None
+    metadata_file: str | os.PathLike | None
+    by: Any
+    command: str | None
+    dataset_json: str | os.PathLike
+    device: str | None = None  # "cuda": surface distances on the GPU (metrics/surface_torch.py)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What ``evaluate`` read and measured before any statistics: the per-case table and what it needs."""
+
+    runs: dict[str, list[str]]
+    dataset: DatasetInfo
+    raters: list[Path]
+    reference: Path
+    predictions: list[Any]
+    cases: Any
+    strata: Any
+    groupings: dict[str, Any]
+    fbr_ranges: dict[str, dict | None]
+    per_case: pd.DataFrame
+    conditions: pd.DataFrame
+    clean: str | None
+
+    @property
+    def groups(self) -> dict[str, Any]:
+        return {name: members for grouping in self.groupings.values() for name, members in grouping.items()}
+
+
+def _check_numbers(nsd_tolerance_mm: float, n_bootstrap: int, equivalence: float | None) -> None:
     if nsd_tolerance_mm < 0 or not math.isfinite(nsd_tolerance_mm):
         raise UserInputError(f"NSD tolerance must be a finite number of mm >= 0, got {nsd_tolerance_mm}")
     if n_bootstrap < 1:
         raise UserInputError(f"number of bootstrap samples must be >= 1, got {n_bootstrap}")
     if equivalence is not None and not (math.isfinite(equivalence) and equivalence > 0):
         raise UserInputError(f"equivalence margin must be a finite number > 0, got {equivalence}")
-    by = parse_by(by)
+
+
+def _measure(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]],
+             reference: str | os.PathLike | Sequence[str | os.PathLike], output: Path | None,
+             options: _Options) -> _Measured:
+    """Read the prediction folders, the reference (or the raters' consensus) and the groups of cases, and
+    compute the per-case table."""
     runs, folders = expand_runs(models)
-    output = None if output is None else Path(output)
-    dataset = load_dataset_json(Path(dataset_json))
-    raters = [Path(reference)] if isinstance(reference, (str, os.PathLike)) else [Path(r) for r in reference]
-    if len(raters) > 1:
-        if output is None:
-            raise UserInputError("several reference folders (raters) need an output folder for their consensus")
-        reference = write_consensus_folder(raters, output / CONSENSUS_FOLDER, consensus_method, dataset.file_ending)
-    else:
-        reference = raters[0]
+    dataset = load_dataset_json(Path(options.dataset_json))
+    raters, reference = _reference_or_consensus(reference, output, options.consensus_method, dataset.file_ending)
     predictions, cases, references = collect_predictions(folders, Path(reference), dataset.file_ending)
     conditions = conditions_table(predictions)
     fbr_ranges = {model.name: training_fbr_range_of_predictions(model.folder) for model in predictions}
     # the groups before the metrics: a bad strata or metadata file is refused in seconds, not after hours
-    strata = resolve_strata(None if strata_file is None else Path(strata_file), Path(dataset_json), sorted(cases))
-    groupings = groupings_of(strata, resolve_subgroups(None if metadata_file is None else Path(metadata_file), by,
-                                                       sorted(cases)))
-    per_case = per_case_table(predictions, cases, references, dataset, nsd_tolerance_mm, num_processes, progress,
-                              device)
+    strata = resolve_strata(None if options.strata_file is None else Path(options.strata_file),
+                            Path(options.dataset_json), sorted(cases))
+    groupings = groupings_of(strata, resolve_subgroups(
+        None if options.metadata_file is None else Path(options.metadata_file), options.by, sorted(cases)))
+    per_case = per_case_table(predictions, cases, references, dataset, options.nsd_tolerance_mm,
+                              options.num_processes, options.progress, options.device)
     # a case belongs to one group per grouping: the per-case column lists them all ("scanner=B; sex=F")
     per_case = annotate_training_range(per_case, fbr_ranges).assign(
         **{STRATUM: per_case["case"].map(case_groups(groupings)) if groupings else None})[PER_CASE_COLUMNS]
     clean = _clean_condition(conditions)
-    conditions = _what_the_model_saw(conditions, per_case)
-    model_names = [model.name for model in predictions]
-    with_mean = stats.add_foreground_mean(per_case)
+    return _Measured(runs, dataset, raters, Path(reference), predictions, cases, strata, groupings, fbr_ranges,
+                     per_case, _what_the_model_saw(conditions, per_case), clean)
+
+
+def _analyse(m: _Measured, options: _Options) -> EvaluationResult:
+    """Statistics, model comparisons and the verdict of the measured per-case table."""
+    seed, n_bootstrap, runs, clean, conditions = options.seed, options.n_bootstrap, m.runs, m.clean, m.conditions
+    model_names = [model.name for model in m.predictions]
+    with_mean = stats.add_foreground_mean(m.per_case)
     statistics = stats.summary_statistics(with_mean, seed, n_bootstrap)
     # Robustness summaries leave out conditions the model's normalisation cancelled: their scores equal
     # clean by construction and would read as robustness.
@@ -280,50 +342,29 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
     first_condition = conditions[~conditions["cancelled"]].drop_duplicates("condition")[
         ["condition", "family", "severity"]]
     # the sanity gate: a model that fails on clean images is left out of the verdict (analysis/sanity.py)
-    checks = check_models(per_case, clean, {model.name: model.folder for model in predictions})
-    judged = [c.model for c in checks if c.passed or allow_weak_models]
+    checks = check_models(m.per_case, clean, {model.name: model.folder for model in m.predictions})
+    judged = [c.model for c in checks if c.passed or options.allow_weak_models]
     judged_runs = {arm: [run for run in members if run in judged] for arm, members in runs.items()}
     judged_runs = {arm: members for arm, members in judged_runs.items() if members}
     degradation_rows = robustness.per_case_degradation(robust[robust["label"] == stats.FOREGROUND_MEAN], conditions,
                                                        clean)
-    comparisons = robustness.compare_models(degradation_rows, judged_runs, seed, n_bootstrap).assign(
-        **{STRATUM: ALL_CASES})
-    strata_statistics, strata_degradation = pd.DataFrame(), pd.DataFrame()
-    groups = {name: members for grouping in groupings.values() for name, members in grouping.items()}
-    if groups:
-        parts, summaries, drops = [comparisons], [], []
-        foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
-        robust_foreground = robust[robust["label"] == stats.FOREGROUND_MEAN]
-        for name, members in groups.items():
-            stratum_rows = robustness.compare_models(
-                degradation_rows[degradation_rows["case"].isin(members)], judged_runs, seed, n_bootstrap)
-            parts.append(stratum_rows.assign(**{STRATUM: name}))
-            summaries.append(stats.summary_statistics(foreground[foreground["case"].isin(members)], seed,
-                                                      n_bootstrap).assign(**{STRATUM: name}))
-            drops.append(stats.degradation(robust_foreground[robust_foreground["case"].isin(members)], clean, seed,
-                                           n_bootstrap).assign(**{STRATUM: name}))
-        comparisons = pd.concat(parts, ignore_index=True)
-        strata_statistics = pd.concat(summaries, ignore_index=True)
-        strata_degradation = pd.concat(drops, ignore_index=True)
+    comparisons, strata_statistics, strata_degradation = compare_within_groups(
+        robustness.compare_models(degradation_rows, judged_runs, seed, n_bootstrap).assign(**{STRATUM: ALL_CASES}),
+        m.groups, with_mean, robust, degradation_rows, judged_runs, clean, seed, n_bootstrap)
     # with several runs per model, the model comparisons of the scores use each model's run-averaged cases
     by_model = _average_runs(robust, runs)
     pairwise = stats.pairwise_tests(by_model, list(runs) if by_model is not robust else model_names)
     real_shift, shift_agreement = pd.DataFrame(), pd.DataFrame()
-    if shift_file is not None:
-        real_shift, shift_agreement, shift_rows = _real_shift(
-            Path(shift_file), runs, judged_runs, dataset, with_mean, clean, degradation_rows, nsd_tolerance_mm,
-            num_processes, progress, seed, n_bootstrap, device)
+    if options.shift_file is not None:
+        real_shift, shift_agreement, shift_rows = shift_module.real_shift_tables(
+            Path(options.shift_file), runs, judged_runs, m.dataset, with_mean, clean, degradation_rows,
+            options.nsd_tolerance_mm, options.num_processes, options.progress, seed, n_bootstrap, options.device)
         comparisons = pd.concat([comparisons, shift_rows.assign(**{STRATUM: ALL_CASES})], ignore_index=True)
     # one Benjamini-Hochberg family: every test the report shows (the verdict uses the adjusted p)
     fdr_tests = robustness.report_fdr(comparisons, pairwise, stats.FOREGROUND_MEAN)
-    records = training_records({model.name: model.folder for model in predictions})
-    clean_foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
-    single_runs = all(len(members) == 1 for members in runs.values())  # before/after reads one run per model
-    robust_training = (before_after(records, judged, comparisons[comparisons[STRATUM] == ALL_CASES],
-                                    degradation_rows, clean_foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
-                       if records and len(judged) > 1 and single_runs else pd.DataFrame())
-    result = EvaluationResult(
-        per_case=per_case,
+    records = training_records({model.name: model.folder for model in m.predictions})
+    return EvaluationResult(
+        per_case=m.per_case,
         statistics=statistics,
         degradation=stats.degradation(robust, clean, seed, n_bootstrap),
         severity_curves=stats.severity_curves(statistics[~statistics["condition"].isin(cancelled)], first_condition,
@@ -337,75 +378,71 @@ def evaluate(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
         shift_agreement=shift_agreement,
         runs=runs,
         rood_mri=_rood_mri(robust, conditions),
-        raters=(rater_table(per_case, raters, reference, {target.name: target.value for target in dataset.targets},
-                            dataset.file_ending, nsd_tolerance_mm, consensus_method)
-                if len(raters) > 1 else pd.DataFrame()),
-        verdict=_gate_sentences(checks, allow_weak_models) + weak_attacks(
+        raters=(rater_table(m.per_case, m.raters, m.reference,
+                            {target.name: target.value for target in m.dataset.targets}, m.dataset.file_ending,
+                            options.nsd_tolerance_mm, options.consensus_method)
+                if len(m.raters) > 1 else pd.DataFrame()),
+        verdict=_gate_sentences(checks, options.allow_weak_models) + weak_attacks(
             with_mean[with_mean["label"] == stats.FOREGROUND_MEAN], conditions) + verdict(
             comparisons[comparisons[STRATUM] == ALL_CASES], judged_runs, stats.FOREGROUND_MEAN,
-            equivalence=equivalence, given=len(runs)),
-        # each group's verdict without the training-run sentence, which the pooled verdict already states (and
-        # with one model: no sentence but a small group's warning; its scores and degradation say the rest)
-        strata_verdicts={name: [s for s in [small_group_sentence(name, len(members))] if s] + verdict(
-            comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
-            equivalence=equivalence)[1:] for name, members in groups.items()},
+            equivalence=options.equivalence, given=len(runs)),
+        strata_verdicts=group_verdicts(m.groups, comparisons, judged_runs, options.equivalence),
         strata_statistics=strata_statistics,
         strata_degradation=strata_degradation,
-        robust_training=robust_training,
-        model_checks=[{**c.to_json(), "kept": c.passed or allow_weak_models} for c in checks],
+        robust_training=robust_training_table(records, judged, runs, comparisons, degradation_rows, with_mean, clean,
+                                              seed, n_bootstrap),
+        model_checks=[{**c.to_json(), "kept": c.passed or options.allow_weak_models} for c in checks],
         conditions=conditions,
         clean_condition=clean,
-        settings={
-            "models": {model.name: str(model.folder) for model in predictions},
-            "reference": str(reference), "raters": [str(r) for r in raters] if len(raters) > 1 else [],
-            "consensus_method": consensus_method if len(raters) > 1 else None,
-            "dataset_json": str(dataset_json), "file_ending": dataset.file_ending,
-            "nsd_tolerance_mm": nsd_tolerance_mm, "seed": seed, "n_bootstrap": n_bootstrap,
-            "runs": runs, "equivalence_margin": equivalence,
-            "shift_file": None if shift_file is None else str(shift_file),
-            "strata": ({"source": (str(strata_file) if strata_file else "make-dataset generation record")
-                        if strata else None,
-                        "metadata": None if metadata_file is None else str(metadata_file), "by": by,
-                        "cases": {name: len(members) for name, members in groups.items()},
-                        "groupings": {grouping: list(members) for grouping, members in groupings.items()},
-                        "small_group": SMALL_GROUP} if groups else None),
-            "command": command,
-            "confidence": stats.CONFIDENCE, "ignore_label": dataset.ignore_label, "fdr_tests": fdr_tests,
-            "unpredicted_reference_cases": sorted(set(_all_reference_cases(Path(reference), dataset)) - set(cases)),
-            "empty_mask_policy": EMPTY_MASK_POLICY,
-            "versions": package_versions(),
-            "training_fbr_ranges": fbr_ranges,
-            "robust_training_records": {model: {"trainer": r.trainer, **r.options} for model, r in records.items()},
-        },
+        settings=_settings(m, options, fdr_tests, records),
     )
-    if output is not None:
-        write_tables(result, output)
-    return result
 
 
-def _real_shift(shift_file: Path, runs: Mapping[str, Sequence[str]], judged_runs: Mapping[str, Sequence[str]],
-                dataset: DatasetInfo, with_mean: pd.DataFrame, clean: str | None, degradation_rows: pd.DataFrame,
-                nsd_tolerance_mm: float, num_processes: int, progress: bool, seed: int, n_bootstrap: int,
-                device: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The real-shift summary, the benchmark agreement and the paired model comparisons within each shifted
-    set (``analysis/real_shift.py``)."""
-    if clean is None:
-        raise UserInputError(f"{shift_file}: a real shift is compared with the clean test set; these predictions "
-                             "have no clean condition")
-    sets = shift_module.read_shift_sets(shift_file, shift_module.as_mapping(runs))
-    shifted = pd.concat([shift_module.shift_per_case(s, dataset, nsd_tolerance_mm, num_processes, progress, device)
-                         for s in sets], ignore_index=True)
-    shifted = shift_module.split_shift(stats.add_foreground_mean(shifted)[lambda t: t["label"] == stats.FOREGROUND_MEAN])
-    clean_scores = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
-    judged = list(judged_runs)
-    summary = shift_module.shift_summary(shifted, clean_scores, seed, n_bootstrap)
-    agreement = shift_module.benchmark_agreement(shifted[shifted["model"].isin(judged)], clean_scores, degradation_rows,
-                                                 judged, seed, n_bootstrap)
-    rows = [{"scope": shift_module.SHIFT_SCOPE, "name": name, "family": None, "axis": robustness.SCORE,
-             "label": stats.FOREGROUND_MEAN, "metric": "dice", **row}
-            for name, group in shifted.groupby("shift", sort=False)
-            for row in robustness.compare_pairs(group, "dice", dict(judged_runs), seed, n_bootstrap)]
-    return summary, agreement, pd.DataFrame(rows, columns=robustness.COMPARISON_COLUMNS)
+def _settings(m: _Measured, options: _Options, fdr_tests: Any, records: Mapping[str, Any]) -> dict[str, Any]:
+    """``summary.json``'s ``settings``: what was evaluated, how, and with which versions."""
+    several = len(m.raters) > 1
+    return {
+        "models": {model.name: str(model.folder) for model in m.predictions},
+        "reference": str(m.reference), "raters": [str(r) for r in m.raters] if several else [],
+        "consensus_method": options.consensus_method if several else None,
+        "dataset_json": str(options.dataset_json), "file_ending": m.dataset.file_ending,
+        "nsd_tolerance_mm": options.nsd_tolerance_mm, "seed": options.seed, "n_bootstrap": options.n_bootstrap,
+        "runs": m.runs, "equivalence_margin": options.equivalence,
+        "shift_file": None if options.shift_file is None else str(options.shift_file),
+        "strata": _strata_settings(m, options),
+        "command": options.command,
+        "confidence": stats.CONFIDENCE, "ignore_label": m.dataset.ignore_label, "fdr_tests": fdr_tests,
+        "unpredicted_reference_cases": sorted(set(_all_reference_cases(m.reference, m.dataset)) - set(m.cases)),
+        "empty_mask_policy": EMPTY_MASK_POLICY,
+        "versions": package_versions(),
+        "training_fbr_ranges": m.fbr_ranges,
+        "robust_training_records": {model: {"trainer": r.trainer, **r.options} for model, r in records.items()},
+    }
+
+
+def _strata_settings(m: _Measured, options: _Options) -> dict | None:
+    """Where the groups came from and their sizes; None without groups."""
+    groups = m.groups
+    if not groups:
+        return None
+    return {"source": (str(options.strata_file) if options.strata_file else "make-dataset generation record")
+            if m.strata else None,
+            "metadata": None if options.metadata_file is None else str(options.metadata_file), "by": options.by,
+            "cases": {name: len(members) for name, members in groups.items()},
+            "groupings": {grouping: list(members) for grouping, members in m.groupings.items()},
+            "small_group": SMALL_GROUP}
+
+
+def _reference_or_consensus(reference: str | os.PathLike | Sequence[str | os.PathLike], output: Path | None,
+                            consensus_method: str, file_ending: str) -> tuple[list[Path], Path]:
+    """The raters' folders and the reference every statistic uses: the one folder given, or the raters'
+    consensus written to ``output/consensus_reference``."""
+    raters = [Path(reference)] if isinstance(reference, (str, os.PathLike)) else [Path(r) for r in reference]
+    if len(raters) <= 1:
+        return raters, raters[0]
+    if output is None:
+        raise UserInputError("several reference folders (raters) need an output folder for their consensus")
+    return raters, write_consensus_folder(raters, output / CONSENSUS_FOLDER, consensus_method, file_ending)
 
 
 def expand_runs(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike]]

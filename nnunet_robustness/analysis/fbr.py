@@ -1,5 +1,5 @@
 """The context-vs-FBR study in ``eval``: each case's test FBR set against the training range of the
-model that predicted it (see :mod:`nnunet_robustness.fbr` for both definitions)."""
+model that predicted it (see :mod:`nnunet_robustness.fbr` and :mod:`nnunet_robustness.records.training_fbr` for the definitions)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from nnunet_robustness.fbr import training_fbr_range
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
+from nnunet_robustness.records.training_fbr import training_fbr_range
 
 
 def training_fbr_range_of_predictions(prediction_folder: Path) -> dict | None:

@@ -33,7 +33,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nnunet_robustness.analysis import intervals
+from nnunet_robustness.analysis import intervals, robustness
+from nnunet_robustness.analysis import statistics as stats
 from nnunet_robustness.analysis.robustness import family_area
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import read_json
@@ -200,6 +201,31 @@ def benchmark_agreement(shift_scores: pd.DataFrame, clean_scores: pd.DataFrame, 
     frame = pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
     return frame.sort_values(["shift", "kendall_tau", "pearson"], ascending=[True, False, False], kind="stable",
                              na_position="last").reset_index(drop=True)
+
+
+def real_shift_tables(shift_file: Path, runs: Mapping[str, Sequence[str]], judged_runs: Mapping[str, Sequence[str]],
+                      dataset, with_mean: pd.DataFrame, clean: str | None, degradation_rows: pd.DataFrame,
+                      nsd_tolerance_mm: float, num_processes: int, progress: bool, seed: int, n_bootstrap: int,
+                      device: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``eval --shift``: the real-shift summary, the benchmark agreement and the paired model comparisons
+    within each shifted set (rows of the comparisons table)."""
+    if clean is None:
+        raise UserInputError(f"{shift_file}: a real shift is compared with the clean test set; these predictions "
+                             "have no clean condition")
+    sets = read_shift_sets(shift_file, as_mapping(runs))
+    shifted = pd.concat([shift_per_case(s, dataset, nsd_tolerance_mm, num_processes, progress, device)
+                         for s in sets], ignore_index=True)
+    shifted = split_shift(stats.add_foreground_mean(shifted)[lambda t: t["label"] == stats.FOREGROUND_MEAN])
+    clean_scores = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    judged = list(judged_runs)
+    summary = shift_summary(shifted, clean_scores, seed, n_bootstrap)
+    agreement = benchmark_agreement(shifted[shifted["model"].isin(judged)], clean_scores, degradation_rows, judged,
+                                    seed, n_bootstrap)
+    rows = [{"scope": SHIFT_SCOPE, "name": name, "family": None, "axis": robustness.SCORE,
+             "label": stats.FOREGROUND_MEAN, "metric": "dice", **row}
+            for name, group in shifted.groupby("shift", sort=False)
+            for row in robustness.compare_pairs(group, "dice", dict(judged_runs), seed, n_bootstrap)]
+    return summary, agreement, pd.DataFrame(rows, columns=robustness.COMPARISON_COLUMNS)
 
 
 def shift_sentences(summary: pd.DataFrame, agreement: pd.DataFrame) -> list[str]:

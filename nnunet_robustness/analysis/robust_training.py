@@ -1,6 +1,7 @@
 """Before and after robust training: what a corruption-augmented (or adversarially trained) model bought.
 
-A robust trainer records what it trained with next to its checkpoints (:class:`TrainingRecord`,
+A robust trainer records what it trained with next to its checkpoints
+(:class:`~nnunet_robustness.records.training_record.TrainingRecord`,
 ``<model folder>/robust_training_record.json``). ``eval`` reads it through each prediction folder's
 ``run.json`` and, for every pair of a robust model R and a model B trained without a record (the
 baseline), reports on the same test cases:
@@ -23,49 +24,20 @@ over the rows of this table. Torch-free, like the rest of ``eval``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.analysis import statistics as stats
+from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM
 from nnunet_robustness.condition_words import family_effect
-from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_write_json, read_json
+from nnunet_robustness.records.run_manifest import RunManifest
+from nnunet_robustness.records.training_record import TrainingRecord
 
-RECORD_FILE = "robust_training_record.json"
 COLUMNS = ["robust", "baseline", "scope", "name", "group", "seen", "n", "mean_difference", "hodges_lehmann", "ci_low",
            "ci_high", "direction", "p_value", "p_fdr"]
-
-
-@dataclass(frozen=True)
-class TrainingRecord:
-    """``<model folder>/robust_training_record.json``: the trainer and the options it trained with."""
-
-    trainer: str
-    options: dict[str, Any] = field(default_factory=dict)  # sections: corruption_augmentation, adversarial
-
-    @property
-    def seen_families(self) -> tuple[str, ...]:
-        return tuple(self.options.get("corruption_augmentation", {}).get("families", ()))
-
-    @property
-    def kind(self) -> str:
-        return " + ".join(name.replace("_", " ") for name in self.options) or "robust training"
-
-    def write(self, model_folder: Path) -> None:
-        atomic_write_json(Path(model_folder) / RECORD_FILE, {"trainer": self.trainer, **self.options})
-
-    @classmethod
-    def read_if_present(cls, model_folder: Path) -> "TrainingRecord | None":
-        path = Path(model_folder) / RECORD_FILE
-        if not path.is_file():
-            return None
-        data = read_json(path, "robust-training record")
-        if not isinstance(data, dict) or not isinstance(data.get("trainer"), str):
-            raise UserInputError(f"{path}: not a robust-training record (needs a trainer name)")
-        return cls(data["trainer"], {k: v for k, v in data.items() if k != "trainer"})
 
 
 def effect_group(family: str) -> str:
@@ -80,8 +52,6 @@ def seen_groups(record: TrainingRecord) -> set[str]:
 
 def training_records(prediction_folders: Mapping[str, Path]) -> dict[str, TrainingRecord]:
     """model -> the record of the model behind its ``run`` output folder (models without one left out)."""
-    from nnunet_robustness.runner.manifest import RunManifest
-
     records = {}
     for model, folder in prediction_folders.items():
         manifest = RunManifest.read_if_present(folder)
@@ -152,6 +122,18 @@ def before_after(records: Mapping[str, TrainingRecord], models: list[str], compa
                 adjusted = robustness.benjamini_hochberg(np.array([r["p_value"] for r in pooled], dtype=float))
                 rows += [{**r, "p_fdr": float(p)} for r, p in zip(pooled, adjusted)]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def robust_training_table(records: Mapping[str, TrainingRecord], judged: list[str], runs: Mapping[str, Sequence[str]],
+                          comparisons: pd.DataFrame, degradation_rows: pd.DataFrame, with_mean: pd.DataFrame,
+                          clean: str | None, seed: int, n_bootstrap: int) -> pd.DataFrame:
+    """``eval``'s before/after table (:func:`before_after` of the judged models on the pooled comparisons);
+    empty without a robust model and a baseline, or with several runs per model (it reads one run per model)."""
+    clean_foreground = with_mean[(with_mean["label"] == stats.FOREGROUND_MEAN) & (with_mean["condition"] == clean)]
+    single_runs = all(len(members) == 1 for members in runs.values())
+    return (before_after(records, judged, comparisons[comparisons[STRATUM] == ALL_CASES],
+                         degradation_rows, clean_foreground, stats.FOREGROUND_MEAN, seed, n_bootstrap)
+            if records and len(judged) > 1 and single_runs else pd.DataFrame())
 
 
 def _paired(d, seed: int, n_bootstrap: int) -> dict:

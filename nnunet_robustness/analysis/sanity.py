@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from nnunet_robustness.io import read_json
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 EMPTY_SHARE_FLOOR = 0.5
 CLEAN_DICE_FLOOR = 0.2

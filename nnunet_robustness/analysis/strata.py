@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pandas as pd
 
+from nnunet_robustness.analysis import robustness
+from nnunet_robustness.analysis import statistics as stats
+from nnunet_robustness.analysis.verdict import verdict
 from nnunet_robustness.errors import UserInputError
 
 STRATUM = "stratum"
@@ -174,3 +177,35 @@ def small_group_sentence(name: str, n_cases: int) -> str | None:
     return (f"{name}: only {n_cases} case{'' if n_cases == 1 else 's'} (fewer than {SMALL_GROUP}): its intervals are "
             "wide and its tests weak, so a real difference can stay undetected here; read this group's results as "
             "a hint to check on more cases.")
+
+
+def compare_within_groups(comparisons: pd.DataFrame, groups: Mapping[str, Sequence[str]], with_mean: pd.DataFrame,
+                          robust: pd.DataFrame, degradation_rows: pd.DataFrame,
+                          judged_runs: Mapping[str, Sequence[str]], clean: str | None, seed: int, n_bootstrap: int
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``eval``'s pooled comparisons followed by each group's own, and each group's statistics and
+    degradation (empty without groups)."""
+    if not groups:
+        return comparisons, pd.DataFrame(), pd.DataFrame()
+    parts, summaries, drops = [comparisons], [], []
+    foreground = with_mean[with_mean["label"] == stats.FOREGROUND_MEAN]
+    robust_foreground = robust[robust["label"] == stats.FOREGROUND_MEAN]
+    for name, members in groups.items():
+        stratum_rows = robustness.compare_models(
+            degradation_rows[degradation_rows["case"].isin(members)], judged_runs, seed, n_bootstrap)
+        parts.append(stratum_rows.assign(**{STRATUM: name}))
+        summaries.append(stats.summary_statistics(foreground[foreground["case"].isin(members)], seed,
+                                                  n_bootstrap).assign(**{STRATUM: name}))
+        drops.append(stats.degradation(robust_foreground[robust_foreground["case"].isin(members)], clean, seed,
+                                       n_bootstrap).assign(**{STRATUM: name}))
+    return (pd.concat(parts, ignore_index=True), pd.concat(summaries, ignore_index=True),
+            pd.concat(drops, ignore_index=True))
+
+
+def group_verdicts(groups: Mapping[str, Sequence[str]], comparisons: pd.DataFrame,
+                   judged_runs: Mapping[str, Sequence[str]], equivalence: float | None) -> dict[str, list[str]]:
+    """Each group's verdict without the training-run sentence, which the pooled verdict already states (and
+    with one model: no sentence but a small group's warning; its scores and degradation say the rest)."""
+    return {name: [s for s in [small_group_sentence(name, len(members))] if s] + verdict(
+        comparisons[comparisons[STRATUM] == name], judged_runs, stats.FOREGROUND_MEAN,
+        equivalence=equivalence)[1:] for name, members in groups.items()}

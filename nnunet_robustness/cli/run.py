@@ -9,15 +9,7 @@ from nnunet_robustness.errors import UserInputError, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from nnunet_robustness.conditions import (
-        ADVERSARIAL_FAMILIES,
-        ADVERSARIAL_NOTE,
-        BACKGROUND_CHOICES,
-        CONDITION_SETS,
-        CONTEXT_NOTE,
-        DEFAULT_BACKGROUND,
-    )
-    from nnunet_robustness.runner.calibration import CALIBRATION_CASES
+    from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ADVERSARIAL_NOTE, CONDITION_SETS, CONTEXT_NOTE
 
     parser = subparsers.add_parser(
         "run",
@@ -41,6 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                + f"Context condition:\n  {'context':<16} {CONTEXT_NOTE}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    # the groups in the order --help shows them
+    _input_output_arguments(parser)
+    _model_arguments(parser)
+    _condition_arguments(parser)
+    _work_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _input_output_arguments(parser: argparse.ArgumentParser) -> None:
     io = parser.add_argument_group("input and output")
     io.add_argument("-i", dest="input", required=True, type=Path,
                     help="imagesTs-style folder (CASE_0000.nii.gz, ...) or a text file listing CASE_0000 images")
@@ -50,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     io.add_argument("--save-probabilities", action="store_true",
                     help="also write <case>.npz (probabilities) and <case>.pkl, like nnUNetv2_predict")
 
+
+def _model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model (either -m, or -d/-c[/-tr/-p] as for nnUNetv2_predict)")
     model.add_argument("-m", dest="model_folder", type=Path, default=None, help="trained model folder")
     model.add_argument("-d", dest="dataset", default=None, help="dataset name or ID")
@@ -62,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("-step_size", type=float, default=0.5, help="sliding-window step, fraction of the patch")
     model.add_argument("--disable_tta", action="store_true", help="no mirroring test-time augmentation")
     model.add_argument("-device", default="cuda", choices=["cuda", "cpu", "mps"], help="default cuda, as nnU-Net")
+
+
+def _condition_arguments(parser: argparse.ArgumentParser) -> None:
+    from nnunet_robustness.conditions import BACKGROUND_CHOICES, DEFAULT_BACKGROUND
+    from nnunet_robustness.runner.calibration import CALIBRATION_CASES
 
     conditions = parser.add_argument_group("conditions (clean is always included)")
     conditions.add_argument("--conditions", nargs="+", default=[], metavar="SPEC", help="condition specs")
@@ -91,6 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conditions.add_argument("--calibration-cases", type=int, default=CALIBRATION_CASES, metavar="N",
                             help=f"clean cases the calibrated scale is fitted on: the first N (sorted), all when "
                                  f"there are fewer (default {CALIBRATION_CASES})")
+
+
+def _work_arguments(parser: argparse.ArgumentParser) -> None:
     work = parser.add_argument_group("work")
     work.add_argument("--overwrite", action="store_true", help="redo finished items (and replace run.json)")
     work.add_argument("--num-parts", type=int, default=1, help="split the work into this many shards")
@@ -101,7 +112,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "its share of the items into the same folder (docs/scaling.md); combines with "
                            "--num-parts/--part-id across nodes")
     work.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

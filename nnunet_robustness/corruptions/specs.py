@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from nnunet_robustness.adversarial.attacks import ALIASES as ATTACK_ALIASES
-from nnunet_robustness.adversarial.attacks import ATTACKS, is_attack_family
 from nnunet_robustness.conditions import (
+    ADVERSARIAL_FAMILIES,
     ALL_FAMILIES,
+    ATTACK_ALIASES,
     AUTO_SET,
     CLEAN,
     CLEAN_NAME,
@@ -34,6 +34,7 @@ from nnunet_robustness.conditions import (
     Condition,
     context_condition,
     family_condition,
+    is_attack_family,
 )
 from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption, derive_seed
 from nnunet_robustness.corruptions.presets import PRESETS, preset_group
@@ -138,7 +139,7 @@ def parse_condition_spec(spec: str) -> list[Condition]:
         return [family_condition(family, s) for s in levels]
     families = _family_names()
     if family not in families:
-        known = ", ".join([*families, *ATTACKS, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
+        known = ", ".join([*families, *ADVERSARIAL_FAMILIES, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
         raise UserInputError(f"unknown condition {spec!r}; families and preset groups: {known}")
     levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
     return [family_condition(family, s) for s in levels]

@@ -23,7 +23,7 @@ import numpy as np
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import check_image_file, files_with_ending, read_json
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 
 @dataclass(frozen=True)

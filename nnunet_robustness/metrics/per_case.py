@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from nnunet_robustness.fbr import foreground_fraction, read_context_fbr
+from nnunet_robustness.fbr import foreground_fraction
 from nnunet_robustness.metrics.inputs import (
     DatasetInfo,
     ModelPredictions,
@@ -26,7 +26,8 @@ from nnunet_robustness.metrics.inputs import (
     reader_writer_for,
 )
 from nnunet_robustness.metrics.masks import METRICS, compare_masks
-from nnunet_robustness.runner.input_space import InputChange
+from nnunet_robustness.records.context_fbr import read_context_fbr
+from nnunet_robustness.records.input_change import InputChange
 
 IDENTITY_COLUMNS = ["model", "condition", "family", "severity", "preset", "case", "label", "label_value"]
 COUNT_COLUMNS = ["tp", "fp", "fn", "ref_voxels", "pred_voxels", "ref_volume", "pred_volume"]

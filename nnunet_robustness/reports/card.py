@@ -42,10 +42,13 @@ def _size(values: list | None) -> str:
 
 def sections(card: dict) -> list[tuple[str, list[Block]]]:
     """The card's sections: (title, blocks), the same titles and row names for every card."""
-    evaluation, model, training = card["evaluation"], card["model_summary"], card["training"]
+    return [*_model_sections(card), *_robustness_sections(card), *_context_sections(card)]
+
+
+def _model_sections(card: dict) -> list[tuple[str, list[Block]]]:
+    """The model, its training and its clean scores."""
+    model, training = card["model_summary"], card["training"]
     gate = training["sanity_gate"]
-    envelope = card["operating_envelope"]
-    tolerance = envelope["tolerance_dice"]
     out: list[tuple[str, list[Block]]] = []
     out.append(("Model and plans", [("pairs", [
         ["model", card["model"]], ["dataset", model["dataset"]], ["trainer", model["trainer"]],
@@ -69,6 +72,14 @@ def sections(card: dict) -> list[tuple[str, list[Block]]]:
           for name in ("dice", "nsd", "hd95_mm", "assd_mm")]),
         ("pairs", [["lowest clean Dice", ", ".join(f"{c['case']} ({fmt(c['dice'])})" for c in clean["worst_cases"])
                     or "n/a"]])]))
+    return out
+
+
+def _robustness_sections(card: dict) -> list[tuple[str, list[Block]]]:
+    """What the corruptions did: the operating envelope, the worst families, other conditions, subgroups."""
+    envelope = card["operating_envelope"]
+    tolerance = envelope["tolerance_dice"]
+    out: list[tuple[str, list[Block]]] = []
     families = envelope["families"]
     out.append((f"Operating envelope (tolerance {fmt(tolerance)} Dice)", [
         ("text", f"Rule: the {envelope['rule']}."),
@@ -93,6 +104,14 @@ def sections(card: dict) -> list[tuple[str, list[Block]]]:
            g["mean_degradation"], g["worst_condition"], f"{fmt(g['worst_degradation'])} ({fmt(g['worst_ci_high'])})",
            g["conditions_beyond_tolerance"]] for g in groups or []]
          or [["none given", None, None, None, None, None, None, None]])]))
+    return out
+
+
+def _context_sections(card: dict) -> list[tuple[str, list[Block]]]:
+    """Beyond the synthetic conditions, and where the numbers come from: real shift, conformal ratings,
+    the ROOD-MRI summary, the evaluation's verdict, versions and commands, notes."""
+    evaluation = card["evaluation"]
+    out: list[tuple[str, list[Block]]] = []
     shifts = card["real_shift"]
     out.append(("Real shift (other sites or scanners)", [
         ("table", ["shifted set", "cases", "clean Dice", "Dice there", "degradation [95% Welch CI]",

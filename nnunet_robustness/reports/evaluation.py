@@ -19,6 +19,7 @@ from nnunet_robustness.analysis.evaluation import EvaluationResult
 from nnunet_robustness.analysis.robustness import SMALL_SAMPLE
 from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
 from nnunet_robustness.analysis.strata import ALL_CASES, SMALL_GROUP, STRATUM
+from nnunet_robustness.conditions import target_ssim
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
 from nnunet_robustness.reports.pictures import pictures_section
@@ -333,8 +334,6 @@ def _calibration(result: EvaluationResult, condition: Any, parameters: str | Non
     record = (json.loads(parameters) if parameters else {}).get("calibration") or {}
     target = record.get("target_ssim")
     if target is None:  # a run.json from before the record
-        from nnunet_robustness.runner.calibration import target_ssim
-
         target = target_ssim(float(condition["severity"]))
     text = f"{fmt(condition['calibrated_severity'])}; target SSIM {target:.2f}"
     per_case = result.per_case

@@ -1,5 +1,5 @@
 """Pictures of cases for the evaluation report: the clean input and the input under the condition (the
-views ``run`` wrote, ``runner/views.py``), with the reference contour (green) and the prediction
+views ``run`` wrote, ``records/item_view.py``), with the reference contour (green) and the prediction
 contour (red) of the same slice. Items without a view (folders not made by ``run``, context crops)
 are left out, and the report says how many."""
 
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from nnunet_robustness.conditions import CLEAN_NAME
+from nnunet_robustness.records.item_view import ItemView
 from nnunet_robustness.reports.html import esc, fmt, png
-from nnunet_robustness.runner.views import ItemView
 
 PICTURES_PER_MODEL = {"worst": 3, "median": 2}
 

@@ -42,12 +42,11 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from nnunet_robustness.conditions import MAX_SEVERITY, Condition, severity_label
+from nnunet_robustness.conditions import MAX_SEVERITY, Condition, severity_label, target_ssim
 
-if TYPE_CHECKING:  # the CLI's parser reads CALIBRATION_CASES, and eval's report target_ssim, without skimage
+if TYPE_CHECKING:  # the CLI's parser reads CALIBRATION_CASES without skimage
     from nnunet_robustness.runner.input_space import ModelInputSpace
 
-TARGET_SSIM: dict[int, float] = {1: 0.95, 2: 0.90, 3: 0.80, 4: 0.70, 5: 0.60}
 BISECTION_STEPS = 10  # severity resolution 5 / 2^10 ~ 0.005
 RESOLUTION = MAX_SEVERITY / 2 ** BISECTION_STEPS  # parameters closer than this are the same for the bisection
 # More cases make the mean SSIM hold beyond them (fitted on 3, the mean of other cases missed the target
@@ -59,13 +58,6 @@ REACHED_WITHIN = 0.01
 # Per-case SSIMs this close are the same input (float32 round-off of the SSIM is ~1e-7); two different
 # corruptions of a case do not agree this closely by chance.
 SAME_SSIM = 1e-6
-
-
-def target_ssim(level: float) -> float:
-    """The target SSIM of a (possibly fractional) level, linear between the integer levels (1 at level 0)."""
-    levels = [0.0, *TARGET_SSIM]
-    values = [1.0, *TARGET_SSIM.values()]
-    return float(np.interp(level, levels, values))
 
 
 def calibratable(condition: Condition) -> bool:
@@ -124,8 +116,6 @@ def calibrate_conditions(conditions: Sequence[Condition], samples: Sequence[tupl
     from nnunet_robustness.corruptions.specs import item_seed
 
     clean = [(case, image, spacing, space.normalise(image)) for case, image, spacing in samples]
-    notes: list[str] = []
-
     cache: dict[tuple[str, float], tuple[float, ...]] = {}
 
     def case_ssims(condition: Condition, severity: float) -> tuple[float, ...]:
@@ -154,30 +144,8 @@ def calibrate_conditions(conditions: Sequence[Condition], samples: Sequence[tupl
         # not rounded: on a step function a rounded severity can fall on the other side of a step
         found.append((condition, LevelRecord(condition.family, condition.severity, target, high, measured[high])))
 
-    # the lowest level of each set of duplicates stays (whatever order the user gave the levels in)
-    kept: list[int] = []  # indices into found
-    duplicate_of: dict[int, int] = {}
-    for index in sorted(range(len(found)), key=lambda i: (found[i][0].family, found[i][0].severity)):
-        lower = next((k for k in kept if found[k][1].same_as(found[index][1])), None)
-        if lower is None:
-            kept.append(index)
-        else:
-            duplicate_of[index] = lower
-    for index, (condition, record) in enumerate(found):
-        level = severity_label(condition.severity)
-        if index in duplicate_of:
-            lower, lower_record = found[duplicate_of[index]]
-            notes.append(f"{condition.family} level {level} (target SSIM {record.target:.2f}, reached "
-                         f"{record.reached:.3f} at severity {record.severity:g}) duplicates level "
-                         f"{severity_label(lower.severity)} (reached {lower_record.reached:.3f} at severity "
-                         f"{lower_record.severity:g}): the model gets the same input, so "
-                         f"{condition.family}_cal{level} is dropped and curves and areas count that severity once")
-        elif not record.reachable:
-            why = ("even its strongest level (severity 5) keeps more" if record.severity == MAX_SEVERITY
-                   and record.reached > record.target else "its SSIM jumps over the target")
-            notes.append(f"{condition.family} level {level}: target SSIM {record.target:.2f} not reached, "
-                         f"reached {record.reached:.3f} (mean of {len(record.ssims)} calibration cases) at severity "
-                         f"{record.severity:g}; {why}")
+    kept, duplicate_of = _duplicates(found)
+    notes = _level_notes(found, duplicate_of)
     calibrated_at = {id(found[k][0]): found[k][1] for k in kept}
     merged = {id(found[lower][0]): [] for lower in duplicate_of.values()}
     for index, lower in sorted(duplicate_of.items()):
@@ -197,3 +165,36 @@ def calibrate_conditions(conditions: Sequence[Condition], samples: Sequence[tupl
     return calibrated, notes, records
 
 
+def _duplicates(found: Sequence[tuple[Condition, LevelRecord]]) -> tuple[list[int], dict[int, int]]:
+    """The levels kept (indices into ``found``) and, for each dropped one, the kept level it duplicates: the
+    lowest level of each set of duplicates stays (whatever order the user gave the levels in)."""
+    kept: list[int] = []  # indices into found
+    duplicate_of: dict[int, int] = {}
+    for index in sorted(range(len(found)), key=lambda i: (found[i][0].family, found[i][0].severity)):
+        lower = next((k for k in kept if found[k][1].same_as(found[index][1])), None)
+        if lower is None:
+            kept.append(index)
+        else:
+            duplicate_of[index] = lower
+    return kept, duplicate_of
+
+
+def _level_notes(found: Sequence[tuple[Condition, LevelRecord]], duplicate_of: dict[int, int]) -> list[str]:
+    """Notes for the user: each dropped duplicate level, and each level that missed its target."""
+    notes: list[str] = []
+    for index, (condition, record) in enumerate(found):
+        level = severity_label(condition.severity)
+        if index in duplicate_of:
+            lower, lower_record = found[duplicate_of[index]]
+            notes.append(f"{condition.family} level {level} (target SSIM {record.target:.2f}, reached "
+                         f"{record.reached:.3f} at severity {record.severity:g}) duplicates level "
+                         f"{severity_label(lower.severity)} (reached {lower_record.reached:.3f} at severity "
+                         f"{lower_record.severity:g}): the model gets the same input, so "
+                         f"{condition.family}_cal{level} is dropped and curves and areas count that severity once")
+        elif not record.reachable:
+            why = ("even its strongest level (severity 5) keeps more" if record.severity == MAX_SEVERITY
+                   and record.reached > record.target else "its SSIM jumps over the target")
+            notes.append(f"{condition.family} level {level}: target SSIM {record.target:.2f} not reached, "
+                         f"reached {record.reached:.3f} (mean of {len(record.ssims)} calibration cases) at severity "
+                         f"{record.severity:g}; {why}")
+    return notes

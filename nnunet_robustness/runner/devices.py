@@ -24,7 +24,7 @@ from typing import Sequence
 from tqdm import tqdm
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 POLL_SECONDS = 1.0
 

@@ -55,11 +55,12 @@ from nnunet_robustness.corruptions.background import DEFAULT_BACKGROUND, body_ma
 from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.io import atomic_path, check_image_file, json_ready
+from nnunet_robustness.records.input_change import InputChange
+from nnunet_robustness.records.item_view import ItemView, display_range
+from nnunet_robustness.records.run_manifest import RunManifest, file_sha256, input_fingerprint
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
-from nnunet_robustness.runner.input_space import InputChange, ModelInputSpace
-from nnunet_robustness.runner.manifest import RunManifest, file_sha256, input_fingerprint
+from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.model_folder import LOAD_ERRORS, check_model_files, explain_load_failure
-from nnunet_robustness.runner.views import ItemView, display_range
 
 
 @dataclass(frozen=True)
@@ -464,7 +465,8 @@ class RobustnessRunner:
                               stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
         """Test-time context shift: predict a crop around the reference foreground, paste it back into a
         background canvas of the full image (see :mod:`nnunet_robustness.fbr`)."""
-        from nnunet_robustness.fbr import context_box, paste_into_background, write_context_record
+        from nnunet_robustness.fbr import context_box, paste_into_background
+        from nnunet_robustness.records.context_fbr import write_context_record
 
         data = item.data
         ignore = self.predictor.label_manager.ignore_label

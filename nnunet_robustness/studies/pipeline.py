@@ -221,7 +221,7 @@ def preprocessing_done(raw: Path, preprocessed: Path, configuration: str) -> boo
 def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str]) -> bool:
     """Every condition of ``specs``/``sets`` predicted for every case (run.json lists what the folder holds)."""
     from nnunet_robustness.corruptions.specs import resolve_conditions
-    from nnunet_robustness.runner.manifest import RunManifest
+    from nnunet_robustness.records.run_manifest import RunManifest
 
     manifest = RunManifest.read_if_present(folder)
     return manifest is not None and manifest.is_complete(folder, resolve_conditions(specs, sets))
@@ -234,7 +234,7 @@ def newer_than_all(output: Path, inputs: Sequence[Path]) -> bool:
 
 def eval_done(evaluation: Path, prediction_folders: Sequence[Path]) -> bool:
     """eval's report and summary exist and are newer than every run.json they evaluated."""
-    from nnunet_robustness.runner.manifest import RunManifest
+    from nnunet_robustness.records.run_manifest import RunManifest
 
     return ((evaluation / "report.html").is_file()
             and newer_than_all(evaluation / "summary.json", [RunManifest.path(f) for f in prediction_folders]))

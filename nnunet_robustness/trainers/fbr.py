@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.fbr import HISTOGRAM_EDGES, KINDS, TRAINING_LOG, TrainingFBR, foreground_fraction, summarize
+from nnunet_robustness.fbr import foreground_fraction
 from nnunet_robustness.io import atomic_path
+from nnunet_robustness.records.training_fbr import HISTOGRAM_EDGES, KINDS, TRAINING_LOG, TrainingFBR, summarize
 
 FBR_HISTOGRAM_PNG = "fbr_train_histogram.png"
 SAMPLED_KEY = "fbr_sampled"

@@ -233,7 +233,7 @@ class RobustTrainingMixin:
 
     def _record_robust_training(self, used: dict[str, Any]) -> None:
         """Write what this training used next to the checkpoints (``TrainingRecord``; eval reads it)."""
-        from nnunet_robustness.analysis.robust_training import TrainingRecord
+        from nnunet_robustness.records.training_record import TrainingRecord
 
         if self.local_rank == 0 and self.output_folder_base is not None:
             TrainingRecord(type(self).__name__, used).write(Path(self.output_folder_base))

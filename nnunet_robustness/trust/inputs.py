@@ -27,7 +27,7 @@ from nnunet_robustness.metrics.inputs import (
     load_dataset_json,
     reader_writer_for,
 )
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 PROBABILITIES_KEY = "probabilities"
 

@@ -10,6 +10,7 @@ import torch
 
 from nnunet_robustness.adversarial import AttackSpec, get_attack, parse_attack_spec, random_sign_case, severity_eps
 from nnunet_robustness.adversarial.attacks import (
+    ATTACKS,
     ascent_step,
     attack_objective,
     norms,
@@ -17,6 +18,7 @@ from nnunet_robustness.adversarial.attacks import (
     random_start,
     voxel_cross_entropy,
 )
+from nnunet_robustness.conditions import ADVERSARIAL_FAMILIES, ATTACK_ALIASES, is_attack_family
 from nnunet_robustness.errors import UserInputError
 
 
@@ -26,6 +28,15 @@ def test_severity_table_doubles_from_one_255th():
     for bad in (0, 5.5, -1, True):
         with pytest.raises(UserInputError, match="out of range"):
             severity_eps(bad)
+
+
+def test_the_torch_free_attack_names_are_the_attacks():
+    """Spec parsing tells attacks from corruptions by the names in ``conditions`` (without torch): they must
+    be exactly the attacks defined here, and every alias must point to one."""
+    assert list(ADVERSARIAL_FAMILIES) == list(ATTACKS)
+    assert set(ATTACK_ALIASES.values()) <= set(ATTACKS)
+    assert all(is_attack_family(name) for name in [*ATTACKS, *ATTACK_ALIASES, "adv_pgd:2", " adv_fgsm :1"])
+    assert not any(is_attack_family(name) for name in ("gaussian_noise", "adv", "context:0.5", "adv_pgd_linf_sev3"))
 
 
 def test_spec_strings_names_and_sweeps():

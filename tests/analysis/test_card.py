@@ -13,7 +13,7 @@ from nnunet_robustness.analysis.card import build_cards, card_files, schema
 from nnunet_robustness.cli import main
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 from tests.helpers.plans import default_plans
 from tests.helpers.prediction_folders import SPACING, degrade, reference_case, write_dataset_json, write_label
 

@@ -18,7 +18,9 @@ import SimpleITK as sitk
 
 from nnunet_robustness.corruptions.specs import resolve_conditions
 from nnunet_robustness.evaluation import evaluate, write_report
-from nnunet_robustness.fbr import TRAINING_LOG, foreground_fraction, record_path
+from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.records.context_fbr import record_path
+from nnunet_robustness.records.training_fbr import TRAINING_LOG
 from nnunet_robustness.runner.cases import list_cases
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner
 from nnunet_robustness.trainers.fbr import FBR_HISTOGRAM_PNG

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnunet_robustness.analysis.robust_training import RECORD_FILE, TrainingRecord, sentences
+from nnunet_robustness.analysis.robust_training import sentences
 from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
 from nnunet_robustness.analysis.strata import ALL_CASES, STRATUM
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.records.training_record import RECORD_FILE, TrainingRecord
 from tests.helpers.prediction_folders import write_study
 
 CONDITIONS = (("clean", None, 0), ("noise_sev1", "noise", 1), ("noise_sev2", "noise", 2),

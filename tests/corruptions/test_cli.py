@@ -53,7 +53,8 @@ def test_list_shows_every_family_with_a_description(capsys):
 def test_list_and_run_help_name_every_adversarial_and_context_condition(capsys):
     """Every condition kind `run` accepts is listed where a user looks (corrupt --list, run --help), not
     only in the README: the attacks as the runner knows them, and the context crops."""
-    from nnunet_robustness.adversarial.attacks import ALIASES, ATTACKS
+    from nnunet_robustness.adversarial.attacks import ATTACKS
+    from nnunet_robustness.conditions import ATTACK_ALIASES
     from nnunet_robustness.corruptions.specs import parse_condition_spec
 
     assert main(["corrupt", "--list"]) == 0
@@ -65,7 +66,7 @@ def test_list_and_run_help_name_every_adversarial_and_context_condition(capsys):
     for text in (listed, helped):
         names = {line.split()[0] for line in text.splitlines() if line.startswith("  ") and line.split()}
         assert set(ATTACKS) <= names and "context" in names, text
-        assert all(alias in text for alias in ALIASES)
+        assert all(alias in text for alias in ATTACK_ALIASES)
         assert "docs/adversarial.md" in text
     for name in {line.split()[0] for line in listed.splitlines() if line.startswith("  adv_")}:
         assert parse_condition_spec(f"{name}:3")[0].family == name  # what is listed is what run takes

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from nnunet_robustness.conditions import Condition
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 SPACING = (2.5, 0.8, 1.1)  # anisotropic on purpose, array axis order
 SHAPE = (12, 24, 20)
@@ -92,7 +92,7 @@ def write_study(root: Path, n_cases: int = 4, conditions: Sequence[tuple[str, st
 
 def add_views(folder: Path) -> None:
     """A view per prediction, as run writes them (the prediction's own grid, 2D slice of a volume)."""
-    from nnunet_robustness.runner.views import ItemView
+    from nnunet_robustness.records.item_view import ItemView
 
     for prediction in Path(folder).rglob("*.nii.gz"):
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(prediction))).astype(np.float32)

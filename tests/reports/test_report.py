@@ -60,7 +60,7 @@ def test_the_definitions_table_shows_what_each_condition_applied(study, tmp_path
     import shutil
 
     from nnunet_robustness.evaluation import evaluate
-    from nnunet_robustness.runner.manifest import RunManifest
+    from nnunet_robustness.records.run_manifest import RunManifest
 
     folder = tmp_path / "pred_A"
     shutil.copytree(study["A"], folder)

@@ -9,14 +9,12 @@ import pytest
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from scipy.ndimage import gaussian_filter
 
-from nnunet_robustness.conditions import Condition, family_condition, severity_label
+from nnunet_robustness.conditions import TARGET_SSIM, Condition, family_condition, severity_label, target_ssim
 from nnunet_robustness.corruptions.specs import corruption_for, item_seed, preset_condition
 from nnunet_robustness.runner.calibration import (
     REACHED_WITHIN,
     RESOLUTION,
-    TARGET_SSIM,
     calibrate_conditions,
-    target_ssim,
 )
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from tests.helpers.plans import default_plans

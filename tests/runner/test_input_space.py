@@ -11,7 +11,8 @@ from skimage.metrics import structural_similarity
 from nnunet_robustness.conditions import family_condition
 from nnunet_robustness.corruptions import get_corruption
 from nnunet_robustness.evaluation import evaluate, write_report
-from nnunet_robustness.runner.input_space import CANCELLED_BELOW, InputChange, ModelInputSpace, input_change
+from nnunet_robustness.records.input_change import CANCELLED_BELOW, InputChange
+from nnunet_robustness.runner.input_space import ModelInputSpace, input_change
 from tests.helpers.plans import default_plans
 from tests.helpers.prediction_folders import write_study
 

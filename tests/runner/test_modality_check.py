@@ -15,7 +15,7 @@ from nnunet_robustness.conditions import CLEAN, family_condition
 from nnunet_robustness.corruptions.specs import check_modality, modality_mismatches, resolve_conditions
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.modalities import channel_modality
-from nnunet_robustness.runner.manifest import RunManifest
+from nnunet_robustness.records.run_manifest import RunManifest
 
 T1 = {"channel_names": {"0": "T1"}, "labels": {"background": 0, "lesion": 1}, "file_ending": ".nii.gz"}
 

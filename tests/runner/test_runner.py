@@ -18,11 +18,11 @@ from nnunet_robustness.corruptions.specs import (
     resolve_conditions,
 )
 from nnunet_robustness.errors import UserInputError
+from nnunet_robustness.records.input_change import InputChange
+from nnunet_robustness.records.item_view import ItemView
+from nnunet_robustness.records.run_manifest import MANIFEST_NAME, RunManifest
 from nnunet_robustness.runner.cases import list_cases
-from nnunet_robustness.runner.input_space import InputChange
-from nnunet_robustness.runner.manifest import MANIFEST_NAME, RunManifest
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, work_items
-from nnunet_robustness.runner.views import ItemView
 from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
 
@@ -135,7 +135,7 @@ def test_run_cli_equals_nnunet_predict_on_clean_and_noise_lowers_dice(trained, t
     cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
     for name in names:
         assert sorted(p.name for p in (out / name).glob("*.nii.gz")) == cases
-        # the picture of what the predictor got, for eval's report (runner/views.py)
+        # the picture of what the predictor got, for eval's report (records/item_view.py)
         assert len(list((out / name).glob("*.view.npz"))) == len(cases)
     first = cases[0][: -len(".nii.gz")]
     assert not np.array_equal(ItemView.read_if_present(out / "clean", first).image,

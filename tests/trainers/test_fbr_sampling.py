@@ -15,7 +15,8 @@ import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from scipy.stats import chisquare
 
-from nnunet_robustness.fbr import TRAINING_LOG, foreground_fraction
+from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.records.training_fbr import TRAINING_LOG
 from nnunet_robustness.trainers import TRAINERS
 from nnunet_robustness.trainers.fbr import (
     SAMPLED_KEY,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnunet_robustness.runner.views import VIEW_SIZE, ItemView, display_range
+from nnunet_robustness.records.item_view import VIEW_SIZE, ItemView, display_range
 
 
 def test_a_volume_is_shown_by_its_slice_with_most_reference_foreground():

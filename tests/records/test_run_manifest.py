@@ -9,7 +9,7 @@ import pytest
 
 from nnunet_robustness.conditions import CLEAN, family_condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.runner.manifest import RunManifest, input_fingerprint
+from nnunet_robustness.records.run_manifest import RunManifest, input_fingerprint
 
 
 def _manifest(tmp_path: Path, inputs: dict, checkpoint: str = "aaa") -> RunManifest:
