@@ -112,6 +112,11 @@ class nnUNetTrainerAdversarial_fg000_10epochs(nnUNetTrainerAdversarial_fg000):
     num_epochs = 10
 
 
+class nnUNetTrainerAdversarial_fg000_20epochs(nnUNetTrainerAdversarial_fg000):
+    """nnUNetTrainerAdversarial_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
     """nnUNetTrainerAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -134,6 +139,11 @@ class nnUNetTrainerAdversarial_fg033_short(nnUNetTrainerAdversarial_fg033):
 class nnUNetTrainerAdversarial_fg033_10epochs(nnUNetTrainerAdversarial_fg033):
     """nnUNetTrainerAdversarial_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAdversarial_fg033_20epochs(nnUNetTrainerAdversarial_fg033):
+    """nnUNetTrainerAdversarial_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
@@ -160,6 +170,11 @@ class nnUNetTrainerAdversarial_fg066_10epochs(nnUNetTrainerAdversarial_fg066):
     num_epochs = 10
 
 
+class nnUNetTrainerAdversarial_fg066_20epochs(nnUNetTrainerAdversarial_fg066):
+    """nnUNetTrainerAdversarial_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
     """nnUNetTrainerAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -182,6 +197,11 @@ class nnUNetTrainerAdversarial_fg100_short(nnUNetTrainerAdversarial_fg100):
 class nnUNetTrainerAdversarial_fg100_10epochs(nnUNetTrainerAdversarial_fg100):
     """nnUNetTrainerAdversarial_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAdversarial_fg100_20epochs(nnUNetTrainerAdversarial_fg100):
+    """nnUNetTrainerAdversarial_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkipAdversarial_1epoch(TrainerVariant, nnUNetTrainerNoSkipAdversarial):
@@ -282,6 +302,11 @@ class nnUNetTrainerNoSkipAdversarial_fg000_10epochs(nnUNetTrainerNoSkipAdversari
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkipAdversarial_fg000_20epochs(nnUNetTrainerNoSkipAdversarial_fg000):
+    """nnUNetTrainerNoSkipAdversarial_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkipAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
     """nnUNetTrainerNoSkipAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -304,6 +329,11 @@ class nnUNetTrainerNoSkipAdversarial_fg033_short(nnUNetTrainerNoSkipAdversarial_
 class nnUNetTrainerNoSkipAdversarial_fg033_10epochs(nnUNetTrainerNoSkipAdversarial_fg033):
     """nnUNetTrainerNoSkipAdversarial_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkipAdversarial_fg033_20epochs(nnUNetTrainerNoSkipAdversarial_fg033):
+    """nnUNetTrainerNoSkipAdversarial_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkipAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
@@ -330,6 +360,11 @@ class nnUNetTrainerNoSkipAdversarial_fg066_10epochs(nnUNetTrainerNoSkipAdversari
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkipAdversarial_fg066_20epochs(nnUNetTrainerNoSkipAdversarial_fg066):
+    """nnUNetTrainerNoSkipAdversarial_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkipAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
     """nnUNetTrainerNoSkipAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -352,6 +387,11 @@ class nnUNetTrainerNoSkipAdversarial_fg100_short(nnUNetTrainerNoSkipAdversarial_
 class nnUNetTrainerNoSkipAdversarial_fg100_10epochs(nnUNetTrainerNoSkipAdversarial_fg100):
     """nnUNetTrainerNoSkipAdversarial_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkipAdversarial_fg100_20epochs(nnUNetTrainerNoSkipAdversarial_fg100):
+    """nnUNetTrainerNoSkipAdversarial_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGateAdversarial_1epoch(TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
@@ -452,6 +492,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg000_10epochs(nnUNetTrainerAttentio
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGateAdversarial_fg000_20epochs(nnUNetTrainerAttentionGateAdversarial_fg000):
+    """nnUNetTrainerAttentionGateAdversarial_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGateAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
     """nnUNetTrainerAttentionGateAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -474,6 +519,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg033_short(nnUNetTrainerAttentionGa
 class nnUNetTrainerAttentionGateAdversarial_fg033_10epochs(nnUNetTrainerAttentionGateAdversarial_fg033):
     """nnUNetTrainerAttentionGateAdversarial_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGateAdversarial_fg033_20epochs(nnUNetTrainerAttentionGateAdversarial_fg033):
+    """nnUNetTrainerAttentionGateAdversarial_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGateAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
@@ -500,6 +550,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg066_10epochs(nnUNetTrainerAttentio
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGateAdversarial_fg066_20epochs(nnUNetTrainerAttentionGateAdversarial_fg066):
+    """nnUNetTrainerAttentionGateAdversarial_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGateAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
     """nnUNetTrainerAttentionGateAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -522,3 +577,8 @@ class nnUNetTrainerAttentionGateAdversarial_fg100_short(nnUNetTrainerAttentionGa
 class nnUNetTrainerAttentionGateAdversarial_fg100_10epochs(nnUNetTrainerAttentionGateAdversarial_fg100):
     """nnUNetTrainerAttentionGateAdversarial_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGateAdversarial_fg100_20epochs(nnUNetTrainerAttentionGateAdversarial_fg100):
+    """nnUNetTrainerAttentionGateAdversarial_fg100 with num_epochs=20."""
+    num_epochs = 20

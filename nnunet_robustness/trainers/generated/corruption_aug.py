@@ -112,6 +112,11 @@ class nnUNetTrainerCorruptionAug_fg000_10epochs(nnUNetTrainerCorruptionAug_fg000
     num_epochs = 10
 
 
+class nnUNetTrainerCorruptionAug_fg000_20epochs(nnUNetTrainerCorruptionAug_fg000):
+    """nnUNetTrainerCorruptionAug_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
     """nnUNetTrainerCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -134,6 +139,11 @@ class nnUNetTrainerCorruptionAug_fg033_short(nnUNetTrainerCorruptionAug_fg033):
 class nnUNetTrainerCorruptionAug_fg033_10epochs(nnUNetTrainerCorruptionAug_fg033):
     """nnUNetTrainerCorruptionAug_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerCorruptionAug_fg033_20epochs(nnUNetTrainerCorruptionAug_fg033):
+    """nnUNetTrainerCorruptionAug_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
@@ -160,6 +170,11 @@ class nnUNetTrainerCorruptionAug_fg066_10epochs(nnUNetTrainerCorruptionAug_fg066
     num_epochs = 10
 
 
+class nnUNetTrainerCorruptionAug_fg066_20epochs(nnUNetTrainerCorruptionAug_fg066):
+    """nnUNetTrainerCorruptionAug_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
     """nnUNetTrainerCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -182,6 +197,11 @@ class nnUNetTrainerCorruptionAug_fg100_short(nnUNetTrainerCorruptionAug_fg100):
 class nnUNetTrainerCorruptionAug_fg100_10epochs(nnUNetTrainerCorruptionAug_fg100):
     """nnUNetTrainerCorruptionAug_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerCorruptionAug_fg100_20epochs(nnUNetTrainerCorruptionAug_fg100):
+    """nnUNetTrainerCorruptionAug_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkipCorruptionAug_1epoch(TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
@@ -282,6 +302,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg000_10epochs(nnUNetTrainerNoSkipCorrupt
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkipCorruptionAug_fg000_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg000):
+    """nnUNetTrainerNoSkipCorruptionAug_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkipCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
     """nnUNetTrainerNoSkipCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -304,6 +329,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg033_short(nnUNetTrainerNoSkipCorruption
 class nnUNetTrainerNoSkipCorruptionAug_fg033_10epochs(nnUNetTrainerNoSkipCorruptionAug_fg033):
     """nnUNetTrainerNoSkipCorruptionAug_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkipCorruptionAug_fg033_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg033):
+    """nnUNetTrainerNoSkipCorruptionAug_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkipCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
@@ -330,6 +360,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg066_10epochs(nnUNetTrainerNoSkipCorrupt
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkipCorruptionAug_fg066_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg066):
+    """nnUNetTrainerNoSkipCorruptionAug_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkipCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
     """nnUNetTrainerNoSkipCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -352,6 +387,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg100_short(nnUNetTrainerNoSkipCorruption
 class nnUNetTrainerNoSkipCorruptionAug_fg100_10epochs(nnUNetTrainerNoSkipCorruptionAug_fg100):
     """nnUNetTrainerNoSkipCorruptionAug_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkipCorruptionAug_fg100_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg100):
+    """nnUNetTrainerNoSkipCorruptionAug_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGateCorruptionAug_1epoch(TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
@@ -452,6 +492,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg000_10epochs(nnUNetTrainerAttent
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGateCorruptionAug_fg000_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg000):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGateCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
     """nnUNetTrainerAttentionGateCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -474,6 +519,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg033_short(nnUNetTrainerAttention
 class nnUNetTrainerAttentionGateCorruptionAug_fg033_10epochs(nnUNetTrainerAttentionGateCorruptionAug_fg033):
     """nnUNetTrainerAttentionGateCorruptionAug_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGateCorruptionAug_fg033_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg033):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGateCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
@@ -500,6 +550,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg066_10epochs(nnUNetTrainerAttent
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGateCorruptionAug_fg066_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg066):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGateCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
     """nnUNetTrainerAttentionGateCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -522,3 +577,8 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg100_short(nnUNetTrainerAttention
 class nnUNetTrainerAttentionGateCorruptionAug_fg100_10epochs(nnUNetTrainerAttentionGateCorruptionAug_fg100):
     """nnUNetTrainerAttentionGateCorruptionAug_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGateCorruptionAug_fg100_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg100):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg100 with num_epochs=20."""
+    num_epochs = 20

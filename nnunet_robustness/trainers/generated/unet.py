@@ -48,6 +48,11 @@ class nnUNetTrainer_fg000_10epochs(nnUNetTrainer_fg000):
     num_epochs = 10
 
 
+class nnUNetTrainer_fg000_20epochs(nnUNetTrainer_fg000):
+    """nnUNetTrainer_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainer_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
     """nnUNetTrainer with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -70,6 +75,11 @@ class nnUNetTrainer_fg033_short(nnUNetTrainer_fg033):
 class nnUNetTrainer_fg033_10epochs(nnUNetTrainer_fg033):
     """nnUNetTrainer_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainer_fg033_20epochs(nnUNetTrainer_fg033):
+    """nnUNetTrainer_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainer_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
@@ -96,6 +106,11 @@ class nnUNetTrainer_fg066_10epochs(nnUNetTrainer_fg066):
     num_epochs = 10
 
 
+class nnUNetTrainer_fg066_20epochs(nnUNetTrainer_fg066):
+    """nnUNetTrainer_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainer_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
     """nnUNetTrainer with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -118,6 +133,11 @@ class nnUNetTrainer_fg100_short(nnUNetTrainer_fg100):
 class nnUNetTrainer_fg100_10epochs(nnUNetTrainer_fg100):
     """nnUNetTrainer_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainer_fg100_20epochs(nnUNetTrainer_fg100):
+    """nnUNetTrainer_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkip_1epoch(TrainerVariant, nnUNetTrainerNoSkip):
@@ -218,6 +238,11 @@ class nnUNetTrainerNoSkip_fg000_10epochs(nnUNetTrainerNoSkip_fg000):
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkip_fg000_20epochs(nnUNetTrainerNoSkip_fg000):
+    """nnUNetTrainerNoSkip_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkip_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
     """nnUNetTrainerNoSkip with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -240,6 +265,11 @@ class nnUNetTrainerNoSkip_fg033_short(nnUNetTrainerNoSkip_fg033):
 class nnUNetTrainerNoSkip_fg033_10epochs(nnUNetTrainerNoSkip_fg033):
     """nnUNetTrainerNoSkip_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkip_fg033_20epochs(nnUNetTrainerNoSkip_fg033):
+    """nnUNetTrainerNoSkip_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerNoSkip_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
@@ -266,6 +296,11 @@ class nnUNetTrainerNoSkip_fg066_10epochs(nnUNetTrainerNoSkip_fg066):
     num_epochs = 10
 
 
+class nnUNetTrainerNoSkip_fg066_20epochs(nnUNetTrainerNoSkip_fg066):
+    """nnUNetTrainerNoSkip_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerNoSkip_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
     """nnUNetTrainerNoSkip with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -288,6 +323,11 @@ class nnUNetTrainerNoSkip_fg100_short(nnUNetTrainerNoSkip_fg100):
 class nnUNetTrainerNoSkip_fg100_10epochs(nnUNetTrainerNoSkip_fg100):
     """nnUNetTrainerNoSkip_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerNoSkip_fg100_20epochs(nnUNetTrainerNoSkip_fg100):
+    """nnUNetTrainerNoSkip_fg100 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGate_1epoch(TrainerVariant, nnUNetTrainerAttentionGate):
@@ -388,6 +428,11 @@ class nnUNetTrainerAttentionGate_fg000_10epochs(nnUNetTrainerAttentionGate_fg000
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGate_fg000_20epochs(nnUNetTrainerAttentionGate_fg000):
+    """nnUNetTrainerAttentionGate_fg000 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGate_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
     """nnUNetTrainerAttentionGate with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -410,6 +455,11 @@ class nnUNetTrainerAttentionGate_fg033_short(nnUNetTrainerAttentionGate_fg033):
 class nnUNetTrainerAttentionGate_fg033_10epochs(nnUNetTrainerAttentionGate_fg033):
     """nnUNetTrainerAttentionGate_fg033 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGate_fg033_20epochs(nnUNetTrainerAttentionGate_fg033):
+    """nnUNetTrainerAttentionGate_fg033 with num_epochs=20."""
+    num_epochs = 20
 
 
 class nnUNetTrainerAttentionGate_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
@@ -436,6 +486,11 @@ class nnUNetTrainerAttentionGate_fg066_10epochs(nnUNetTrainerAttentionGate_fg066
     num_epochs = 10
 
 
+class nnUNetTrainerAttentionGate_fg066_20epochs(nnUNetTrainerAttentionGate_fg066):
+    """nnUNetTrainerAttentionGate_fg066 with num_epochs=20."""
+    num_epochs = 20
+
+
 class nnUNetTrainerAttentionGate_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
     """nnUNetTrainerAttentionGate with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -458,3 +513,8 @@ class nnUNetTrainerAttentionGate_fg100_short(nnUNetTrainerAttentionGate_fg100):
 class nnUNetTrainerAttentionGate_fg100_10epochs(nnUNetTrainerAttentionGate_fg100):
     """nnUNetTrainerAttentionGate_fg100 with num_epochs=10."""
     num_epochs = 10
+
+
+class nnUNetTrainerAttentionGate_fg100_20epochs(nnUNetTrainerAttentionGate_fg100):
+    """nnUNetTrainerAttentionGate_fg100 with num_epochs=20."""
+    num_epochs = 20
