@@ -64,11 +64,11 @@ def test_nnunet_lookup_finds_our_trainers_via_the_shim(nnunet_copy_without_shim)
             "print(find('nnUNetTrainerAttentionGate_5epochs').__module__)")
     missing = run_python(["-c", code], nnunet_copy_without_shim)
     assert str(nnunet_copy_without_shim) in missing.stdout  # the copy is the one imported
-    assert "nnunet_robustness.trainers.variants" not in missing.stdout
+    assert "nnunet_robustness.trainers" not in missing.stdout
     install_shim(nnunet_copy_without_shim / "nnunetv2" / "training" / "nnUNetTrainer")
     present = run_python(["-c", code], nnunet_copy_without_shim)
     assert present.returncode == 0, present.stderr
-    assert present.stdout.strip().endswith("nnunet_robustness.trainers.variants")
+    assert present.stdout.strip().endswith("nnunet_robustness.trainers.generated.unet")
 
 
 def test_a_broken_nnunet_robustness_never_breaks_nnunets_own_trainers(tmp_path, nnunet_copy_without_shim):

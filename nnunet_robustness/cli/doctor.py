@@ -148,7 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.list_trainers:
-        from nnunet_robustness.trainers.variants import trainer_listing
+        from nnunet_robustness.trainers.registry import trainer_listing
 
         print(trainer_listing())
         return 0

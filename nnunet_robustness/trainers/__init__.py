@@ -1,11 +1,12 @@
 """nnU-Net trainers shipped by nnunet-robustness.
 
 ``nnUNetv2_train ... -tr nnUNetTrainerNoSkip`` finds these through a one-line shim module placed
-in ``nnunetv2/training/nnUNetTrainer/`` (see :mod:`nnunet_robustness.shim`).
+in ``nnunetv2/training/nnUNetTrainer/`` (see :mod:`nnunet_robustness.shim`), which star-imports this
+package: every trainer of the registry is therefore a name here.
 """
 
-from nnunet_robustness.trainers.variants import *  # noqa: F403  (the trainer classes)
-from nnunet_robustness.trainers.variants import SCHEDULES, TRAINERS, make_variant  # noqa: F401  (API, not trainers)
-from nnunet_robustness.trainers.variants import __all__ as _trainer_names
+from nnunet_robustness.trainers.registry import TRAINERS
+from nnunet_robustness.trainers.variants import SCHEDULES, make_variant  # noqa: F401  (API, not trainers)
 
-__all__ = list(_trainer_names)
+globals().update(TRAINERS)
+__all__ = sorted(TRAINERS)

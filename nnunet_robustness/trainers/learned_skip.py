@@ -6,17 +6,15 @@ adds two things to nnU-Net's trainer:
 
 - an optional sparsity penalty ``gate_sparsity_weight * sum_levels mean(gate)`` added to the
   training loss (not to the validation loss, so nnU-Net's val curves stay comparable across
-  trainers). Default 0: the gates then show which skips the segmentation loss itself keeps open. Set
-  it by subclassing (``gate_sparsity_weight = 1e-2``) or, for ``nnUNetv2_train`` runs, with the
-  environment variable ``NNUNET_ROBUSTNESS_GATE_L1`` (recorded in the log json);
+  trainers). Default 0: the gates then show which skips the segmentation loss itself keeps open. A
+  subclass sets it as a class attribute, as ``nnUNetTrainerLearnedSkipL1`` does
+  (``gate_sparsity_weight = 0.01``); it is recorded in the log json;
 - the gate values per epoch in ``<fold folder>/learned_gates.json`` (rewritten atomically every
   epoch) and ``learned_gates.png`` (gate value against epoch per level, written at the end).
 """
 
 from __future__ import annotations
 
-import math
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,21 +27,7 @@ from nnunet_robustness.io import atomic_path, atomic_write_json
 
 GATES_LOG_NAME = "learned_gates.json"
 GATES_PLOT_NAME = "learned_gates.png"
-SPARSITY_ENV = "NNUNET_ROBUSTNESS_GATE_L1"
 LOG_FORMAT = 1
-
-
-def sparsity_weight_from_environment(default: float) -> float:
-    value = os.environ.get(SPARSITY_ENV)
-    if value is None or value == "":
-        return default
-    try:
-        weight = float(value)
-    except ValueError:
-        raise UserInputError(f"{SPARSITY_ENV}={value!r} is not a number (the L1 weight of the skip gates)") from None
-    if not math.isfinite(weight) or weight < 0:
-        raise UserInputError(f"{SPARSITY_ENV}={value!r}: the gate L1 weight must be a finite number >= 0")
-    return weight
 
 
 def unwrapped_network(network: nn.Module) -> nn.Module:
@@ -80,12 +64,10 @@ class LearnedSkipGatesMixin:
     set hyper-parameters in theirs).
     """
 
-    gate_sparsity_weight: float = 0.0
+    gate_sparsity_weight: float = 0.0  # the L1 weight; a class attribute, set by subclassing
 
     def _build_loss(self):
         loss = super()._build_loss()
-        # read here rather than in __init__: our schedule variants define their own __init__
-        self.gate_sparsity_weight = sparsity_weight_from_environment(type(self).gate_sparsity_weight)
         if self.gate_sparsity_weight > 0:
             self.print_to_log_file(f"learned skip gates: L1 sparsity weight {self.gate_sparsity_weight}")
             return GateSparsityLoss(loss, lambda: unwrapped_network(self.network), self.gate_sparsity_weight)

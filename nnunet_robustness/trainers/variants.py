@@ -1,7 +1,10 @@
-"""Our nnU-Net trainers: architecture variants and the schedule variants generated from them.
+"""Our nnU-Net trainers: the hand-written bases, and the tables their variants are generated from.
 
-Read like nnU-Net's own ``variants/``: each trainer changes one or two things of its base.
-Generated names follow nnU-Net's convention ``<base>_<suffix>``, e.g. ``nnUNetTrainerNoSkip_5epochs``.
+Read like nnU-Net's own ``variants/``: each trainer changes one or two things of its base. The
+schedule and sampling variants (``<base>_<suffix>``, e.g. ``nnUNetTrainerNoSkip_5epochs``) are literal
+classes in :mod:`nnunet_robustness.trainers.generated`, written from the tables below by
+``python -m nnunet_robustness.trainers.generate``; each is a subclass of its base and of
+:class:`TrainerVariant` that sets, as class attributes, the hyper-parameters it changes.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_robustness.trainers.builders import skip_selective_builder
-from nnunet_robustness.trainers.fbr import FBRLoggingMixin
 from nnunet_robustness.trainers.learned_skip import LearnedSkipGatesMixin
 from nnunet_robustness.trainers.progress import TrainingProgressMixin
 from nnunet_robustness.trainers.robust_training import AdversarialTrainingMixin, CorruptionAugmentationMixin
@@ -33,6 +35,14 @@ class nnUNetTrainerLearnedSkip(LearnedSkipGatesMixin, nnUNetTrainer):
     optional L1 penalty on the gates, and the gate values logged per epoch (learned_gates.json/.png)."""
 
     build_network_architecture = staticmethod(skip_selective_builder(learned_gates="scalar"))
+
+
+class nnUNetTrainerLearnedSkipL1(nnUNetTrainerLearnedSkip):
+    """nnUNetTrainerLearnedSkip with an L1 penalty of weight 0.01 on the gate values.
+
+    The penalty pushes the skips the segmentation loss does not need towards closed."""
+
+    gate_sparsity_weight = 0.01
 
 
 ARCHITECTURE_TRAINERS: tuple[type, ...] = (nnUNetTrainerNoSkip, nnUNetTrainerAttentionGate, nnUNetTrainerLearnedSkip)
@@ -78,7 +88,9 @@ SCHEDULES: dict[str, dict[str, int]] = {
     "tiny": {"num_epochs": 1, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2},
     "short": {"num_epochs": 2, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 5},
 }
-
+# The bases that get every schedule. The L1 variant of the learned gates gets the schedules only: it is
+# an experiment on the gates, not an architecture for the sampling studies.
+SCHEDULE_BASES: tuple[type, ...] = (*ARCHITECTURE_TRAINERS, nnUNetTrainerLearnedSkipL1, *ROBUST_TRAINERS)
 
 CPU_SCHEDULES = ("tiny", "short")
 # The fg variants also come with the schedules the studies' cpu scale trains (``nnunet-robust study``):
@@ -97,80 +109,64 @@ FOREGROUND_OVERSAMPLING: dict[str, float] = {"fg000": 0.0, "fg033": 0.33, "fg066
 # trainers (so that a robust model trains with the same sampling and schedule as its baseline).
 FG_BASES: tuple[type, ...] = (nnUNetTrainer, *ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS)
 
-
-def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyperparameters) -> type:
-    """Subclass ``base`` as ``<base>_<suffix>``, overriding nnUNetTrainer hyper-parameters.
-
-    ``mixins`` come before ``base`` in the new class's bases (behaviour added on top of the base,
-    e.g. FBR logging); they must not define ``__init__``. Every variant writes its iterations for the
-    pipeline's progress lines (``TrainingProgressMixin``, once in the bases).
-    The new class lives in this module (checkpoints store the class name and the predictor looks it
-    up again through nnU-Net's trainer search, which finds it via our shim module).
-    """
-    unknown = [k for k in hyperparameters if k not in _KNOWN_HYPERPARAMETERS]
-    if unknown:
-        raise ValueError(f"not nnUNetTrainer hyper-parameters: {unknown}; known: {sorted(_KNOWN_HYPERPARAMETERS)}")
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        base.__init__(self, plans, configuration, fold, dataset_json, device)
-        for name, value in hyperparameters.items():
-            setattr(self, name, value)
-
-    if not issubclass(base, TrainingProgressMixin):
-        mixins = (*mixins, TrainingProgressMixin)
-    name = f"{base.__name__}_{suffix}"
-    settings = ", ".join(f"{k}={v}" for k, v in hyperparameters.items())
-    return type(name, (*mixins, base), {
-        "__init__": __init__,
-        "__module__": __name__,
-        "__qualname__": name,
-        "__doc__": f"{base.__name__} with {settings}.",
-    })
-
-
-_KNOWN_HYPERPARAMETERS = frozenset({
+# The nnUNetTrainer attributes a variant may set (nnUNetTrainer.__init__ assigns all of them).
+HYPERPARAMETERS = frozenset({
     "num_epochs", "num_iterations_per_epoch", "num_val_iterations_per_epoch", "initial_lr", "weight_decay",
     "oversample_foreground_percent", "save_every",
 })
 
 
-def _generate() -> dict[str, type]:
-    generated = {}
-    for base in (*ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS):
-        for suffix, hyperparameters in SCHEDULES.items():
-            cls = make_variant(base, suffix, **hyperparameters)
-            generated[cls.__name__] = cls
-    # nnU-Net ships nnUNetTrainer_<N>epochs itself; only the CPU schedules are new for the stock U-Net.
-    # (Redefining nnU-Net's names would shadow them, since our shim is found first.)
-    for suffix in CPU_SCHEDULES:
-        cls = make_variant(nnUNetTrainer, suffix, **SCHEDULES[suffix])
-        generated[cls.__name__] = cls
-    # Foreground oversampling: <base>_<fgXXX>, and <base>_<fgXXX>_<schedule> for FG_SCHEDULES
-    # (sampling is the variant, the schedule how long it runs: nnUNetTrainer_fg100_tiny).
-    for base in FG_BASES:
-        for fg_suffix, percent in FOREGROUND_OVERSAMPLING.items():
-            fg_cls = make_variant(base, fg_suffix, mixins=(FBRLoggingMixin,), oversample_foreground_percent=percent)
-            generated[fg_cls.__name__] = fg_cls
-            for suffix in FG_SCHEDULES:
-                cls = make_variant(fg_cls, suffix, **SCHEDULES[suffix])
-                generated[cls.__name__] = cls
-    return generated
+class TrainerVariant(TrainingProgressMixin):
+    """Base of every schedule and sampling variant (``class nnUNetTrainerNoSkip_20epochs(TrainerVariant,
+    nnUNetTrainerNoSkip)`` with ``num_epochs = 20``).
+
+    A variant states its hyper-parameters as class attributes; nnUNetTrainer.__init__ assigns nnU-Net's
+    defaults to the instance, which would hide them, so they are copied onto the instance afterwards
+    (the nearest class wins: ``nnUNetTrainer_fg100_tiny`` keeps fg100's sampling and sets tiny's
+    schedule). Every variant also writes its iterations for the pipeline's progress lines.
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        # the same parameter names as nnUNetTrainer's: it records them for its checkpoints
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        for name, value in variant_settings(type(self)).items():
+            setattr(self, name, value)
 
 
-GENERATED_TRAINERS = _generate()
-globals().update(GENERATED_TRAINERS)
+def variant_settings(cls: type) -> dict:
+    """The hyper-parameters the variant classes in ``cls``'s bases set, the nearest class winning."""
+    settings = {}
+    for klass in reversed(cls.__mro__):
+        if issubclass(klass, TrainerVariant):
+            settings.update({k: v for k, v in vars(klass).items() if k in HYPERPARAMETERS})
+    return settings
 
-TRAINERS: dict[str, type] = {
-    **{cls.__name__: cls for cls in (*ARCHITECTURE_TRAINERS, *ROBUST_TRAINERS)},
-    **GENERATED_TRAINERS,
-}
-__all__ = sorted(TRAINERS)
+
+def variant_bases(base: type, mixins: tuple[type, ...] = ()) -> tuple[type, ...]:
+    """The bases of the variant ``<base>_<suffix>``: ``mixins`` (behaviour added on top of the base, e.g.
+    FBR logging; they must not define ``__init__``), TrainerVariant once, then ``base``."""
+    return (*mixins, *(() if issubclass(base, TrainerVariant) else (TrainerVariant,)), base)
 
 
-def trainer_listing() -> str:
-    """Every trainer name with its one-line description, sorted: the text of ``nnunet-robust doctor
-    --list-trainers`` and of the list in ``docs/trainers.md`` (the generated names made greppable)."""
-    width = max(map(len, TRAINERS))
-    return "\n".join(f"{name:<{width}}  {(TRAINERS[name].__doc__ or '').strip().splitlines()[0]}"
-                     for name in sorted(TRAINERS))
+def variant_doc(base_name: str, settings: dict) -> str:
+    return f"{base_name} with {', '.join(f'{k}={v}' for k, v in settings.items())}."
+
+
+def make_variant(base: type, suffix: str, mixins: tuple[type, ...] = (), **hyperparameters) -> type:
+    """Subclass ``base`` as ``<base>_<suffix>``, overriding nnUNetTrainer hyper-parameters, at run time.
+
+    The variants we ship are written out in :mod:`nnunet_robustness.trainers.generated` instead; this is
+    for other lengths. nnU-Net's predictor looks the class up by name again (checkpoints store only the
+    name), so it must be importable through nnU-Net's trainer search.
+    """
+    unknown = [k for k in hyperparameters if k not in HYPERPARAMETERS]
+    if unknown:
+        raise ValueError(f"not nnUNetTrainer hyper-parameters: {unknown}; known: {sorted(HYPERPARAMETERS)}")
+    name = f"{base.__name__}_{suffix}"
+    return type(name, variant_bases(base, mixins), {
+        **hyperparameters,
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": variant_doc(base.__name__, hyperparameters),
+    })

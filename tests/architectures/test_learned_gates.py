@@ -12,10 +12,9 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from nnunet_robustness.architectures import LearnedSkipGate, gate_sparsity_penalty, gate_values, skip_weight_share
-from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.plans import ArchChoice, make_arch_plans
 from nnunet_robustness.trainers import TRAINERS
-from nnunet_robustness.trainers.learned_skip import GateSparsityLoss, sparsity_weight_from_environment
+from nnunet_robustness.trainers.learned_skip import GateSparsityLoss
 from tests.helpers.networks import CLASSES, arch_kwargs
 from tests.helpers.plans import DATASET_JSON, default_plans
 
@@ -139,27 +138,17 @@ def test_sparsity_penalty_is_mean_gate_summed_over_levels_and_only_in_training()
     assert all(bool((g.logit.grad > 0).all()) for g in gates.values())
 
 
-def test_sparsity_weight_from_environment(monkeypatch):
-    monkeypatch.delenv("NNUNET_ROBUSTNESS_GATE_L1", raising=False)
-    assert sparsity_weight_from_environment(0.0) == 0.0
-    monkeypatch.setenv("NNUNET_ROBUSTNESS_GATE_L1", "0.01")
-    assert sparsity_weight_from_environment(0.0) == 0.01
-    for bad in ("abc", "-1", "nan"):
-        monkeypatch.setenv("NNUNET_ROBUSTNESS_GATE_L1", bad)
-        with pytest.raises(UserInputError, match="NNUNET_ROBUSTNESS_GATE_L1"):
-            sparsity_weight_from_environment(0.0)
-
-
 def test_feature_map_estimate_counts_gated_skips():
     size = (32, 32)
     plain = CLASSES["plain"][1](**arch_kwargs("plain", 2), deep_supervision=False)
     assert build("plain", 2).compute_conv_feature_map_size(size) > plain.compute_conv_feature_map_size(size)
 
 
-@pytest.mark.parametrize("name", ["nnUNetTrainerLearnedSkip", "nnUNetTrainerLearnedSkip_tiny",
-                                  "nnUNetTrainerLearnedSkip_short", "nnUNetTrainerLearnedSkip_100epochs",
-                                  "nnUNetTrainerLearnedSkip_fg066_tiny"])
-def test_trainer_and_schedule_variants_build_gated_network(name, nnunet_env):
+@pytest.mark.parametrize("name,weight", [("nnUNetTrainerLearnedSkip", 0.0), ("nnUNetTrainerLearnedSkip_tiny", 0.0),
+                                         ("nnUNetTrainerLearnedSkip_short", 0.0), ("nnUNetTrainerLearnedSkip_100epochs", 0.0),
+                                         ("nnUNetTrainerLearnedSkip_fg066_tiny", 0.0), ("nnUNetTrainerLearnedSkipL1", 0.01),
+                                         ("nnUNetTrainerLearnedSkipL1_tiny", 0.01)])
+def test_trainer_and_schedule_variants_build_gated_network(name, weight, nnunet_env):
     cls = TRAINERS[name]
     plans_manager = PlansManager(default_plans())
     network = cls.build_network_architecture(plans_manager, plans_manager.get_configuration("2d"), 1, 2, True)
@@ -167,7 +156,12 @@ def test_trainer_and_schedule_variants_build_gated_network(name, nnunet_env):
     assert network.decoder.skip_levels == tuple(range(network.decoder.num_skip_levels))
     assert {g.mode for g in network.decoder.learned_gates.values()} == {"scalar"}
     trainer = cls(dict(default_plans(), continue_training=False), "2d", 0, DATASET_JSON, device=torch.device("cpu"))
-    assert trainer.gate_sparsity_weight == 0.0
+    assert trainer.gate_sparsity_weight == weight
+    # the penalty wraps nnU-Net's loss only when it has a weight
+    loss = trainer._build_loss()
+    assert isinstance(loss, GateSparsityLoss) is (weight > 0)
+    if weight:
+        assert loss.weight == weight
 
 
 @pytest.mark.parametrize("arch,mode,suffix", [("learned", "scalar", "LearnedSkip"),

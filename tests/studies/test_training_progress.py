@@ -116,7 +116,7 @@ def test_our_trainers_write_their_iterations(tmp_path):
 
 def test_every_generated_trainer_writes_progress():
     from nnunet_robustness.trainers.progress import TrainingProgressMixin
-    from nnunet_robustness.trainers.variants import GENERATED_TRAINERS
+    from nnunet_robustness.trainers.registry import GENERATED_TRAINERS
 
     assert all(issubclass(cls, TrainingProgressMixin) for cls in GENERATED_TRAINERS.values())
 

@@ -1,4 +1,4 @@
-"""nnUNetTrainerLearnedSkip_tiny through nnU-Net's real CLIs (2D, CPU): the gate log and plot are
+"""nnUNetTrainerLearnedSkipL1_tiny through nnU-Net's real CLIs (2D, CPU): the gate log and plot are
 written in the fold folder, and the checkpoint (with its gate logits) loads in nnUNetv2_predict."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from tests.helpers.synthetic import write_nnunet_dataset
 
 pytestmark = pytest.mark.e2e
 
-TRAINER = "nnUNetTrainerLearnedSkip_tiny"
+TRAINER = "nnUNetTrainerLearnedSkipL1_tiny"
 
 
 def test_learned_skip_train_log_predict(nnunet_env, tmp_path):
-    env = {**nnunet_env, "OMP_NUM_THREADS": "2", "NNUNET_ROBUSTNESS_GATE_L1": "0.01"}
+    env = {**nnunet_env, "OMP_NUM_THREADS": "2"}
     raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), 904, 2, n_train=5, n_test=2, size=32, seed=4)
     run_cli(["nnUNetv2_plan_and_preprocess", "-d", "904", "-c", "2d", "-np", "1", "-npfp", "1"], env)
     run_cli(["nnUNetv2_train", "904", "2d", "0", "-tr", TRAINER, "-device", "cpu"], env)
@@ -27,7 +27,7 @@ def test_learned_skip_train_log_predict(nnunet_env, tmp_path):
     fold = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__2d" / "fold_0"
     log = json.loads((fold / "learned_gates.json").read_text())
     assert log["trainer"] == TRAINER and log["gate_mode"] == "scalar"
-    assert log["gate_sparsity_weight"] == 0.01  # the environment variable reached the subprocess's trainer
+    assert log["gate_sparsity_weight"] == 0.01  # the L1 variant's class attribute, in nnU-Net's own run
     levels = sorted(log["skip_channels"], key=int)
     initial = log["initial"]["gates"]
     assert sorted(initial, key=int) == levels and len(levels) >= 2

@@ -16,7 +16,8 @@ from nnunet_robustness.architectures import (
     SkipSelectiveUNetDecoder,
 )
 from nnunet_robustness.trainers import TRAINERS, make_variant
-from nnunet_robustness.trainers.variants import trainer_listing
+from nnunet_robustness.trainers.registry import trainer_listing
+from nnunet_robustness.trainers.variants import TrainerVariant, variant_settings
 from tests.helpers.plans import DATASET_JSON, default_plans, resenc_plans
 
 
@@ -29,7 +30,9 @@ def test_trainer_names_follow_nnunet_convention():
     assert not any(re.fullmatch(r"nnUNetTrainer_\d+epochs?", name) for name in TRAINERS)
     for name, cls in TRAINERS.items():
         assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
-        assert cls.__module__ == "nnunet_robustness.trainers.variants"
+        # the hand-written bases, or a literal class of the generated modules (greppable by name)
+        assert cls.__module__ == "nnunet_robustness.trainers.variants" or (
+            cls.__module__.startswith("nnunet_robustness.trainers.generated.") and issubclass(cls, TrainerVariant))
 
 
 def test_the_checked_in_trainer_list_is_what_the_package_ships():
@@ -47,6 +50,9 @@ def test_the_checked_in_trainer_list_is_what_the_package_ships():
     ("nnUNetTrainerAttentionGate_1epoch", {"num_epochs": 1}),
     ("nnUNetTrainer_tiny", {"num_epochs": 1, "num_iterations_per_epoch": 10, "num_val_iterations_per_epoch": 2}),
     ("nnUNetTrainerNoSkip_short", {"num_epochs": 2, "num_iterations_per_epoch": 50}),
+    # a schedule on top of a sampling variant keeps the sampling
+    ("nnUNetTrainer_fg100_tiny", {"oversample_foreground_percent": 1.0, "num_epochs": 1, "num_iterations_per_epoch": 10}),
+    ("nnUNetTrainerNoSkip_fg000", {"oversample_foreground_percent": 0.0, "num_epochs": 1000}),
 ])
 def test_schedule_hyperparameters_on_a_real_trainer(name, expected, nnunet_env):
     trainer = TRAINERS[name](dict(default_plans(), continue_training=False), "3d_fullres", 0, DATASET_JSON,
@@ -60,6 +66,17 @@ def test_schedule_hyperparameters_on_a_real_trainer(name, expected, nnunet_env):
 def test_make_variant_rejects_unknown_hyperparameters():
     with pytest.raises(ValueError, match="not nnUNetTrainer hyper-parameters"):
         make_variant(nnUNetTrainer, "oops", num_epoch=3)
+
+
+def test_make_variant_builds_what_the_generated_modules_spell_out():
+    fg100 = TRAINERS["nnUNetTrainer_fg100"]
+    cls = make_variant(fg100, "3epochs", num_epochs=3)
+    assert cls.__name__ == "nnUNetTrainer_fg100_3epochs" and cls.__bases__ == (fg100,)
+    assert variant_settings(cls) == {"oversample_foreground_percent": 1.0, "num_epochs": 3}
+    assert cls.__doc__ == "nnUNetTrainer_fg100 with num_epochs=3."
+    stock = make_variant(nnUNetTrainer, "3epochs", num_epochs=3)
+    assert stock.__bases__ == (TrainerVariant, nnUNetTrainer)
+    assert variant_settings(stock) == {"num_epochs": 3}
 
 
 def _build(trainer_name: str, plans: dict, configuration: str, deep_supervision: bool):
