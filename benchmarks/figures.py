@@ -3,6 +3,12 @@
 
 Each benchmark calls ``write_figures(markdown_path, benchmark, figures, device)`` once, after writing
 its Markdown; the JSON lands at ``markdown_path.with_suffix(".json")``.
+
+Timed comparisons go through ``repeat_until_stable``: one measurement (e.g. the median of a few
+interleaved runs of ours and the reference) is repeated until the ratios of the last
+``STABLE_WINDOW`` measurements lie within ``STABLE_SPREAD`` of each other, at most ``MAX_ROUNDS``
+times, and goals are judged on the median of those last ratios. A figure still unstable after the cap
+is written with its goal unjudged, as on a busy machine.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import datetime
 import json
 import os
 import resource
+import statistics
 import time
 from pathlib import Path
+from typing import Callable, Mapping
 
 # Another process using more than this many cores on average makes a run "busy": its timings are
 # reported but no goal is judged (on a 2-core machine, half a core of other work moved ratios 0.5x -> 1.8x).
@@ -70,6 +78,64 @@ def load_note() -> str:
     return f"{measured} (load average at the end {load}; busy above {BUSY_OTHER_CORES:g} cores: goals not judged)"
 
 
+# Ratios of one benchmark moved by more than their goals' margins between runs on the same machine;
+# a figure is judged only once the last STABLE_WINDOW measurements agree within STABLE_SPREAD
+# (max / min - 1), repeating the measurement up to MAX_ROUNDS times.
+STABLE_WINDOW, STABLE_SPREAD, MAX_ROUNDS = 3, 0.10, 7
+
+
+def spread(values: list[float]) -> float:
+    """max / min - 1 (infinite when a value is not positive: no ratio of such values is stable)."""
+    low = min(values)
+    return max(values) / low - 1 if low > 0 else float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stable:
+    """Outcome of ``repeat_until_stable``: medians over the last ``STABLE_WINDOW`` measurements."""
+
+    times: dict[str, float]  # median of each measured value
+    ratios: dict[str, float]  # median of each ratio: what goals are judged on
+    spread: float  # the largest spread of the last ratios, over the ratios
+    rounds: int  # measurements taken
+    stable: bool  # spread < max_spread; False: goals on these ratios are left unjudged
+
+    def judge(self, met: bool) -> bool | None:
+        return met if self.stable else None
+
+
+def least_settled(stables: list[Stable]) -> Stable:
+    """For a figure over several measurements (e.g. a geometric mean over cases): the largest spread,
+    the most rounds, and stable only when every measurement is."""
+    return Stable(times={}, ratios={}, spread=max(s.spread for s in stables), rounds=max(s.rounds for s in stables),
+                  stable=all(s.stable for s in stables))
+
+
+def repeat_until_stable(measure: Callable[[], Mapping[str, float]],
+                        ratios: Callable[[Mapping[str, float]], Mapping[str, float]], *,
+                        window: int = STABLE_WINDOW, max_spread: float = STABLE_SPREAD,
+                        max_rounds: int = MAX_ROUNDS) -> Stable:
+    """Call ``measure`` (named times of one interleaved measurement) until, for every ratio that
+    ``ratios`` derives from it, the last ``window`` values have a spread below ``max_spread``; stop
+    after ``max_rounds`` measurements either way."""
+    if not 1 <= window <= max_rounds:
+        raise ValueError(f"need 1 <= window <= max_rounds, got {window} and {max_rounds}")
+    measured: list[Mapping[str, float]] = []
+    derived: list[Mapping[str, float]] = []
+    while True:
+        measured.append(dict(measure()))
+        derived.append(dict(ratios(measured[-1])))
+        if len(measured) < window:
+            continue
+        last = derived[-window:]
+        largest = max((spread([r[name] for r in last]) for name in last[-1]), default=0.0)
+        if largest < max_spread or len(measured) >= max_rounds:
+            break
+    return Stable(times={name: statistics.median(m[name] for m in measured[-window:]) for name in measured[-1]},
+                  ratios={name: statistics.median(r[name] for r in last) for name in last[-1]},
+                  spread=largest, rounds=len(measured), stable=largest < max_spread)
+
+
 @dataclasses.dataclass(frozen=True)
 class Figure:
     """One headline number and its goal.
@@ -83,16 +149,28 @@ class Figure:
     reference: float | None
     ratio: float | None
     goal: str
-    met: bool | None  # None: no goal for this figure (informational)
+    met: bool | None  # None: no goal for this figure (informational), or not judged (busy, unstable)
+    # Of the measurements behind ``ratio`` (``repeat_until_stable``): the spread of the last ratios
+    # (max / min - 1), how many measurements were taken, and whether the spread stayed under the
+    # limit. None: a figure not measured that way (older results, counts, values).
+    spread: float | None = None
+    rounds: int | None = None
+    stable: bool | None = None
+
+    @classmethod
+    def timed(cls, stable: Stable, **fields) -> "Figure":
+        """A figure whose ratio comes from ``stable``: its goal is left unjudged when unstable."""
+        fields["met"] = stable.judge(fields["met"]) if fields.get("met") is not None else None
+        return cls(**fields, spread=stable.spread, rounds=stable.rounds, stable=stable.stable)
 
 
 def write_figures(markdown_path: Path, benchmark: str, figures: list[Figure], device: str) -> Path:
     """Write the figures; on a busy machine every goal is left unjudged (``met`` None) and the payload
-    says so, so that no summary calls a goal met from a disturbed run."""
+    says so, so that no summary calls a goal met from a disturbed run. So is every figure whose
+    measurements did not settle (``stable`` False)."""
     path = markdown_path.with_suffix(".json")
     busy = machine_is_busy()
-    if busy:
-        figures = [dataclasses.replace(f, met=None) for f in figures]
+    figures = [dataclasses.replace(f, met=None) if busy or f.stable is False else f for f in figures]
     payload = {
         "benchmark": benchmark,
         "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -101,6 +179,7 @@ def write_figures(markdown_path: Path, benchmark: str, figures: list[Figure], de
         "other_cores": _MONITOR.other_cores(),
         "load_average": list(os.getloadavg()),
         "busy": busy,
+        "unstable": sum(f.stable is False for f in figures),
         "figures": [dataclasses.asdict(figure) for figure in figures],
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -110,5 +189,6 @@ def write_figures(markdown_path: Path, benchmark: str, figures: list[Figure], de
 def read_figures(json_path: Path) -> dict:
     payload = json.loads(json_path.read_text())
     payload.setdefault("busy", None)  # results written before the load was recorded
+    payload.setdefault("unstable", None)  # results written before the stability rule
     payload["figures"] = [Figure(**figure) for figure in payload["figures"]]
     return payload
