@@ -68,6 +68,9 @@ def bootstrap_t_interval(values: np.ndarray, rng: np.random.Generator, n_bootstr
     samples = values[rng.integers(0, n, size=(n_bootstrap, n))]
     means, spreads = samples.mean(axis=1), samples.std(axis=1, ddof=1)
     mean, se = float(values.mean()), float(values.std(ddof=1)) / math.sqrt(n)
+    # a resample of one repeated value has no spread, but its floating-point std can be ~1e-17 instead of 0,
+    # which would turn an infinite t* into a huge finite one (intervals of +/-1e15 at n = 3)
+    spreads[spreads <= 1e-9 * max(se, np.finfo(float).tiny)] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         studentized = (means - mean) / (spreads / math.sqrt(n))
     studentized = studentized[~np.isnan(studentized)]  # 0/0: a resample equal to the sample's mean everywhere
