@@ -627,14 +627,14 @@ def corrupt_he_stain_on_a_greyscale_folder(tmp, fx):
 
 
 def corrupt_nan_image(tmp, fx):
-    """(#31) corrupt reads a case with run's reader, so it refuses NaN/Inf voxels as run does (it wrote them
-    into every corrupted copy)."""
+    """(#31) corrupt reads a case with run's reader, so it refuses NaN/Inf voxels as run does (it checked only
+    the first file of the folder and wrote the others' NaN into every corrupted copy)."""
     images = _images_with(tmp, fx, "case_009_0000.nii.gz")
-    path = sorted(images.iterdir())[1]
+    path = sorted(images.iterdir())[1]  # not the first file, which was the only one checked
     array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
     array.flat[3] = np.nan
     _write(path, array, like=path)
-    return _corrupt(images, tmp / "c"), f"{path.name} contains NaN or Inf"
+    return _corrupt(images, tmp / "c"), f"{path.name}: contains NaN or Inf"
 
 
 def corrupt_rgb_image(tmp, fx):
