@@ -1,7 +1,7 @@
 """Condition sets per imaging modality, the ROOD-MRI mapping, and modality detection from dataset.json.
 
 Data only (no torch): ``MODALITY_SETS`` holds condition specs in the syntax of
-``nnunet_robustness.corruptions.specs.parse_condition_spec`` (``FAMILY:1,3,5``); they are among the
+``nnunet_robustness.conditions.parsing.parse_condition_spec`` (``FAMILY:1,3,5``); they are among the
 runner's named sets (``run --preset ct``, :data:`nnunet_robustness.conditions.CONDITION_SETS`). ``modality_from_channel_names`` picks a set
 from a dataset's ``channel_names`` where the modality is unambiguous.
 """

@@ -626,6 +626,26 @@ def corrupt_he_stain_on_a_greyscale_folder(tmp, fx):
              "--severity", "1"], f"{images}/case_000_0000.nii.gz: 1 channel(s); he_stain needs 3 channels")
 
 
+def corrupt_nan_image(tmp, fx):
+    """(#31) corrupt reads a case with run's reader, so it refuses NaN/Inf voxels as run does (it checked only
+    the first file of the folder and wrote the others' NaN into every corrupted copy)."""
+    images = _images_with(tmp, fx, "case_009_0000.nii.gz")
+    path = sorted(images.iterdir())[1]  # not the first file, which was the only one checked
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    array.flat[3] = np.nan
+    _write(path, array, like=path)
+    return _corrupt(images, tmp / "c"), f"{path.name}: contains NaN or Inf"
+
+
+def corrupt_rgb_image(tmp, fx):
+    """(#31) a multi-component (RGB) file where nnU-Net takes one channel per file, refused as run refuses it."""
+    images = _images_with(tmp, fx, "case_009_0000.nii.gz")
+    path = sorted(images.iterdir())[1]
+    array = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    _write(path, np.stack([array] * 3, axis=-1), vector=True)
+    return _corrupt(images, tmp / "c"), f"{path.name} has"
+
+
 def run_num_parts_without_part_id(tmp, fx):
     """(#32 item 8) every process of the sharded run ran shard 0."""
     _model_folder(tmp)
@@ -688,7 +708,7 @@ ROWS = [Case(f"{verb}_negative_seed", _negative_seed(argv)) for verb, argv in NE
     study_cuda_without_cuda, run_num_parts_without_part_id, recommend_nan_severity, rate_nan_band, calibrate_nan_band,
     plan_arch_skip_level_the_network_lacks,
     rate_case_missing_from_one_condition, calibrate_case_missing_from_one_condition,
-    corrupt_he_stain_on_a_greyscale_folder,
+    corrupt_he_stain_on_a_greyscale_folder, corrupt_nan_image, corrupt_rgb_image,
     corrupt_input_without_channel_number, corrupt_input_with_a_line_break_in_a_name,
     corrupt_input_with_a_png_among_nii_gz, corrupt_input_with_an_upper_case_ending,
     eval_condition_name_leaves_the_model_folder, eval_condition_name_is_an_absolute_path,

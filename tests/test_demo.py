@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from nnunet_robustness.corruptions.specs import resolve_conditions
+from nnunet_robustness.conditions.parsing import resolve_conditions
 from nnunet_robustness.demo import CONDITION_SETS, CONDITIONS, CONFIGURATION, MODELS, Demo, DemoSettings
 from nnunet_robustness.records.run_manifest import RunManifest
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnunet_robustness.conditions import CONTEXT_FBR_LEVELS, Condition
-from nnunet_robustness.corruptions.specs import (
-    corruption_for,
-    parse_condition_spec,
-    requires_label,
-    resolve_conditions,
-)
+from nnunet_robustness.conditions import CONTEXT_FBR_LEVELS, Condition, ConditionKind
+from nnunet_robustness.conditions.parsing import parse_condition_spec, resolve_conditions
+from nnunet_robustness.corruptions.specs import corruption_for, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.fbr import context_box, foreground_fraction, paste_into_background
 
@@ -26,7 +22,7 @@ def test_condition_specs_and_manifest_form():
     conditions = parse_condition_spec("context")
     assert [c.context_fbr for c in conditions] == list(CONTEXT_FBR_LEVELS)
     (c,) = parse_condition_spec("context:0.2")
-    assert c.name == "context_fbr0.20" and c.is_context and requires_label(c) and not c.is_clean
+    assert c.name == "context_fbr0.20" and c.kind is ConditionKind.CONTEXT and requires_label(c) and not c.is_clean
     assert Condition.from_json(c.to_json()) == c
     assert "context_fbr" not in parse_condition_spec("spike:1")[0].to_json()  # older run.json form kept
     assert [x.name for x in resolve_conditions([], ["context"])][:2] == ["clean", "context_fbr0.50"]

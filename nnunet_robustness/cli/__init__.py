@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that start workers (run --devices)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for records (eval)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -117,11 +117,12 @@ def _work_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)  # before any work: one rule for every verb
     from nnunet_robustness.conditions import AUTO_SET, read_conditions_file
-    from nnunet_robustness.corruptions.specs import check_modality, modality_specific, resolve_conditions
+    from nnunet_robustness.conditions.parsing import resolve_conditions
+    from nnunet_robustness.corruptions.specs import check_modality, modality_specific
     from nnunet_robustness.io import read_json, refuse_output_inside
     from nnunet_robustness.nnunet_paths import model_folder_from_ids
-    from nnunet_robustness.runner.cases import list_cases
-    from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, resolve_folds
+    from nnunet_robustness.runner.runner import PredictionSettings, resolve_folds
+    from nnunet_robustness.runner.worker import RunJob, run_job, summary
 
     if args.model_folder is None:
         if not (args.dataset and args.configuration):
@@ -163,28 +164,21 @@ def run(args: argparse.Namespace) -> int:
         modality_forced = check_modality(conditions, dataset_json, str(dataset_json_path), args.force_modality,
                                          recorded_in=f"{args.output}/run.json")
 
-    if args.devices is not None:
-        from nnunet_robustness.runner.devices import parse_devices, run_on_devices
-
-        devices = parse_devices(args.devices)
-        return run_on_devices(args.argv, devices, args.output,
-                              args.num_parts, args.part_id, progress=not args.no_progress)
-
     settings = PredictionSettings(model_folder=model_folder, folds=resolve_folds(args.folds),
                                   checkpoint=args.checkpoint, step_size=args.step_size,
                                   use_mirroring=not args.disable_tta, device=args.device,
                                   background=args.background, attack_objective=args.attack_objective)
-    runner = RobustnessRunner(settings)
-    cases = list_cases(args.input, runner.file_ending, runner.num_channels)
-    stats = runner.run(cases, conditions, args.output, seed=args.seed, save_probabilities=args.save_probabilities,
-                       overwrite=args.overwrite, num_parts=args.num_parts, part_id=args.part_id,
-                       reference_folder=args.reference, progress=not args.no_progress,
-                       severity_scale=args.severity_scale, calibration_cases=args.calibration_cases,
-                       modality_forced=modality_forced)
-    print(f"{stats.predicted} item(s) predicted, {stats.skipped} already done, of {stats.items} in this part "
-          f"({len(cases)} cases x {len(conditions)} conditions in all); {stats.seconds_total:.2f} s, "
-          f"{stats.seconds_predictor:.2f} s in nnU-Net's predictor, {stats.seconds_input_space:.2f} s measuring what "
-          "the model saw")
+    job = RunJob(settings, args.input, args.output, tuple(conditions), seed=args.seed,
+                 save_probabilities=args.save_probabilities, overwrite=args.overwrite, num_parts=args.num_parts,
+                 part_id=args.part_id, reference=args.reference, progress=not args.no_progress,
+                 severity_scale=args.severity_scale, calibration_cases=args.calibration_cases,
+                 modality_forced=modality_forced)
+    if args.devices is not None:
+        from nnunet_robustness.runner.devices import parse_devices, run_on_devices
+
+        return run_on_devices(job, parse_devices(args.devices))
+    stats, cases = run_job(job)
+    print(summary(stats, cases, len(conditions)))
     print(f"predictions: {args.output}/<condition>/, manifest: {args.output}/run.json")
     return 0
 

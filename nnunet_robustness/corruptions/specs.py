@@ -1,66 +1,30 @@
-"""Condition specs -> conditions, and conditions -> corruptions: the half of the condition vocabulary
-that needs the corruption catalogue (family names, presets, which families need the reference label).
-
-The names, the JSON form and the named sets live torch-free in :mod:`nnunet_robustness.conditions`;
-``run`` and ``corrupt`` resolve what the user typed here.
-
-Condition specs (CLI ``--conditions`` and config files) are strings:
-
-- ``clean``
-- ``FAMILY`` (severities 1..5), ``FAMILY:3``, ``FAMILY:1,3,5``, ``FAMILY:1-5``, ``FAMILY:2.5``
-  (severities in (0, 5]; a range must go upwards)
-- a corruption preset, e.g. ``seed-study:harder``, or a preset group, e.g. ``seed-study``
-  (every ``seed-study:*`` preset)
-- ``context`` or ``context:0.5,0.1``: test-time context / foreground-ratio shift (not a corruption):
-  the image is cropped to a box around the reference foreground whose foreground fraction is the
-  given level (``nnunet_robustness.fbr``); default levels ``CONTEXT_FBR_LEVELS``
+"""Conditions -> corruptions: what a corruption or preset condition applies, its seed, whether it needs
+the reference label, and which families assume one modality. The half of the condition vocabulary that
+needs the corruption catalogue; the parser of what the user types is :mod:`nnunet_robustness.conditions.parsing`.
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
-from nnunet_robustness.conditions import (
-    ADVERSARIAL_FAMILIES,
-    ALL_FAMILIES,
-    ATTACK_ALIASES,
-    AUTO_SET,
-    CLEAN,
-    CLEAN_NAME,
-    CONDITION_SETS,
-    CONTEXT_FAMILY,
-    CONTEXT_FBR_LEVELS,
-    MAX_SEVERITY,
-    Condition,
-    context_condition,
-    family_condition,
-    is_attack_family,
-)
+from nnunet_robustness.conditions import Condition, ConditionKind
 from nnunet_robustness.corruptions._core import CORRUPTIONS, Corruption, derive_seed
-from nnunet_robustness.corruptions.presets import PRESETS, preset_group
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.modalities import (
-    MODALITY_SETS,
-    MODALITY_WORDS,
-    channel_modality,
-    modality_from_channel_names,
-)
+from nnunet_robustness.modalities import MODALITY_WORDS, channel_modality
 
-
-def is_attack(condition: Condition) -> bool:
-    """An adversarial condition (``adv_*``): the runner attacks the model instead of corrupting."""
-    return condition.family is not None and is_attack_family(condition.family)
+# Kinds whose images are made by a corruption of the catalogue
+CORRUPTING = (ConditionKind.CORRUPTION, ConditionKind.PRESET)
 
 
 def corruption_for(condition: Condition) -> Corruption | None:
     """The corruption a condition applies (None for clean)."""
     from nnunet_robustness.corruptions import get_corruption
 
-    if condition.is_context or is_attack(condition):
-        raise ValueError(f"{condition.name} is no corruption (a crop or an attack); the runner handles it")
-    if condition.is_clean:
+    if condition.kind is ConditionKind.CLEAN:
         return None
-    if condition.preset is not None:
+    if condition.kind not in CORRUPTING:
+        raise ValueError(f"{condition.name} is no corruption ({condition.kind.value}); the runner handles it")
+    if condition.kind is ConditionKind.PRESET:
         return get_corruption(condition.preset)
     severity = condition.severity if condition.calibrated_severity is None else condition.calibrated_severity
     return get_corruption(condition.family, severity=severity)
@@ -80,88 +44,9 @@ def item_seed(base_seed: int, case: str, condition: Condition) -> int:
 
 def requires_label(condition: Condition) -> bool:
     """Whether applying the condition needs the case's reference label (context crops, background blur)."""
-    if condition.is_context:
+    if condition.kind is ConditionKind.CONTEXT:
         return True
-    if condition.is_clean or condition.family is None or is_attack(condition):
-        return False
-    return CORRUPTIONS[condition.family].requires_label
-
-
-def preset_condition(preset: str) -> Condition:
-    return Condition(preset.replace(":", "_"), PRESETS[preset].family, None, preset)
-
-
-def _parse_severities(text: str, spec: str) -> list[float]:
-    severities: list[float] = []
-    for part in text.split(","):
-        try:
-            if "-" in part.strip("-"):
-                low, high = (int(p) for p in part.split("-"))
-                if low > high:
-                    raise UserInputError(f"condition {spec!r}: range {part!r} goes downwards; write {high}-{low}")
-                severities.extend(range(low, high + 1))
-            else:
-                severities.append(float(part))
-        except ValueError:
-            raise UserInputError(f"condition {spec!r}: cannot read severities {text!r} (use e.g. 3, 1,3,5 or 1-5)")
-    return severities
-
-
-# The groups whose families apply to any image; the modality groups (ct, ultrasound, microscopy) read
-# absolute intensities (HU, RGB) and come with their modality's condition set instead.
-GENERAL_GROUPS = ("noise", "blur", "resolution", "intensity", "kspace")
-
-
-def _family_names() -> list[str]:
-    return list(CORRUPTIONS)
-
-
-def _general_family_names() -> list[str]:
-    return [name for name, cls in CORRUPTIONS.items() if cls.group in GENERAL_GROUPS]
-
-
-def parse_condition_spec(spec: str) -> list[Condition]:
-    spec = spec.strip()
-    if spec == CLEAN_NAME:
-        return [CLEAN]
-    if spec in PRESETS or preset_group(spec):
-        return [preset_condition(p) for p in preset_group(spec)]
-    family, _, severities = spec.partition(":")
-    if family == CONTEXT_FAMILY:
-        levels = _parse_severities(severities, spec) if severities else list(CONTEXT_FBR_LEVELS)
-        return [context_condition(level) for level in levels]
-    if is_attack_family(family):  # adversarial attacks: graded like corruptions, run by the runner
-        family = ATTACK_ALIASES.get(family, family)
-        if "=" in severities:
-            raise UserInputError(f"condition {spec!r}: run takes attacks by severity ({family}:1,3,5); explicit "
-                                 "eps/steps sweeps are available from Python (nnunet_robustness.adversarial)")
-        levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
-        return [family_condition(family, s) for s in levels]
-    families = _family_names()
-    if family not in families:
-        known = ", ".join([*families, *ADVERSARIAL_FAMILIES, CONTEXT_FAMILY, *sorted({p.split(':')[0] for p in PRESETS})])
-        raise UserInputError(f"unknown condition {spec!r}; families and preset groups: {known}")
-    levels = _parse_severities(severities, spec) if severities else list(range(1, MAX_SEVERITY + 1))
-    return [family_condition(family, s) for s in levels]
-
-
-def condition_set(name: str) -> list[str]:
-    """The condition specs of a named set."""
-    if name not in CONDITION_SETS and name != AUTO_SET:
-        raise UserInputError(f"unknown condition set {name!r}; available: {', '.join(CONDITION_SETS)}")
-    if name == AUTO_SET:
-        raise UserInputError("the condition set 'auto' needs the model's dataset.json; use it with `run`")
-    return _general_family_names() if name == ALL_FAMILIES else list(CONDITION_SETS[name])
-
-
-def modality_set(dataset_json: dict, source: str = "dataset.json") -> str:
-    """The condition set for the modality that ``channel_names`` names (``--preset auto``)."""
-    channel_names = dataset_json.get("channel_names", dataset_json.get("modality", {}))
-    modality = modality_from_channel_names(channel_names)
-    if modality is None:
-        raise UserInputError(f"{source}: cannot tell the modality from channel_names {channel_names}; choose a "
-                             f"set: --preset {' | '.join(MODALITY_SETS)}")
-    return modality
+    return condition.kind in CORRUPTING and CORRUPTIONS[condition.family].requires_label
 
 
 # Corruption group -> the modality its families assume (they read absolute intensities: HU, B-mode
@@ -212,17 +97,3 @@ def check_modality(conditions: Iterable[Condition], dataset_json: dict, source: 
     warnings.warn(f"{FORCE_MODALITY_OPTION}: {source}: {reasons}; applied anyway, so these conditions do not "
                   f"simulate what their names say{record}", UserWarning, stacklevel=2)
     return mismatches
-
-
-def resolve_conditions(specs: Iterable[str] = (), sets: Iterable[str] = (),
-                       dataset_json: dict | None = None) -> list[Condition]:
-    """``clean`` first (every degradation is measured against it), then the requested conditions in
-    the order given, without duplicates. ``dataset_json`` (the model's) resolves the set ``auto``."""
-    sets = [modality_set(dataset_json or {}) if name == AUTO_SET else name for name in sets]
-    expanded = [spec for name in sets for spec in condition_set(name)]
-    conditions = [CLEAN]
-    for spec in [*expanded, *specs]:
-        for condition in parse_condition_spec(spec):
-            if condition not in conditions:
-                conditions.append(condition)
-    return conditions

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from nnunet_robustness.conditions import MAX_SEVERITY, Condition, severity_label, target_ssim
+from nnunet_robustness.conditions import MAX_SEVERITY, Condition, ConditionKind, severity_label, target_ssim
 
 if TYPE_CHECKING:  # the CLI's parser reads CALIBRATION_CASES without skimage
     from nnunet_robustness.runner.input_space import ModelInputSpace
@@ -62,10 +62,9 @@ SAME_SSIM = 1e-6
 
 def calibratable(condition: Condition) -> bool:
     """Family conditions whose corruption needs nothing but the image (no label, no model)."""
-    from nnunet_robustness.corruptions.specs import is_attack, requires_label
+    from nnunet_robustness.corruptions.specs import requires_label
 
-    return (condition.family is not None and condition.preset is None and condition.severity
-            and not condition.is_context and not is_attack(condition) and not requires_label(condition))
+    return bool(condition.kind is ConditionKind.CORRUPTION and condition.severity and not requires_label(condition))
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,25 @@
-"""Finding the test cases of an ``imagesTs``-style folder: ``CASE_XXXX<ending>`` files grouped by case.
+"""The test cases of an ``imagesTs``-style folder: finding them (``CASE_XXXX<ending>`` files grouped by
+case), reading a case and its reference label with nnU-Net's reader, and writing an image back like its
+input file.
 
-Used by ``run`` and ``corrupt``, so both accept and refuse the same folders. nnU-Net itself takes the
-channels it needs and ignores the rest; we refuse a folder whose channels do not match the model, so a
-forgotten or extra channel is never silently dropped from a robustness study.
+Used by ``run`` and ``corrupt``, so both accept and refuse the same folders and files. nnU-Net itself
+takes the channels it needs and ignores the rest; we refuse a folder whose channels do not match the
+model, so a forgotten or extra channel is never silently dropped from a robustness study. Torch-free.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import warnings
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import check_name_encoding, files_with_ending
+from nnunet_robustness.io import atomic_path, check_image_file, check_name_encoding, files_with_ending
 
 _CHANNEL_FILE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})(?P<ending>\..+)$")
 
@@ -121,3 +128,121 @@ def _listed_files(list_file: Path, file_ending: str | None) -> tuple[list[Path],
     folders = dict.fromkeys(p.parent for p in first)
     files = [f for folder in folders for f in files_with_ending(folder, file_ending or "")]
     return files, {m["case"] for m in matches}
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+def read_case(reader_writer, case: str, files: Sequence[Path]) -> tuple[np.ndarray, dict]:
+    """A case's channel files read together by nnU-Net's reader (what ``nnUNetv2_predict`` reads): the
+    float32 ``(C, *spatial)`` image and its properties. Refused in one line naming the file: a broken
+    file, NaN or Inf values, a multi-component (RGB) file where nnU-Net takes one channel per file."""
+    for path in files:
+        check_image_file(path)
+    try:
+        image, properties = reader_writer.read_images([str(f) for f in files])
+    except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
+        raise UserInputError(f"case {case}: cannot read {files[0]} ({type(e).__name__}: {e})") from None
+    finite = np.isfinite(image).reshape(image.shape[0], -1).all(axis=1)
+    if not finite.all():
+        # one channel per file (the usual case): name the file that holds them
+        bad = files[int(np.argmin(finite))] if len(files) == image.shape[0] else files[0]
+        raise UserInputError(f"case {case}: {bad} contains NaN or Inf values")
+    spacing = properties.get("spacing")
+    if spacing is not None and len(spacing) != image.ndim - 1:
+        # SimpleITK returns a vector (RGB) pixel as a last array axis that has no spacing
+        raise UserInputError(f"case {case}: {files[0]} has {image.ndim - 1} array axes but {len(spacing)} "
+                             "spacings: a multi-component (e.g. RGB) image? nnU-Net takes one channel per file "
+                             "(CASE_0000, CASE_0001, ...)")
+    return image, properties
+
+
+def read_label(reader_writer, path: Path, case: str, image_shape: Sequence[int]) -> np.ndarray:
+    """The reference label of a case, which must lie on the image's grid."""
+    if not path.is_file():
+        raise UserInputError(f"case {case}: no reference {path}")
+    label, _ = reader_writer.read_seg(str(path))
+    if label.shape[1:] != tuple(image_shape[1:]):
+        raise UserInputError(f"{path}: shape {label.shape[1:]} differs from the image's {tuple(image_shape[1:])}")
+    return label
+
+
+def reader_writer_for_files(ending: str, example: Path):
+    """nnU-Net's reader for files with this ending, as ``nnUNetv2_predict`` picks it without a model, for
+    ``corrupt``; refused when we cannot write its images back (see :func:`write_like`)."""
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_file_ending
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    check_image_file(example)  # a truncated gzip is named as such, not as "no reader"
+    # nnU-Net prints a traceback for each reader it tries and rejects (even with verbose=False): keep the
+    # terminal to our one line
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            reader_writer = determine_reader_writer_from_file_ending(ending, str(example), verbose=False)
+        except RuntimeError:
+            raise UserInputError(f"{example}: no nnU-Net reader for files ending in {ending!r} can read it (a "
+                                 "broken file, or not an image of 2 or 3 dimensions)") from None
+    if not issubclass(reader_writer, (SimpleITKIO, NaturalImage2DIO)):
+        raise UserInputError(f"{example}: files ending in {ending!r} are read by nnU-Net's "
+                             f"{reader_writer.__name__}, which corrupt cannot write back yet; convert the "
+                             f"folder to .nii.gz (SimpleITK) or .png")
+    return reader_writer()
+
+
+def channels_per_file(reader_writer, files: Sequence[Path], image: np.ndarray) -> list[int]:
+    """How many of the image's channels each file holds (an RGB .png: 3), to write them back per file."""
+    if len(files) == image.shape[0]:
+        return [1] * len(files)
+    if len(files) == 1:
+        return [image.shape[0]]
+    return [reader_writer.read_images([str(f)])[0].shape[0] for f in files]
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+def write_like(reader_writer, image: np.ndarray, sources: Sequence[Path], channels: Sequence[int],
+               targets: Sequence[Path]) -> None:
+    """Write a float ``(C, *spatial)`` image back as files like ``sources`` (one per target, holding
+    ``channels`` channels each): the same pixel type (rounded and clipped), origin, spacing and direction."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    start = 0
+    for target, count, source in zip(targets, channels, sources):
+        part = image[start:start + count]
+        start += count
+        try:
+            if isinstance(reader_writer, SimpleITKIO):
+                _write_sitk(part, source, target)
+            else:
+                _write_natural(part, source, target)
+        except RuntimeError as e:  # SimpleITK's: e.g. a 4D source image, whose geometry cannot be copied
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise UserInputError(f"{source}: its corrupted version cannot be written like it ({why}); corrupt "
+                                 "takes 2D and 3D images") from None
+
+
+def _write_sitk(channels: np.ndarray, source: Path, target: Path) -> None:
+    import SimpleITK as sitk
+
+    from nnunet_robustness.corruptions._core import cast_to_dtype
+
+    original = sitk.ReadImage(str(source))
+    array = channels[0]
+    if original.GetDimension() == 2:
+        array = array[0]  # nnU-Net adds a leading axis to 2D images
+    image = sitk.GetImageFromArray(cast_to_dtype(array, sitk.GetArrayViewFromImage(original).dtype))
+    image.CopyInformation(original)  # origin, spacing, direction exactly as the input
+    with atomic_path(target) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def _write_natural(channels: np.ndarray, source: Path, target: Path) -> None:
+    from skimage import io as skimage_io
+
+    from nnunet_robustness.corruptions._core import cast_to_dtype
+
+    dtype = skimage_io.imread(str(source)).dtype
+    array = channels[:, 0]  # (c, 1, X, Y) -> (c, X, Y)
+    array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+    with atomic_path(target) as tmp:
+        skimage_io.imsave(str(tmp), cast_to_dtype(array, dtype), check_contrast=False)

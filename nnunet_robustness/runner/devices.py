@@ -1,5 +1,9 @@
 """``run --devices 0,1,2,3``: one ``run`` worker process per device on one node, over the shard scheme.
 
+Each worker is ``python -m nnunet_robustness.runner.worker`` given its :class:`~.worker.RunJob` (the job
+``run`` resolved, with the worker's shard and device) as JSON on its standard input: it calls the
+runner's Python entry point, not the command line again.
+
 Worker ``i`` of ``n`` devices runs shard ``part_id * n + i`` of ``num_parts * n`` (so ``--devices`` also
 composes with a SLURM array that gives each node ``--num-parts/--part-id``). The shards write into the
 same folder and the same ``run.json``, so the result is merged by construction, exactly as with
@@ -13,11 +17,13 @@ folder's finished items and, if a worker fails, names its device, its last line 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +31,7 @@ from tqdm import tqdm
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.records.run_manifest import RunManifest
+from nnunet_robustness.runner.worker import RunJob
 
 POLL_SECONDS = 1.0
 
@@ -50,35 +57,29 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-def without_devices_option(argv: Sequence[str]) -> list[str]:
-    """The command line (``run ...``) minus ``--devices X`` (the workers must not start workers)."""
-    out, skip = [], False
-    for token in argv:
-        if skip:
-            skip = False
-        elif token == "--devices":
-            skip = True
-        elif not token.startswith("--devices="):
-            out.append(token)
-    return out
-
-
-def worker_commands(argv: Sequence[str], devices: Sequence[str], num_parts: int,
-                    part_id: int) -> list[tuple[list[str], dict[str, str]]]:
-    """(command, environment) of each worker. Later options override earlier ones in argparse, so the
-    shard, device and progress options are appended to the user's arguments."""
-    base = without_devices_option(argv)
+def worker_jobs(job: RunJob, devices: Sequence[str]) -> list[tuple[RunJob, dict[str, str]]]:
+    """(job, environment) of each worker: worker ``i`` of ``n`` takes shard ``part_id * n + i`` of
+    ``num_parts * n`` on its device, without a progress bar of its own (the parent shows one)."""
     n = len(devices)
-    commands = []
+    jobs = []
     for i, device in enumerate(devices):
         env = dict(os.environ)
         if device != "cpu":
             env["CUDA_VISIBLE_DEVICES"] = device
-        command = [sys.executable, "-m", "nnunet_robustness.cli", *base, "--num-parts", str(num_parts * n),
-                   "--part-id", str(part_id * n + i), "-device", "cpu" if device == "cpu" else "cuda",
-                   "--no-progress"]
-        commands.append((command, env))
-    return commands
+        settings = replace(job.settings, device="cpu" if device == "cpu" else "cuda")
+        jobs.append((replace(job, settings=settings, num_parts=job.num_parts * n, part_id=job.part_id * n + i,
+                             progress=False), env))
+    return jobs
+
+
+def _start(job: RunJob, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``python -m nnunet_robustness.runner.worker`` with the job as JSON on its standard input."""
+    with open(log, "w") as stream:
+        process = subprocess.Popen([sys.executable, "-m", "nnunet_robustness.runner.worker"], env=env,
+                                   stdin=subprocess.PIPE, stdout=stream, stderr=subprocess.STDOUT, text=True)
+    process.stdin.write(json.dumps(job.to_json()))
+    process.stdin.close()
+    return process
 
 
 def _finished_items(output: Path) -> tuple[int, int] | None:
@@ -99,17 +100,15 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def run_on_devices(argv: Sequence[str], devices: Sequence[str], output: Path, num_parts: int = 1,
-                   part_id: int = 0, progress: bool = True) -> int:
-    """Start one worker per device, wait for all, and report. Returns the exit status."""
-    output = Path(output)
+def run_on_devices(job: RunJob, devices: Sequence[str]) -> int:
+    """Start one worker per device, each on its share of ``job``, wait for all, and report. Returns the exit
+    status."""
+    output, progress = Path(job.output), job.progress
     output.mkdir(parents=True, exist_ok=True)
     workers = []
-    for i, (command, env) in enumerate(worker_commands(argv, devices, num_parts, part_id)):
+    for i, (worker_job, env) in enumerate(worker_jobs(job, devices)):
         log = output / f".worker{i}.log"
-        with open(log, "w") as stream:
-            workers.append((devices[i], log, subprocess.Popen(command, env=env, stdout=stream,
-                                                               stderr=subprocess.STDOUT)))
+        workers.append((devices[i], log, _start(worker_job, env, log)))
     print(f"{len(workers)} worker(s) on device(s) {', '.join(devices)}; logs: {output}/.worker<i>.log", flush=True)
     bar = tqdm(desc="run (all devices)", unit="item", disable=not progress)
 

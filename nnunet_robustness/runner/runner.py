@@ -43,22 +43,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from nnunet_robustness.conditions import Condition
+from nnunet_robustness.conditions import Condition, ConditionKind
 from nnunet_robustness.corruptions._core import shared_image_statistics
 from nnunet_robustness.corruptions.background import DEFAULT_BACKGROUND, body_mask, keep_background
-from nnunet_robustness.corruptions.specs import corruption_for, is_attack, item_seed, requires_label
+from nnunet_robustness.corruptions.specs import corruption_for, item_seed, requires_label
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.io import atomic_path, check_image_file, json_ready
+from nnunet_robustness.io import atomic_path, json_ready
 from nnunet_robustness.records.input_change import InputChange
 from nnunet_robustness.records.item_view import ItemView, display_range
 from nnunet_robustness.records.run_manifest import RunManifest, file_sha256, input_fingerprint
 from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
+from nnunet_robustness.runner.cases import read_case, read_label
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.model_folder import LOAD_ERRORS, check_model_files, explain_load_failure
 
@@ -234,20 +235,7 @@ class RobustnessRunner:
         return paths["seg"].is_file() and (not save_probabilities or paths["npz"].is_file())
 
     def _read_case(self, case: str, files: list[Path]):
-        for path in files:
-            check_image_file(path)
-        try:
-            image, properties = self.reader_writer.read_images([str(f) for f in files])
-        except Exception as e:  # noqa: BLE001 - reader errors vary by format; name the file
-            raise UserInputError(f"case {case}: cannot read {files[0]} ({type(e).__name__}: {e})") from None
-        if not np.isfinite(image).all():
-            raise UserInputError(f"case {case}: {files[0]} contains NaN or Inf values")
-        spacing = properties.get("spacing")
-        if spacing is not None and len(spacing) != image.ndim - 1:
-            # SimpleITK returns a vector (RGB) pixel as a last array axis that has no spacing
-            raise UserInputError(f"case {case}: {files[0]} has {image.ndim - 1} array axes but {len(spacing)} "
-                                 "spacings: a multi-component (e.g. RGB) image? nnU-Net takes one channel per file "
-                                 "(CASE_0000, CASE_0001, ...)")
+        image, properties = read_case(self.reader_writer, case, files)
         trained_on = self.predictor.plans_manager.plans.get("original_median_shape_after_transp")
         if trained_on is not None and len(trained_on) == 3 and trained_on[0] == 1 and image.shape[1] > 1:
             # nnU-Net stores 2D images as one-slice volumes; a 2D model predicts a volume slice by slice,
@@ -260,13 +248,7 @@ class RobustnessRunner:
         if reference_folder is None:
             raise UserInputError("a condition needs the reference labels (e.g. background blur); pass "
                                  "--reference labelsTs")
-        path = Path(reference_folder) / f"{case}{self.file_ending}"
-        if not path.is_file():
-            raise UserInputError(f"case {case}: no reference {path}")
-        label, _ = self.reader_writer.read_seg(str(path))
-        if label.shape[1:] != image_shape[1:]:
-            raise UserInputError(f"{path}: shape {label.shape[1:]} differs from the image's {image_shape[1:]}")
-        return label
+        return read_label(self.reader_writer, Path(reference_folder) / f"{case}{self.file_ending}", case, image_shape)
 
     def attack_objective(self, reference_folder: Path | None) -> str:
         """The objective attacks of this run use: the reference when it is given, unless told otherwise."""
@@ -396,7 +378,8 @@ class RobustnessRunner:
         """Read a case once for all its conditions (reader thread)."""
         image, properties = self._read_case(case, files)
         # the reference, when a condition needs it or (when given) to pick the slice of the views
-        needs_label = any(requires_label(c) or (is_attack(c) and self._objective == "reference") for c in conditions)
+        needs_label = any(requires_label(c) or (c.kind is ConditionKind.ATTACK and self._objective == "reference")
+                          for c in conditions)
         label = (self._read_reference(reference_folder, case, image.shape)
                  if needs_label or (
                      reference_folder is not None
@@ -404,24 +387,28 @@ class RobustnessRunner:
         # what the model sees of the clean image, once per case for all its conditions
         t = time.perf_counter()
         clean_input = (self.input_space.normalise(image)
-                       if any(not (c.is_clean or c.is_context) for c in conditions) else None)
+                       if any(handling(c).measured for c in conditions) else None)
         data = _CaseData(image, properties, label, display_range(image), clean_input,
                          seconds_input_space=time.perf_counter() - t,
                          body=body_mask(image) if self.settings.background == "keep" else None)
         device = self.settings.corruption_device
-        if device.type == "cuda" and any(not (c.is_clean or c.is_context or is_attack(c)) for c in conditions):
+        if device.type == "cuda" and any(handling(c).corrupts for c in conditions):
             data.on_device = torch.from_numpy(image).to(device)
         return data
 
     def _prepare_item(self, case_future: Future, case: str, condition: Condition, seed: int) -> _Prepared:
-        """Corrupt and measure one item (worker thread); attacks and context crops need the predictor and
-        are left to its thread."""
+        """Prepare one item on a worker thread, as its kind says (attacks and context crops need the
+        predictor and are left to its thread)."""
+        prepare = handling(condition).prepare
         data = case_future.result()
-        if condition.is_context or is_attack(condition):
-            return _Prepared(case, condition, data, None)
-        if condition.is_clean:
-            return _Prepared(case, condition, data, data.image, view=ItemView.of(data.image, data.view_range,
-                                                                                   data.label))
+        return _Prepared(case, condition, data, None) if prepare is None else prepare(self, data, case, condition,
+                                                                                        seed)
+
+    def _prepare_clean(self, data: _CaseData, case: str, condition: Condition, seed: int) -> _Prepared:
+        return _Prepared(case, condition, data, data.image, view=ItemView.of(data.image, data.view_range, data.label))
+
+    def _prepare_corruption(self, data: _CaseData, case: str, condition: Condition, seed: int) -> _Prepared:
+        """Corrupt and measure one item (worker thread)."""
         corruption = corruption_for(condition)
         with shared_image_statistics(data.statistics):  # per-image statistics once for all its conditions
             if data.on_device is not None:
@@ -442,27 +429,35 @@ class RobustnessRunner:
 
     def _predict_prepared(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
                           stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
-        data, condition = item.data, item.condition
-        if condition.is_context:
-            return self._predict_context_item(item, output, save_probabilities, stats)
-        if item.image is None:  # white-box, away from the model's own clean prediction (docs/adversarial.md)
-            from nnunet_robustness.adversarial import attack_case, get_attack
+        """(segmentation, probabilities) of one item on the predictor's thread, as its kind says."""
+        return handling(item.condition).predict(self, item, output, seed, save_probabilities, stats)
 
-            item.image = keep_background(attack_case(self.predictor, data.image, data.properties,
-                                                     get_attack(condition.family, severity=condition.severity),
-                                                     seed=item_seed(seed, item.case, condition),
-                                                     label=data.label if self._objective == "reference" else None
-                                                     ).image, data.body)
-            self._measured(item)
+    def _predict_image(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
+                       stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
+        """nnU-Net's whole inference path on the item's prepared image."""
         t = time.perf_counter()
         # preprocessing mutates the properties it is given
-        result = self.predictor.predict_single_npy_array(item.image, deepcopy(data.properties), None, None,
+        result = self.predictor.predict_single_npy_array(item.image, deepcopy(item.data.properties), None, None,
                                                          save_probabilities)
         stats.seconds_predictor += time.perf_counter() - t
         return result if save_probabilities else (result, None)
 
-    def _predict_context_item(self, item: _Prepared, output: Path, save_probabilities: bool,
-                              stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
+    def _predict_attack(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
+                        stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
+        """White-box, away from the reference or the model's own clean prediction (docs/adversarial.md)."""
+        from nnunet_robustness.adversarial import attack_case, get_attack
+
+        data, condition = item.data, item.condition
+        item.image = keep_background(attack_case(self.predictor, data.image, data.properties,
+                                                 get_attack(condition.family, severity=condition.severity),
+                                                 seed=item_seed(seed, item.case, condition),
+                                                 label=data.label if self._objective == "reference" else None
+                                                 ).image, data.body)
+        self._measured(item)
+        return self._predict_image(item, output, seed, save_probabilities, stats)
+
+    def _predict_context(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
+                         stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
         """Test-time context shift: predict a crop around the reference foreground, paste it back into a
         background canvas of the full image (see :mod:`nnunet_robustness.fbr`)."""
         from nnunet_robustness.fbr import context_box, paste_into_background
@@ -504,18 +499,60 @@ def condition_parameters(condition: Condition, attack_objective: str | None = No
     """What a condition applies, as JSON: a corruption's graded values and settings (and, on the calibrated
     scale, under ``calibration`` its level's target and reached SSIM), an attack's budget and objective, a
     crop's target foreground fraction."""
-    if condition.is_context:
-        return {"target_fbr": condition.context_fbr}
-    if is_attack(condition):
-        from nnunet_robustness.adversarial import get_attack
+    return handling(condition).parameters(condition, attack_objective, calibration)
 
-        budget = get_attack(condition.family, severity=condition.severity).to_json()
-        # the random-sign control has no objective; every gradient attack pushes away from one
-        return budget if condition.family == "adv_random_sign" or attack_objective is None else {
-            **budget, "objective": attack_objective}
+
+def _context_parameters(condition: Condition, attack_objective: str | None, calibration: dict | None) -> dict:
+    return {"target_fbr": condition.context_fbr}
+
+
+def _attack_parameters(condition: Condition, attack_objective: str | None, calibration: dict | None) -> dict:
+    from nnunet_robustness.adversarial import get_attack
+
+    budget = get_attack(condition.family, severity=condition.severity).to_json()
+    # the random-sign control has no objective; every gradient attack pushes away from one
+    return budget if condition.family == "adv_random_sign" or attack_objective is None else {
+        **budget, "objective": attack_objective}
+
+
+def _corruption_parameters(condition: Condition, attack_objective: str | None, calibration: dict | None) -> dict:
     corruption = corruption_for(condition)
     return json_ready({**corruption.values, **corruption.settings,
                        **({"calibration": calibration} if calibration is not None else {})})
+
+
+@dataclass(frozen=True)
+class KindHandling:
+    """How ``run`` treats one kind of condition: the one place that dispatches on ``Condition.kind``."""
+
+    # makes the item's image on a worker thread; None: left to the predictor's thread (attacks and crops
+    # need the model or the whole-image prediction)
+    prepare: Callable[..., _Prepared] | None
+    predict: Callable[..., tuple[np.ndarray, np.ndarray | None]]  # on the predictor's thread
+    parameters: Callable[[Condition, str | None, dict | None], dict]  # what run.json says it applied
+    measured: bool  # what the model saw of its change is measured against the clean input
+    corrupts: bool  # a corruption of the catalogue makes its image (on the corruption device)
+
+
+HANDLING: dict[ConditionKind, KindHandling] = {
+    ConditionKind.CLEAN: KindHandling(RobustnessRunner._prepare_clean, RobustnessRunner._predict_image,
+                                      lambda condition, objective, calibration: {}, measured=False, corrupts=False),
+    ConditionKind.CORRUPTION: KindHandling(RobustnessRunner._prepare_corruption, RobustnessRunner._predict_image,
+                                           _corruption_parameters, measured=True, corrupts=True),
+    ConditionKind.PRESET: KindHandling(RobustnessRunner._prepare_corruption, RobustnessRunner._predict_image,
+                                       _corruption_parameters, measured=True, corrupts=True),
+    ConditionKind.ATTACK: KindHandling(None, RobustnessRunner._predict_attack, _attack_parameters, measured=True,
+                                       corrupts=False),
+    ConditionKind.CONTEXT: KindHandling(None, RobustnessRunner._predict_context, _context_parameters,
+                                        measured=False, corrupts=False),
+}
+
+
+def handling(condition: Condition) -> KindHandling:
+    if condition.kind not in HANDLING:  # a folder name read back that says neither family nor severity
+        raise UserInputError(f"condition {condition.name!r}: run cannot apply a condition of kind "
+                             f"{condition.kind.value}")
+    return HANDLING[condition.kind]
 
 
 def resolve_folds(folds: Iterable[str] | None) -> tuple[int | str, ...] | None:

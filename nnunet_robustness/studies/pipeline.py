@@ -220,7 +220,7 @@ def preprocessing_done(raw: Path, preprocessed: Path, configuration: str) -> boo
 
 def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str]) -> bool:
     """Every condition of ``specs``/``sets`` predicted for every case (run.json lists what the folder holds)."""
-    from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.conditions.parsing import resolve_conditions
     from nnunet_robustness.records.run_manifest import RunManifest
 
     manifest = RunManifest.read_if_present(folder)

@@ -66,7 +66,7 @@ DEFAULT_FAMILIES = ("gaussian_noise", "rician_noise", "bias_field", "gaussian_bl
 def _trainable_families() -> dict[str, str]:
     """family -> why it cannot be trained with ('' when it can)."""
     from nnunet_robustness.corruptions import CORRUPTIONS
-    from nnunet_robustness.corruptions.specs import GENERAL_GROUPS
+    from nnunet_robustness.corruptions.catalogue import GENERAL_GROUPS
 
     reasons = {}
     for name, cls in CORRUPTIONS.items():

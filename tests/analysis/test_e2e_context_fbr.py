@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_robustness.corruptions.specs import resolve_conditions
+from nnunet_robustness.conditions.parsing import resolve_conditions
 from nnunet_robustness.evaluation import evaluate, write_report
 from nnunet_robustness.fbr import foreground_fraction
 from nnunet_robustness.records.context_fbr import record_path

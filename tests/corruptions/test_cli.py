@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_robustness.cli import main
-from nnunet_robustness.cli.corrupt import catalogue_text
 from nnunet_robustness.corruptions import list_families
+from nnunet_robustness.corruptions.catalogue import catalogue_text
 from tests.corruptions.phantoms import make_phantom
 
 SPACING = (0.8, 0.9, 2.5)  # SimpleITK order (x, y, z)
@@ -55,7 +55,7 @@ def test_list_and_run_help_name_every_adversarial_and_context_condition(capsys):
     only in the README: the attacks as the runner knows them, and the context crops."""
     from nnunet_robustness.adversarial.attacks import ATTACKS
     from nnunet_robustness.conditions import ATTACK_ALIASES
-    from nnunet_robustness.corruptions.specs import parse_condition_spec
+    from nnunet_robustness.conditions.parsing import parse_condition_spec
 
     assert main(["corrupt", "--list"]) == 0
     listed = capsys.readouterr().out

@@ -83,7 +83,7 @@ def test_modality_from_channel_names(names, expected):
 
 
 def test_modality_sets_name_real_families_and_severities():
-    from nnunet_robustness.corruptions.specs import parse_condition_spec
+    from nnunet_robustness.conditions.parsing import parse_condition_spec
 
     assert set(MODALITY_SETS) == {"ct", "ultrasound", "histology", "rood-mri"}
     for specs in MODALITY_SETS.values():
@@ -98,7 +98,7 @@ def test_modality_sets_name_real_families_and_severities():
 
 
 def test_auto_set_follows_the_models_channel_names():
-    from nnunet_robustness.corruptions.specs import resolve_conditions
+    from nnunet_robustness.conditions.parsing import resolve_conditions
 
     ct = resolve_conditions([], ["auto"], {"channel_names": {"0": "CT"}})
     assert {c.family for c in ct if c.family} >= {"ct_low_dose", "ct_metal"}

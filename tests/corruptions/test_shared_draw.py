@@ -10,8 +10,10 @@ from nnunetv2.preprocessing.normalization.default_normalization_schemes import Z
 from scipy.ndimage import gaussian_filter
 
 from nnunet_robustness.conditions import Condition, family_condition
+from nnunet_robustness.conditions.parsing import preset_condition
 from nnunet_robustness.corruptions import CORRUPTIONS, get_corruption
-from nnunet_robustness.corruptions.specs import GENERAL_GROUPS, item_seed, preset_condition
+from nnunet_robustness.corruptions.catalogue import GENERAL_GROUPS
+from nnunet_robustness.corruptions.specs import item_seed
 from nnunet_robustness.runner.input_space import input_change
 from tests.corruptions.phantoms import SEED_FREE
 

@@ -10,7 +10,8 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 from scipy.ndimage import gaussian_filter
 
 from nnunet_robustness.conditions import TARGET_SSIM, Condition, family_condition, severity_label, target_ssim
-from nnunet_robustness.corruptions.specs import corruption_for, item_seed, preset_condition
+from nnunet_robustness.conditions.parsing import preset_condition
+from nnunet_robustness.corruptions.specs import corruption_for, item_seed
 from nnunet_robustness.runner.calibration import (
     REACHED_WITHIN,
     RESOLUTION,

@@ -12,7 +12,8 @@ import pytest
 
 from nnunet_robustness.cli import main
 from nnunet_robustness.conditions import CLEAN, family_condition
-from nnunet_robustness.corruptions.specs import check_modality, modality_mismatches, resolve_conditions
+from nnunet_robustness.conditions.parsing import resolve_conditions
+from nnunet_robustness.corruptions.specs import check_modality, modality_mismatches
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.modalities import channel_modality
 from nnunet_robustness.records.run_manifest import RunManifest

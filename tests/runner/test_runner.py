@@ -11,12 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_robustness.conditions import CLEAN, Condition, read_conditions_file
-from nnunet_robustness.corruptions.specs import (
-    corruption_for,
-    parse_condition_spec,
-    requires_label,
-    resolve_conditions,
-)
+from nnunet_robustness.conditions.parsing import parse_condition_spec, resolve_conditions
+from nnunet_robustness.corruptions.specs import corruption_for, requires_label
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.records.input_change import InputChange
 from nnunet_robustness.records.item_view import ItemView
@@ -311,21 +307,27 @@ def test_calibrated_severities_are_recorded_and_reached(trained, runner, tmp_pat
 
 
 def test_devices_are_parsed_and_workers_take_their_shards():
-    from nnunet_robustness.runner.devices import parse_devices, worker_commands
+    from nnunet_robustness.runner.devices import parse_devices, worker_jobs
+    from nnunet_robustness.runner.worker import RunJob
 
     assert parse_devices("cpu, cpu") == ["cpu", "cpu"]
     for bad, message in (("", "give CUDA device indices"), ("gpu0", "give CUDA device indices"),
                          ("0,0", "named twice"), ("7", "torch sees")):
         with pytest.raises(UserInputError, match=message):
             parse_devices(bad)
-    argv = ["run", "-i", "in", "-o", "out", "--devices", "cpu,cpu", "--num-parts", "2", "--part-id", "1"]
-    commands = worker_commands(argv, ["cpu", "3"], num_parts=2, part_id=1)
-    assert [c.count("--devices") for c, _ in commands] == [0, 0]
-    # node shard 1 of 2 with two devices: worker shards 2 and 3 of 4 (argparse keeps the last occurrence)
-    assert commands[0][0][-7:] == ["--num-parts", "4", "--part-id", "2", "-device", "cpu", "--no-progress"]
-    assert commands[1][0][-7:] == ["--num-parts", "4", "--part-id", "3", "-device", "cuda", "--no-progress"]
-    assert commands[1][1]["CUDA_VISIBLE_DEVICES"] == "3"
-    assert commands[0][1].get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+    job = RunJob(PredictionSettings(Path("model"), folds=(0, "all"), device="cuda"), Path("in"), Path("out"),
+                 tuple(resolve_conditions(["gaussian_noise:3", "context:0.3"])), seed=4, num_parts=2, part_id=1,
+                 reference=Path("labels"), modality_forced={"ct_metal": "why"})
+    jobs = worker_jobs(job, ["cpu", "3"])
+    # node shard 1 of 2 with two devices: worker shards 2 and 3 of 4, each on its device, without a bar
+    assert [(j.num_parts, j.part_id, j.settings.device, j.progress) for j, _ in jobs] == [
+        (4, 2, "cpu", False), (4, 3, "cuda", False)]
+    assert jobs[1][1]["CUDA_VISIBLE_DEVICES"] == "3"
+    assert jobs[0][1].get("CUDA_VISIBLE_DEVICES") == os.environ.get("CUDA_VISIBLE_DEVICES")
+    # what the worker reads back from its standard input is the job it was given
+    for worker_job, _ in jobs:
+        assert RunJob.from_json(json.loads(json.dumps(worker_job.to_json()))) == worker_job
+    assert [c.kind for c in jobs[0][0].conditions] == [c.kind for c in job.conditions]
 
 
 @pytest.mark.e2e

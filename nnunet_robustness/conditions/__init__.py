@@ -1,4 +1,4 @@
-"""Test conditions: ``clean`` plus corruption family x severity, presets, and context crops.
+"""Test conditions: ``clean`` plus corruption family x severity, presets, context crops and attacks.
 
 The ground floor of the data flow (image -> corruption -> predictor -> prediction file -> metrics ->
 statistics -> report): every stage names conditions the same way, through this module. It imports
@@ -9,14 +9,19 @@ A condition has a folder name (``clean``, ``gaussian_noise_sev3``, ``seed-study_
 the runner writes its predictions, and a JSON form kept in ``run.json`` so that ``eval`` knows the
 family and severity of each folder.
 
-What a user types (``gaussian_noise:1,3,5``, presets, sets) is resolved into conditions by
-:mod:`nnunet_robustness.corruptions.specs`, which knows the catalogue.
+Each condition carries its :class:`ConditionKind` (clean, corruption, preset, context crop, attack), read
+from its fields, so every stage asks one question instead of testing families and presets.
+
+What a user types (``gaussian_noise:1,3,5``, presets, sets; ``corrupt``'s ``--family``/``--preset``) is
+resolved into conditions by :mod:`nnunet_robustness.conditions.parsing`, the one parser, which knows the
+catalogue (and so loads the corruption library); this module does not.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
@@ -37,12 +42,25 @@ CONTEXT_FBR_LEVELS: tuple[float, ...] = (0.5, 0.3, 0.15, 0.05)
 TARGET_SSIM: dict[int, float] = {1: 0.95, 2: 0.90, 3: 0.80, 4: 0.70, 5: 0.60}
 
 
+class ConditionKind(Enum):
+    """What a condition does to the test images, and so which part of ``run`` handles it."""
+
+    CLEAN = "clean"  # the unchanged images
+    CORRUPTION = "corruption"  # a catalogue family at a severity (gaussian_noise_sev3)
+    PRESET = "preset"  # a corruption with fixed parameters (seed-study_harder)
+    CONTEXT = "context"  # a crop around the reference foreground (context_fbr0.30)
+    ATTACK = "attack"  # an adversarial attack on the model (adv_pgd_linf_sev2)
+    UNKNOWN = "unknown"  # a prediction folder whose name says nothing (eval's folders made without run)
+
+
 @dataclass(frozen=True)
 class Condition:
     """One way of presenting the test images to the model.
 
     ``severity`` is 0 for clean, the graded level of a family condition, and None where no level
     applies (presets, whose parameters are fixed; context crops; folders whose name says nothing).
+    ``kind`` is read from the other fields, never given: run.json keeps its form without it, and a
+    condition read back from run.json or a folder name gets the kind it was made with.
     """
 
     name: str
@@ -53,17 +71,18 @@ class Condition:
     # ``run --severity-scale calibrated``: the family's continuous severity that reaches this level's
     # target SSIM in the model's input space (nnunet_robustness.runner.calibration); None: physical scale
     calibrated_severity: float | None = None
+    kind: ConditionKind = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _kind_of(self))
 
     @property
     def is_clean(self) -> bool:
-        return self.name == CLEAN_NAME or (self.family is None and self.preset is None and self.severity == 0)
-
-    @property
-    def is_context(self) -> bool:
-        return self.family == CONTEXT_FAMILY
+        return self.kind is ConditionKind.CLEAN
 
     def to_json(self) -> dict:
         data = asdict(self)
+        del data["kind"]  # read from the other fields (run.json keeps its earlier form)
         for optional in ("context_fbr", "calibrated_severity"):  # run.json keeps its earlier form without them
             if data[optional] is None:
                 del data[optional]
@@ -83,6 +102,19 @@ class Condition:
             return CLEAN
         parsed = parse_family_condition_name(name)
         return cls(name, *parsed) if parsed else cls(name)
+
+
+def _kind_of(condition: Condition) -> ConditionKind:
+    if condition.name == CLEAN_NAME or (condition.family is None and condition.preset is None
+                                        and condition.severity == 0):
+        return ConditionKind.CLEAN
+    if condition.preset is not None:
+        return ConditionKind.PRESET
+    if condition.family == CONTEXT_FAMILY:
+        return ConditionKind.CONTEXT
+    if condition.family is not None:
+        return ConditionKind.ATTACK if is_attack_family(condition.family) else ConditionKind.CORRUPTION
+    return ConditionKind.UNKNOWN
 
 
 def _number(value) -> float | int | None:
@@ -147,7 +179,7 @@ ADVERSARIAL_FAMILIES: dict[str, str] = {
     "adv_ensemble": "per case the strongest of FGSM, PGD (L-inf), SegPGD and CosPGD at the budget (single attacks "
                     "overestimate robustness)",
 }
-# Other names ``run`` accepts for an attack family: spec parsing (corruptions.specs) and the attacks
+# Other names ``run`` accepts for an attack family: spec parsing (conditions.parsing) and the attacks
 # themselves resolve them, so both read them here.
 ATTACK_ALIASES: dict[str, str] = {"adv_pgd": "adv_pgd_linf"}
 
