@@ -48,7 +48,7 @@ from nnunet_robustness.io import (
 )
 from nnunet_robustness.metrics.inputs import DatasetInfo, collect_predictions, load_dataset_json
 from nnunet_robustness.metrics.masks import EMPTY_MASK_POLICY, EMPTY_MASK_VALUES, METRICS
-from nnunet_robustness.metrics.per_case import PER_CASE_COLUMNS, conditions_table, per_case_table
+from nnunet_robustness.metrics.per_case import conditions_table, per_case_columns, per_case_table
 from nnunet_robustness.records.input_change import CANCELLED_BELOW
 
 PER_CASE_CSV = "per_case.csv"
@@ -62,11 +62,18 @@ SHIFT_AGREEMENT_CSV = "shift_agreement.csv"
 CONSENSUS_FOLDER = "consensus_reference"
 OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
 
+
+def __getattr__(name: str) -> Any:
+    if name == "PER_CASE_COLUMNS":  # the per-case columns under the metric registry as it is now
+        return per_case_columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @dataclass
 class EvaluationResult:
     """Everything ``evaluate`` computed; every table is tidy (one observation per row).
 
-    ``per_case``: one row per model x condition x case x label/region (``PER_CASE_COLUMNS``);
+    ``per_case``: one row per model x condition x case x label/region (``per_case_columns()``);
     ``statistics``: per model x condition x label x metric, mean/median with bootstrap CIs;
     ``degradation``: change from clean per model x condition x label x metric;
     ``severity_curves``: per model x family x label x metric, means by severity, ``auc`` and ``cv``;
@@ -323,7 +330,7 @@ def _measure(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
                               options.num_processes, options.progress, options.device)
     # a case belongs to one group per grouping: the per-case column lists them all ("scanner=B; sex=F")
     per_case = annotate_training_range(per_case, fbr_ranges).assign(
-        **{STRATUM: per_case["case"].map(case_groups(groupings)) if groupings else None})[PER_CASE_COLUMNS]
+        **{STRATUM: per_case["case"].map(case_groups(groupings)) if groupings else None})[per_case_columns()]
     clean = _clean_condition(conditions)
     return _Measured(runs, dataset, raters, Path(reference), predictions, cases, strata, groupings, fbr_ranges,
                      per_case, _what_the_model_saw(conditions, per_case), clean)
@@ -541,7 +548,7 @@ def _rood_mri(table: pd.DataFrame, conditions: pd.DataFrame) -> pd.DataFrame:
     rows.loc[rows["severity"] == 0, "family"] = None
     if rows["family"].notna().sum() == 0 or not (rows["severity"] == 0).any():
         return pd.DataFrame()
-    return rood_mri_summary(rows, metrics=("dice", "hd95_mm"), by_label=False, higher_is_better={"hd95_mm": False})
+    return rood_mri_summary(rows, metrics=("dice", "hd95_mm"), by_label=False)
 
 
 def _what_the_model_saw(conditions: pd.DataFrame, per_case: pd.DataFrame) -> pd.DataFrame:

@@ -16,18 +16,16 @@ from typing import Any
 import numpy as np
 
 from nnunet_robustness.analysis.evaluation import EvaluationResult
-from nnunet_robustness.analysis.robustness import SMALL_SAMPLE
+from nnunet_robustness.analysis.robustness import COMPARISON_METRICS, SMALL_SAMPLE
 from nnunet_robustness.analysis.statistics import ALL_CONDITIONS, FOREGROUND_MEAN
 from nnunet_robustness.analysis.strata import ALL_CASES, SMALL_GROUP, STRATUM
 from nnunet_robustness.conditions import target_ssim
 from nnunet_robustness.io import atomic_write_text
+from nnunet_robustness.metrics.masks import METRICS, metric_title
 from nnunet_robustness.reports.html import esc, finite, fmt, html_page, nan_array, note, png, section, table
 from nnunet_robustness.reports.pictures import pictures_section
 
-CURVE_METRICS = ("dice", "nsd", "hd95_mm")
-TABLE_METRICS = ("dice", "nsd", "hd95_mm", "assd_mm")
-METRIC_TITLES = {"dice": "Dice", "iou": "IoU", "nsd": "NSD", "hd95_mm": "HD95 (mm)", "assd_mm": "ASSD (mm)",
-                 "abs_volume_difference": "|volume difference|", "rel_volume_difference": "relative volume difference"}
+CURVE_METRICS = COMPARISON_METRICS  # the metrics compared in the verdict, plotted against severity
 
 
 def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases: int = 15) -> Path:
@@ -253,7 +251,7 @@ def _rood_mri(result: EvaluationResult) -> str:
     curves = result.severity_curves
     auc = ({(r["model"], r["family"], r["metric"]): r["auc"] for _, r in
             curves[curves["label"] == FOREGROUND_MEAN].iterrows()} if len(curves) else {})
-    rows = [[r["model"], r["family"], METRIC_TITLES.get(r["metric"], r["metric"]), r["clean"], r["degradation"],
+    rows = [[r["model"], r["family"], metric_title(r["metric"]), r["clean"], r["degradation"],
              r["overall"], auc.get((r["model"], r["family"], r["metric"])),
              ", ".join(f"{s:g}" for s in r["severities"])] for _, r in rood.iterrows()]
     return (note("ROOD-MRI's severity-weighted numbers (Boone et al., NeuroImage 2023; weights (2/3)^severity): "
@@ -392,8 +390,9 @@ def _model_source(settings: dict, label: str) -> str:
 
 
 def _summary_table(result: EvaluationResult) -> str:
+    reported = [name for name, metric in METRICS.items() if metric.reported]
     stats = result.statistics[(result.statistics["label"] == FOREGROUND_MEAN)
-                              & result.statistics["metric"].isin(TABLE_METRICS)].set_index(["model", "condition", "metric"])
+                              & result.statistics["metric"].isin(reported)].set_index(["model", "condition", "metric"])
     seen = result.conditions.set_index(["model", "condition"])
     rows = []
     for model, condition in _model_conditions(result):
@@ -402,7 +401,7 @@ def _summary_table(result: EvaluationResult) -> str:
         if finite(info.get("calibrated_severity")):
             saw = f"{saw}; calibrated: family severity {fmt(info['calibrated_severity'])}"
         cells = [model, condition, saw]
-        for metric in TABLE_METRICS:
+        for metric in reported:
             key = (model, condition, metric)
             if key in stats.index:
                 row = stats.loc[key]
@@ -414,7 +413,7 @@ def _summary_table(result: EvaluationResult) -> str:
                        "per-channel scheme, e.g. z-score), SSIM and relative L2 distance to the clean input. A "
                        "condition whose change the normalisation removes (e.g. a global contrast or brightness "
                        "change under z-scoring) is marked cancelled and left out of every robustness summary.")
-    body = table(["model", "condition", "what the model saw", *(METRIC_TITLES[m] for m in TABLE_METRICS)], rows,
+    body = table(["model", "condition", "what the model saw", *(metric_title(m) for m in reported)], rows,
                  text_columns=(0, 1, 2))
     # long tables fold away (shown at first); the verdict above is what most readers need
     return explanation + f"<details open><summary>{len(rows)} rows</summary>{body}</details>"
@@ -446,7 +445,7 @@ def _curves(result: EvaluationResult) -> str:
                 axis.errorbar(x, means, yerr=errors, marker="o", capsize=3, linewidth=1.5, label=model)
             axis.set_xticks(sorted({s for v in per_family["severities"] for s in v}))
             axis.set_xlabel("severity (0 = clean)")
-            axis.set_title(METRIC_TITLES[metric])
+            axis.set_title(metric_title(metric))
             axis.grid(alpha=0.3)
         # one legend below the panels: inside a panel it covered error bars (bias field: every curve sits
         # near the top where the legend went)
