@@ -12,8 +12,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from nnunet_robustness.analysis import eval_analyses
 from nnunet_robustness.analysis import statistics as stats
-from nnunet_robustness.analysis.eval_analyses import ANALYSES, run_analyses
 from nnunet_robustness.analysis.eval_analyses.base import Measured, Options
 from nnunet_robustness.analysis.fbr import annotate_training_range, training_fbr_range_of_predictions
 from nnunet_robustness.analysis.raters import write_consensus_folder
@@ -49,8 +49,11 @@ SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
 CONSENSUS_FOLDER = "consensus_reference"
 OUTPUT_FILES = (PER_CASE_CSV, PER_CASE_PARQUET, SUMMARY_JSON, REPORT_HTML)
-# the tables the analyses write when they have rows (raters.csv, robust_training.csv, real_shift.csv, ...)
-ANALYSIS_TABLES = tuple(name for analysis in ANALYSES for name in analysis.tables)
+
+
+def analysis_tables() -> tuple[str, ...]:
+    """The tables the analyses write when they have rows (raters.csv, robust_training.csv, real_shift.csv, ...)."""
+    return tuple(name for analysis in eval_analyses.ANALYSES for name in analysis.tables)
 
 
 def __getattr__(name: str) -> Any:
@@ -117,7 +120,7 @@ class EvaluationResult:
                             for (model, condition), row in empty.to_dict(orient="index").items()],
             "runs": self.runs,
         }
-        for analysis in ANALYSES:
+        for analysis in eval_analyses.ANALYSES:
             content.update(analysis.summary(self))
         return json_ready(content)
 
@@ -243,7 +246,7 @@ def _measure(models: Mapping[str, str | os.PathLike | Sequence[str | os.PathLike
 def _analyse(m: Measured, options: Options) -> EvaluationResult:
     """Statistics, model comparisons and the verdict of the measured per-case table: every analysis of the
     registry (``eval_analyses``)."""
-    values, settings, fdr_tests = run_analyses(m, options)
+    values, settings, fdr_tests = eval_analyses.run_analyses(m, options)
     return EvaluationResult(per_case=m.per_case, conditions=m.conditions, clean_condition=m.clean, runs=m.runs,
                             settings={**_settings(m, options, fdr_tests), **settings}, values=values)
 
@@ -342,7 +345,7 @@ def write_tables(result: EvaluationResult, output: str | os.PathLike) -> None:
         result.per_case.to_parquet(tmp, index=False)
     with atomic_path(output / PER_CASE_CSV) as tmp:
         csv_safe(result.per_case).to_csv(tmp, index=False)
-    for analysis in ANALYSES:
+    for analysis in eval_analyses.ANALYSES:
         for name, value in analysis.tables.items():
             frame = getattr(result, value)
             if len(frame):

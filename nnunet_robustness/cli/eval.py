@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_foreign_file(args.output / REPORT_HTML, is_our_report, "eval")
     # every file eval may write: one run's set replaces the earlier run's whole (a stale report.html after
     # --no-report, a raters.csv of a run with several references), summary.json last as the "complete" mark
-    outputs = (names.PER_CASE_PARQUET, names.PER_CASE_CSV, *names.ANALYSIS_TABLES, names.CONSENSUS_FOLDER,
+    outputs = (names.PER_CASE_PARQUET, names.PER_CASE_CSV, *names.analysis_tables(), names.CONSENSUS_FOLDER,
                REPORT_HTML, names.SUMMARY_JSON)
     try:
         # outputs of an earlier run stay whole if this one fails

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nnunet_robustness.analysis.eval_analyses import ANALYSES
+from nnunet_robustness.analysis import eval_analyses
 from nnunet_robustness.analysis.eval_analyses.base import Section
 from nnunet_robustness.analysis.eval_analyses.summary_statistics import what_the_model_saw
 from nnunet_robustness.analysis.evaluation import EvaluationResult
@@ -48,7 +48,7 @@ def write_report(result: EvaluationResult, path: str | os.PathLike, worst_cases:
                 lambda r: pictures_section(r.per_case, r.models)),
         Section(160, f"Worst {worst_cases} structures by Dice", lambda r: _worst_cases(r, worst_cases)),
     )
-    parts = sorted([*measured, *(part for analysis in ANALYSES for part in analysis.sections)],
+    parts = sorted([*measured, *(part for analysis in eval_analyses.ANALYSES for part in analysis.sections)],
                    key=lambda part: part.order)
     sections = [section(part.title, part.render(result)) for part in parts if part.shown(result)]
     title = "nnunet-robust evaluation: " + ", ".join(result.models)
