@@ -40,7 +40,6 @@ FDR_LEVEL = 0.05
 SMALL_SAMPLE = 30  # below this many cases the report says that intervals are rough
 VERDICT_METRIC = "dice"
 COMPARISON_METRICS = ("dice", "nsd", "hd95_mm")
-METRIC_TITLES = {"dice": "Dice", "nsd": "NSD", "hd95_mm": "HD95 (mm)"}
 DROP, SCORE = "drop", "score"  # the two axes of a comparison
 FAMILY, CONDITION, CLEAN = "family", "condition", "clean"  # scopes: graded family (area), one condition, clean
 COMPARISON_COLUMNS = ["scope", "name", "family", "axis", "label", "metric", "model_a", "model_b", "runs_a", "runs_b", "n",

@@ -28,10 +28,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from nnunet_robustness.metrics.masks import METRICS
+
 #: ROOD-MRI's default severity weighting parameter (``alpha_oa`` = ``alpha_deg`` = 2/3).
 ROOD_MRI_ALPHA = 2.0 / 3.0
 
-#: Whether a higher value is better, for the metrics this summary knows.
+#: Whether a higher value is better, under the short names of ROOD-MRI's own tables; eval's metrics carry
+#: their direction in the metric registry (``metrics/masks.py``).
 HIGHER_IS_BETTER: dict[str, bool] = {"dice": True, "hd95": False, "nsd": True, "assd": False, "iou": True}
 
 
@@ -49,7 +52,8 @@ def rood_mri_summary(per_case: pd.DataFrame, metrics: Sequence[str] = ("dice", "
     Returns columns ``model, family[, label], metric, clean, degradation, overall, severities`` (the
     severities present, sorted). Raises ``ValueError`` if a column is missing or a model has no clean rows.
     """
-    directions = {**HIGHER_IS_BETTER, **(higher_is_better or {})}
+    directions = {**HIGHER_IS_BETTER, **{name: m.higher_is_better for name, m in METRICS.items()
+                                         if m.higher_is_better is not None}, **(higher_is_better or {})}
     required = {"model", "family", "severity", "case", *metrics} | ({"label"} if by_label else set())
     missing = sorted(required - set(per_case.columns))
     if missing:

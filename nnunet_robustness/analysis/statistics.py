@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 from nnunet_robustness.analysis import intervals
-from nnunet_robustness.metrics.masks import METRICS
+from nnunet_robustness.metrics.masks import METRICS, directed_metrics
 
 FOREGROUND_MEAN = "foreground_mean"
 ALL_CONDITIONS = "(all conditions)"
 CONFIDENCE = intervals.CONFIDENCE
 KEYS = ["model", "condition", "case", "label"]
 CASE_RESAMPLES = "case resamples"  # one stream of case indices for every group (see the module docstring)
-DIRECTED_METRICS = [name for name, metric in METRICS.items() if metric.higher_is_better is not None]
 
 
 def group_rng(seed: int, *names: str) -> np.random.Generator:
@@ -112,23 +111,24 @@ def degradation(table: pd.DataFrame, clean: str | None, seed: int, n_bootstrap: 
     if clean is None:
         return pd.DataFrame(columns=columns)
     rows = []
-    sign = np.array([1.0 if METRICS[m].higher_is_better else -1.0 for m in DIRECTED_METRICS])
-    clean_rows = (table[table["condition"] == clean].set_index(["model", "label", "case"])[DIRECTED_METRICS]
+    directed = directed_metrics()
+    sign = np.array([1.0 if METRICS[m].higher_is_better else -1.0 for m in directed])
+    clean_rows = (table[table["condition"] == clean].set_index(["model", "label", "case"])[directed]
                   .sort_index())
     for (model, condition, label), condition_group in table.groupby(["model", "condition", "label"], sort=False):
         if condition == clean or (model, label) not in clean_rows.index.droplevel("case"):
             continue
         reference = clean_rows.loc[(model, label)]
-        values = condition_group.set_index("case")[DIRECTED_METRICS]
+        values = condition_group.set_index("case")[directed]
         paired = pd.merge(reference, values, left_index=True, right_index=True, suffixes=("_clean", ""))
-        clean_values = paired[[f"{m}_clean" for m in DIRECTED_METRICS]].to_numpy(dtype=float)
-        condition_values = paired[DIRECTED_METRICS].to_numpy(dtype=float)
+        clean_values = paired[[f"{m}_clean" for m in directed]].to_numpy(dtype=float)
+        condition_values = paired[directed].to_numpy(dtype=float)
         worse = sign * (clean_values - condition_values)
         stats = bootstrap_statistics(worse, group_rng(seed, CASE_RESAMPLES), n_bootstrap)
         with _quiet_nan_warnings():
             clean_mean = np.nanmean(clean_values, axis=0)
             condition_mean = np.nanmean(condition_values, axis=0)
-        for index, metric in enumerate(DIRECTED_METRICS):
+        for index, metric in enumerate(directed):
             absolute = stats["mean"][index]
             rows.append({"model": model, "condition": condition, "label": label, "metric": metric,
                          "clean_mean": clean_mean[index], "condition_mean": condition_mean[index],
@@ -186,7 +186,7 @@ def best_model_shares(table: pd.DataFrame, models: Sequence[str]) -> pd.DataFram
     if len(models) < 2:
         return pd.DataFrame(columns=columns)
     rows = []
-    for metric in DIRECTED_METRICS:
+    for metric in directed_metrics():
         wide = table.pivot_table(index=["condition", "label", "case"], columns="model", values=metric,
                                  aggfunc="first", dropna=False)[list(models)]
         values = wide.to_numpy(dtype=float)
@@ -235,7 +235,7 @@ def pairwise_tests(table: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     if len(models) < 2:
         return pd.DataFrame(columns=columns)
     rows = []
-    for metric in DIRECTED_METRICS:
+    for metric in directed_metrics():
         wide = table.pivot_table(index=["condition", "label", "case"], columns="model", values=metric,
                                  aggfunc="first", dropna=False)
         for (condition, label), group in wide.groupby(level=["condition", "label"], sort=False):

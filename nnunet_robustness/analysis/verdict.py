@@ -34,14 +34,13 @@ from nnunet_robustness.analysis.robustness import (
     DROP,
     FAMILY,
     FDR_LEVEL,
-    METRIC_TITLES,
     SCORE,
     VERDICT_METRIC,
     detected,
     direction_agrees,
     runs_of,
 )
-from nnunet_robustness.metrics.masks import METRICS
+from nnunet_robustness.metrics.masks import METRICS, metric_title
 
 MORE_ROBUST, CLEAN_GAP, MIXED, DISAGREE, SCORE_ONLY, NO_DIFFERENCE = (
     "more robust", "clean gap", "mixed", "disagree", "score only", "no detectable difference")
@@ -181,7 +180,7 @@ def verdict(comparisons: pd.DataFrame, models: Sequence[str] | Mapping[str, Sequ
     if not findings:
         return [single_run_sentence(arms),
                 "No condition besides clean: no robustness comparison (run conditions together with clean)."]
-    title, better = METRIC_TITLES.get(metric, metric), 1 if METRICS[metric].higher_is_better else -1
+    title, better = metric_title(metric), 1 if METRICS[metric].higher_is_better else -1
     keyed = {(r["scope"], r["name"], r["axis"], r["model_a"], r["model_b"]): r for _, r in rows.iterrows()}
     judged: list[tuple[str, str | None, str, Mapping, Mapping | None, Mapping | None]] = []
     for scope, name in findings:

@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     refuse_foreign_file(args.output / REPORT_HTML, is_our_report, "eval")
     # every file eval may write: one run's set replaces the earlier run's whole (a stale report.html after
     # --no-report, a raters.csv of a run with several references), summary.json last as the "complete" mark
-    outputs = (names.PER_CASE_PARQUET, names.PER_CASE_CSV, names.RATERS_CSV, names.ROBUST_TRAINING_CSV,
-               names.CONSENSUS_FOLDER, REPORT_HTML, names.SUMMARY_JSON)
+    outputs = (names.PER_CASE_PARQUET, names.PER_CASE_CSV, *names.analysis_tables(), names.CONSENSUS_FOLDER,
+               REPORT_HTML, names.SUMMARY_JSON)
     try:
         # outputs of an earlier run stay whole if this one fails
         with staged_folder(args.output, outputs, marker=names.SUMMARY_JSON) as stage:

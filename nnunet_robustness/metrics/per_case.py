@@ -1,5 +1,5 @@
 """The per-case table: every prediction of every model and condition scored against its reference, one
-row per model x condition x case x label/region (``PER_CASE_COLUMNS``; ``docs/evaluation.md``).
+row per model x condition x case x label/region (``per_case_columns()``; ``docs/evaluation.md``).
 
 Each case's reference is read once for all its predictions; cases are spread over worker processes.
 """
@@ -37,10 +37,19 @@ FBR_COLUMNS = ["test_fbr", "training_fbr_low", "training_fbr_high", "fbr_outside
 # what the model saw: the change of its input after its own normalisation (run's .input.json records;
 # NA for clean and for folders not made by run), nnunet_robustness.runner.input_space
 INPUT_COLUMNS = ["input_ssim", "input_rel_l2"]
-PER_CASE_COLUMNS = [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, *INPUT_COLUMNS,
-                    "stratum",  # the case's group when eval has strata (analysis/strata.py), else empty
-                    "prediction_file",
-                    "reference_file"]
+def per_case_columns() -> list[str]:
+    """The per-case table's columns: every registered metric (``masks.METRICS``, read at call time, so a
+    metric registered later is a column too), the counts, the empty-mask case, FBR and input change."""
+    return [*IDENTITY_COLUMNS, *METRICS, *COUNT_COLUMNS, "empty_mask", *FBR_COLUMNS, *INPUT_COLUMNS,
+            "stratum",  # the case's group when eval has strata (analysis/strata.py), else empty
+            "prediction_file",
+            "reference_file"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PER_CASE_COLUMNS":  # the columns under the metric registry as it is now
+        return per_case_columns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def conditions_table(predictions: list[ModelPredictions]) -> pd.DataFrame:
@@ -144,4 +153,4 @@ def _per_case_table(rows: list[dict[str, Any]], conditions: pd.DataFrame, target
     table["_label"] = table["label"].map(label_order)
     table = table.sort_values(["_pair", "case", "_label"], kind="stable").drop(columns=["_pair", "_label"])
     table["severity"] = table["severity"].astype(float)
-    return table[[c for c in PER_CASE_COLUMNS if c in table]].reset_index(drop=True)
+    return table[[c for c in per_case_columns() if c in table]].reset_index(drop=True)

@@ -40,7 +40,7 @@ def test_undefined_values_are_shown_as_na(study_result, tmp_path: Path) -> None:
     statistics = result.statistics.copy()
     hit = (statistics["label"] == FOREGROUND_MEAN) & (statistics["metric"] == "hd95_mm")
     statistics.loc[hit, ["mean", "mean_ci_low"]] = np.nan
-    document = write_report(dataclasses.replace(result, statistics=statistics), tmp_path / "r.html").read_text()
+    document = write_report(result.replace(statistics=statistics), tmp_path / "r.html").read_text()
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", document)
     assert "n/a [n/a," in text
     assert not re.search(r"[>\s\[(](nan|NaN|inf|-inf|None)[<\s,\])]", text)
