@@ -1,5 +1,6 @@
-"""Shared fixtures: nnU-Net's environment pointed at temporary folders, small worker counts; a small
-prediction study (two models, three conditions) and its evaluation, shared by the analysis and report tests."""
+"""Shared fixtures: nnU-Net's environment pointed at temporary folders, small worker counts; the blob datasets
+preprocessed and the tiny models trained once per session (tests/helpers/nnunet_models.py); a small prediction
+study (two models, three conditions) and its evaluation, shared by the analysis and report tests."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.nnunet_models import SharedNnunet
 from tests.helpers.prediction_folders import write_study
 
 
@@ -27,6 +29,12 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
             Path(value).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}
+
+
+@pytest.fixture(scope="session")
+def nnunet_models(tmp_path_factory: pytest.TempPathFactory) -> SharedNnunet:
+    """Blob datasets and trained models built on first use and shared by every module (read-only)."""
+    return SharedNnunet(tmp_path_factory.mktemp("nnunet_shared"))
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@ give, and the file or option its one-line message must name. No row may end in a
 exception escaping ``main`` fails the test) or leave outputs that look complete: every file that existed
 before the command is byte-identical afterwards, and new files appear only under ``-o``.
 
-Two tables: rows that need a model share one tiny trained 2D model (No-Skip, 10 iterations); the rest
-(``ROWS``, most of issue #32's catalogue) use the shared prediction study and a trust study with
-probabilities, and train nothing. A fuzz test at the end runs file-system oddities and broken image
-headers through every verb that reads folders.
+Two tables: rows that need a model share the session's small trained 2D model (No-Skip, 100 iterations;
+tests/helpers/nnunet_models.py); the rest (``ROWS``, most of issue #32's catalogue) use the shared prediction
+study and a trust study with probabilities, and train nothing. A fuzz test at the end runs file-system
+oddities and broken image headers through every verb that reads folders.
 """
 
 from __future__ import annotations
@@ -24,25 +24,16 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_robustness.cli import main
-from tests.helpers.nnunet_cli import run_cli
-from tests.helpers.synthetic import write_nnunet_dataset
+from tests.helpers.nnunet_models import BLOBS, KNOWN_GOOD_2D
 
-DATASET_ID, TRAINER = 907, "nnUNetTrainerNoSkip_tiny"
 # what no message may hold (#32 item 15): io.atomic_path's temporary names, a hidden stage, numpy's scalar repr
 FAULTY_LINE = re.compile(r"\.tmp\b|\.staged-|\bnp\.\w+\(|array\(")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    import os
-
-    root = tmp_path_factory.mktemp("bad_inputs")
-    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
-           **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
-    raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), DATASET_ID, 2, n_train=5, n_test=2, size=32)
-    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1"], env)
-    run_cli(["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", TRAINER, "-device", "cpu"], env)
-    return {"raw": raw, "model": Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__2d"}
+def tiny(nnunet_models):
+    """The session's shared 2D model (tests/helpers/nnunet_models.py): the rows need a model, not a particular one."""
+    return {"raw": nnunet_models.dataset(2), "model": nnunet_models.model(2, KNOWN_GOOD_2D)}
 
 
 @dataclass
@@ -312,7 +303,7 @@ def calibrate_missing_probabilities(tmp, tiny, study):
 
 
 def plan_arch_escaping_plans_name(tmp, tiny, study):
-    return ["plan-arch", "-d", str(DATASET_ID), "--arch", "noskip", "--plans-name", "../../escape"], "escape"
+    return ["plan-arch", "-d", str(BLOBS[2].dataset_id), "--arch", "noskip", "--plans-name", "../../escape"], "escape"
 
 
 def study_gpu_scale_on_a_cpu(tmp, tiny, study):

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.helpers.nnunet_cli import run_cli
-from tests.helpers.synthetic import write_nnunet_dataset
+from tests.helpers.nnunet_models import BLOBS
 
 pytestmark = pytest.mark.e2e
 
-DATASETS = {2: (902, "2d"), 3: (903, "3d_fullres")}
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict:
-    root = tmp_path_factory.mktemp("nnunet")
-    values = {name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    for folder in values.values():
-        Path(folder).mkdir()
-    return {**os.environ, **values, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
-            "OMP_NUM_THREADS": "2"}
-
-
-@pytest.fixture(scope="module")
-def planned(env) -> dict[int, Path]:
-    """Both synthetic datasets, planned and preprocessed once for the module."""
-    raw = {}
-    for dim, (dataset_id, configuration) in DATASETS.items():
-        raw[dim] = write_nnunet_dataset(Path(env["nnUNet_raw"]), dataset_id, dim, n_train=6, n_test=2, seed=dim)
-        run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", configuration, "-np", "2",
-                 "-npfp", "2", "--verify_dataset_integrity"], env)
-    return raw
+def env(nnunet_models) -> dict:
+    return nnunet_models.env
 
 
 CASES = [
@@ -52,15 +34,15 @@ CASES = [
 
 @pytest.mark.parametrize("dim,trainer,plans,plan_arch,skip_levels,attention", CASES,
                          ids=[f"{c[0]}d-{c[1]}-{c[2]}" for c in CASES])
-def test_train_predict_evaluate(env, planned, tmp_path, dim, trainer, plans, plan_arch, skip_levels, attention):
-    dataset_id, configuration = DATASETS[dim]
-    raw = planned[dim]
+def test_train_predict_evaluate(env, nnunet_models, tmp_path, dim, trainer, plans, plan_arch, skip_levels, attention):
+    # the blob datasets are planned and preprocessed (with nnU-Net's integrity check) once per session, and
+    # the 3D No-Skip model is the one the adversarial tests attack: whichever module runs first trains it
+    dataset_id, configuration = BLOBS[dim].dataset_id, BLOBS[dim].configuration
+    raw = nnunet_models.dataset(dim)
     if plan_arch:
         run_cli(["nnunet-robust", "plan-arch", "-d", str(dataset_id), *plan_arch], env)
 
-    run_cli(["nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", trainer, "-p", plans,
-             "-device", "cpu"], env)
-    model_folder = Path(env["nnUNet_results"]) / raw.name / f"{trainer}__{plans}__{configuration}"
+    model_folder = nnunet_models.model(dim, trainer, plans)
     checkpoint = torch.load(model_folder / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["trainer_name"] == trainer
 

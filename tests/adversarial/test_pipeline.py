@@ -1,8 +1,8 @@
 """Attacks through nnU-Net's real pipeline on tiny trained models (2D and 3D, CPU).
 
-One module-scoped fixture plans and trains a 2D and a 3D ``nnUNetTrainer_tiny`` model (concurrently)
-on the synthetic blobs task; the tests then attack held-out blob images larger than the patch, so
-the sliding window has several overlapping tiles. The acceptance properties of issue 20 are checked
+The models are the session's shared No-Skip models trained on the synthetic blobs task (2D: 100
+iterations, 3D: 10; tests/helpers/nnunet_models.py); the tests attack held-out blob images larger than
+the patch, so the sliding window has several overlapping tiles. The acceptance properties of issue 20 are checked
 on the real pipeline: the attack loss grows with epsilon and with steps, the perturbation stays
 inside the epsilon ball in raw units, PGD at the largest severity hurts the prediction more than
 random-sign noise of the same norm, results are deterministic for a seed.
@@ -11,7 +11,6 @@ random-sign noise of the same norm, results are deterministic for a seed.
 from __future__ import annotations
 
 import os
-import threading
 from copy import deepcopy
 from pathlib import Path
 
@@ -23,49 +22,22 @@ from nnunet_robustness.adversarial import attack_case, get_attack, perturb_case,
 from nnunet_robustness.adversarial.attacks import attack_objective
 from nnunet_robustness.adversarial.pipeline import SlidingWindow, preprocess_case
 from nnunet_robustness.errors import UserInputError
-from tests.helpers.nnunet_cli import run_cli
-from tests.helpers.synthetic import _blob_case, write_nnunet_dataset
+from tests.helpers.nnunet_models import KNOWN_GOOD_2D, SHARED_3D
+from tests.helpers.synthetic import _blob_case
 
 pytestmark = pytest.mark.e2e
 
-TRAINER = "nnUNetTrainer_tiny"
-MODELS = {2: (921, "2d"), 3: (922, "3d_fullres")}
 # Test images a little larger than the planned patches (48^2 and 32^3) so that tiles overlap.
 TEST_SHAPES = {2: (56, 52), 3: (36, 32, 32)}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[int, Path]:
+def models(nnunet_models) -> dict[int, Path]:
     cached = os.environ.get("NNUNET_ROBUSTNESS_ADV_TEST_MODELS")  # development only: "2D_FOLDER:3D_FOLDER"
     if cached:
-        return dict(zip(MODELS, map(Path, cached.split(":"))))
-    root = tmp_path_factory.mktemp("adversarial")
-    # two trainings side by side on a small shared CPU: one thread each (oversubscribed OpenMP threads
-    # spin and run several times slower)
-    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
-           "OMP_NUM_THREADS": "1",
-           **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
-    folders, errors = {}, []
-
-    def prepare(dim: int) -> None:
-        dataset_id, configuration = MODELS[dim]
-        try:
-            raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), dataset_id, dim, n_train=5, n_test=1, seed=dim)
-            run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(dataset_id), "-c", configuration, "-np", "1",
-                     "-npfp", "1"], env)
-            run_cli(["nnUNetv2_train", str(dataset_id), configuration, "0", "-tr", TRAINER, "-device", "cpu"], env)
-            folders[dim] = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__{configuration}"
-        except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
-            errors.append(e)
-
-    threads = [threading.Thread(target=prepare, args=(dim,)) for dim in MODELS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return folders
+        return dict(zip((2, 3), map(Path, cached.split(":"))))
+    # the attacks need trained models, not particular ones: the session's shared ones
+    return {2: nnunet_models.model(2, KNOWN_GOOD_2D), 3: nnunet_models.model(3, SHARED_3D)}
 
 
 def make_predictor(model: Path, mirroring: bool = False):
@@ -82,7 +54,7 @@ def predictors(models):
     # One torch thread: on a shared 2-core machine two OpenMP threads made the attacks 5-25x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield {dim: make_predictor(models[dim]) for dim in MODELS}
+    yield {dim: make_predictor(models[dim]) for dim in (2, 3)}
     torch.set_num_threads(threads)
 
 

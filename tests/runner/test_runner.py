@@ -20,7 +20,7 @@ from nnunet_robustness.records.run_manifest import MANIFEST_NAME, RunManifest
 from nnunet_robustness.runner.cases import list_cases
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, work_items
 from tests.helpers.nnunet_cli import run_cli
-from tests.helpers.synthetic import write_nnunet_dataset
+from tests.helpers.nnunet_models import BLOBS, KNOWN_GOOD_2D
 
 # ------------------------------------------------------------------ conditions and work split (fast)
 
@@ -76,22 +76,15 @@ def test_shards_partition_the_work():
 
 # ------------------------------------------------------------------ on a trained model (end to end)
 
-DATASET_ID, CONFIGURATION, TRAINER = 904, "2d", "nnUNetTrainerNoSkip_short"
+DATASET_ID, CONFIGURATION, TRAINER = BLOBS[2].dataset_id, BLOBS[2].configuration, KNOWN_GOOD_2D
 CONDITION_ARGS = ["--conditions", "gaussian_noise:5", "salt_pepper_noise:5", "--preset", "seed-study"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A No-Skip U-Net trained for 2 short epochs on an easy 2D task (Dice > 0.8 expected)."""
-    root = tmp_path_factory.mktemp("runner")
-    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
-           **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
-    raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), DATASET_ID, 2, n_train=8, n_test=4, seed=4)
-    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-np", "2", "-npfp", "2"],
-            env)
-    run_cli(["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, "0", "-tr", TRAINER, "-device", "cpu"], env)
-    model = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
-    return {"env": env, "raw": raw, "model": model, "root": root}
+def trained(nnunet_models):
+    """A No-Skip U-Net trained for 2 short epochs on an easy 2D task (Dice > 0.8 expected): the session's
+    shared 2D model (tests/helpers/nnunet_models.py)."""
+    return {"env": nnunet_models.env, "raw": nnunet_models.dataset(2), "model": nnunet_models.model(2, TRAINER)}
 
 
 @pytest.fixture(scope="module")

@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.helpers.nnunet_cli import run_cli
-from tests.helpers.synthetic import write_nnunet_dataset
+from tests.helpers.nnunet_models import BLOBS
 
 pytestmark = pytest.mark.e2e
 
 TRAINER = "nnUNetTrainerLearnedSkipL1_tiny"
 
 
-def test_learned_skip_train_log_predict(nnunet_env, tmp_path):
-    env = {**nnunet_env, "OMP_NUM_THREADS": "2"}
-    raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), 904, 2, n_train=5, n_test=2, size=32, seed=4)
-    run_cli(["nnUNetv2_plan_and_preprocess", "-d", "904", "-c", "2d", "-np", "1", "-npfp", "1"], env)
-    run_cli(["nnUNetv2_train", "904", "2d", "0", "-tr", TRAINER, "-device", "cpu"], env)
+def test_learned_skip_train_log_predict(nnunet_models, tmp_path):
+    # trained here, not through nnunet_models.model: the L1 variant's own training is what is checked.
+    # The blob dataset is the session's shared one, preprocessed once.
+    env = {**nnunet_models.env, "OMP_NUM_THREADS": "2"}
+    raw, dataset_id, configuration = nnunet_models.dataset(2), str(BLOBS[2].dataset_id), BLOBS[2].configuration
+    run_cli(["nnUNetv2_train", dataset_id, configuration, "0", "-tr", TRAINER, "-device", "cpu"], env)
 
-    fold = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__2d" / "fold_0"
+    fold = nnunet_models.model_folder(2, TRAINER) / "fold_0"
     log = json.loads((fold / "learned_gates.json").read_text())
     assert log["trainer"] == TRAINER and log["gate_mode"] == "scalar"
     assert log["gate_sparsity_weight"] == 0.01  # the L1 variant's class attribute, in nnU-Net's own run
@@ -45,6 +45,6 @@ def test_learned_skip_train_log_predict(nnunet_env, tmp_path):
         logit = checkpoint["network_weights"][f"decoder.learned_gates.{level}.logit"]
         assert math.isclose(float(torch.sigmoid(logit).flatten()[0]), values[0], rel_tol=1e-5)
     predictions = tmp_path / "predictions"
-    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", "904", "-c", "2d",
+    run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", dataset_id, "-c", configuration,
              "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == sorted(p.name for p in (raw / "labelsTs").iterdir())
