@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 from nnunet_robustness.trust.calibrator import analyse_case
-from nnunet_robustness.trust.inputs import CaseArrays, load_dataset
+from nnunet_robustness.trust.rating_inputs import CaseArrays, load_dataset
 sys.path.insert(0, sys.argv[3])
 from bench_scale import scene
 dataset_json, example = Path(sys.argv[1]), Path(sys.argv[2])

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nnunet_robustness.studies.pipeline import (
+from nnunet_robustness.studies.workflow import (
     Pipeline,
     Runner,
     Step,

@@ -12,7 +12,7 @@ prediction files), :mod:`nnunet_robustness.analysis` (statistics) and :mod:`nnun
 in ``docs/evaluation.md``.
 """
 
-from nnunet_robustness.analysis.evaluation import EvaluationResult, evaluate, write_tables
+from nnunet_robustness.analysis.eval_pipeline import EvaluationResult, evaluate, write_tables
 from nnunet_robustness.metrics import (
     METRICS,
     SurfaceDistances,
@@ -23,7 +23,7 @@ from nnunet_robustness.metrics import (
     robust_hausdorff,
     surface_distances,
 )
-from nnunet_robustness.reports.evaluation import write_report
+from nnunet_robustness.reports.eval_report import write_report
 
 __all__ = [
     "METRICS", "EvaluationResult", "SurfaceDistances", "average_symmetric_surface_distance", "compare_masks",

@@ -24,11 +24,11 @@ import numpy as np
 from nnunet_robustness.io import atomic_write_json, atomic_write_text, json_ready
 from nnunet_robustness.studies import findings as fnd
 from nnunet_robustness.studies.convergence import judge_curve, raw_pseudo_dice
+from nnunet_robustness.studies.f1_skip_complexity import SkipComplexity
+from nnunet_robustness.studies.f2_noise import Noise
 from nnunet_robustness.studies.findings import Finding, Published
-from nnunet_robustness.studies.noise import Noise
 from nnunet_robustness.studies.protocols import CLEAN, StudyContext
 from nnunet_robustness.studies.scales import SCALES
-from nnunet_robustness.studies.skip_complexity import SkipComplexity
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "studies"
 FIRST_WAVE = replace(SCALES["cpu"], train_alphas=(0.1, 0.9), folds=(0,), schedule="10epochs")

@@ -9,7 +9,7 @@ from nnunet_robustness.conditions import CONTEXT_FBR_LEVELS, Condition, Conditio
 from nnunet_robustness.conditions.parsing import parse_condition_spec, resolve_conditions
 from nnunet_robustness.corruptions.specs import corruption_for, requires_label
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.fbr import context_box, foreground_fraction, paste_into_background
+from nnunet_robustness.foreground_ratio import context_box, foreground_fraction, paste_into_background
 
 
 def _ellipsoid(shape=(24, 48, 48), centre=(12, 20, 26), radii=(4, 8, 8)) -> np.ndarray:

@@ -216,7 +216,7 @@ def test_cli_parser_imports_neither_torch_nor_nnunet():
 
 @pytest.mark.parametrize("code", [
     "from nnunet_robustness.cli import eval as command",
-    "from nnunet_robustness.analysis.evaluation import evaluate; from nnunet_robustness.reports.evaluation import "
+    "from nnunet_robustness.analysis.eval_pipeline import evaluate; from nnunet_robustness.reports.eval_report import "
     "write_report",
     "from nnunet_robustness.trust import calibrate, rate; from nnunet_robustness.reports.trust import write_report",
     "from nnunet_robustness.analysis.recommend import recommend",
@@ -239,3 +239,26 @@ def test_tests_share_helpers_only_through_tests_helpers():
                     and node.module.rsplit(".", 1)[-1].startswith("test_"):
                 offenders.append(f"{path.relative_to(tests)} imports {node.module}")
     assert offenders == []
+
+
+# A file name says a module's role: two modules may share one only when they are the same concept at
+# different stages (its computation in analysis/, its page in reports/, its eval adapter in
+# analysis/eval_analyses/, its command in cli/) or a role every package may have (a name -> class registry).
+SHARED_ROLE_NAMES = {"registry.py"}
+
+
+def _same_concept_stages(paths: list[Path]) -> bool:
+    packages = sorted(str(p.parent.relative_to(PACKAGE)) for p in paths)
+    stages = {"analysis", "reports", "analysis/eval_analyses", "cli"}
+    return all(package in stages for package in packages) or \
+        (len(paths) == 2 and "cli" in packages)
+
+
+def test_no_two_modules_share_a_file_name_for_different_things():
+    by_name: dict[str, list[Path]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "__init__.py":
+            by_name.setdefault(path.name, []).append(path)
+    clashes = {name: sorted(str(p.relative_to(PACKAGE)) for p in paths) for name, paths in by_name.items()
+               if len(paths) > 1 and name not in SHARED_ROLE_NAMES and not _same_concept_stages(paths)}
+    assert not clashes, clashes

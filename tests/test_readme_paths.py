@@ -49,7 +49,7 @@ OUTPUTS = {
     "robust_training_record.json": "the robust trainers (records/training_record.py)",
     "fbr_train.json": "the _fgXXX trainers (records/training_fbr.py)", "fbr_train_histogram.png": "the _fgXXX trainers",
     "learned_gates.json": "nnUNetTrainerLearnedSkip", "learned_gates.png": "nnUNetTrainerLearnedSkip",
-    "robust_training.json": "the user's options file of the robust trainers (trainers/robust_training.py)",
+    "robust_training.json": "the user's options file of the robust trainers (trainers/robust_trainers.py)",
     "nnunet_robustness_trainers.py": "the shim install-shim places into nnU-Net's trainer folder",
     "nnUNetPlans<Variant>.json": "plan-arch (nnUNetPlansNoSkip.json, ...)",
     "dataset.json": "nnU-Net", "checkpoint_final.pth": "nnU-Net", "debug.json": "nnU-Net", "plans.json": "nnU-Net",

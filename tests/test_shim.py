@@ -68,7 +68,7 @@ def test_nnunet_lookup_finds_our_trainers_via_the_shim(nnunet_copy_without_shim)
     install_shim(nnunet_copy_without_shim / "nnunetv2" / "training" / "nnUNetTrainer")
     present = run_python(["-c", code], nnunet_copy_without_shim)
     assert present.returncode == 0, present.stderr
-    assert present.stdout.strip().endswith("nnunet_robustness.trainers.generated.unet")
+    assert present.stdout.strip().endswith("nnunet_robustness.trainers.generated.unet_variants")
 
 
 def test_a_broken_nnunet_robustness_never_breaks_nnunets_own_trainers(tmp_path, nnunet_copy_without_shim):

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from nnunet_robustness.analysis.evaluation import EvalSummary
+from nnunet_robustness.analysis.eval_pipeline import EvalSummary
 from nnunet_robustness.analysis.sanity import NNUNET_DEFAULT_ITERATIONS
 from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
 from nnunet_robustness.analysis.strata import SMALL_GROUP

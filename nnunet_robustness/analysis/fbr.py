@@ -1,5 +1,6 @@
 """The context-vs-FBR study in ``eval``: each case's test FBR set against the training range of the
-model that predicted it (see :mod:`nnunet_robustness.fbr` and :mod:`nnunet_robustness.records.training_fbr` for the definitions)."""
+model that predicted it (see :mod:`nnunet_robustness.foreground_ratio` and
+:mod:`nnunet_robustness.records.training_fbr` for the definitions)."""
 
 from __future__ import annotations
 

@@ -109,8 +109,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)  # before any work: one rule for every verb
-    from nnunet_robustness.analysis import evaluation as names
-    from nnunet_robustness.analysis.evaluation import REPORT_HTML, check_output_folder
+    from nnunet_robustness.analysis import eval_pipeline as names
+    from nnunet_robustness.analysis.eval_pipeline import REPORT_HTML, check_output_folder
     from nnunet_robustness.evaluation import evaluate, write_report
     from nnunet_robustness.io import refuse_foreign_file, staged_folder
     from nnunet_robustness.reports.html import is_our_report

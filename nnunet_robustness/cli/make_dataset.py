@@ -101,7 +101,7 @@ def run_textures(args: argparse.Namespace) -> int:
     config.validate()  # before any folder is created, so a typo leaves nothing behind
     raters = None
     if args.raters:
-        from nnunet_robustness.datasets.raters import RatersConfig, write_rater_labels
+        from nnunet_robustness.datasets.synthetic_raters import RatersConfig, write_rater_labels
 
         raters = RatersConfig.from_cli(args.raters, args.rater_displacement, args.rater_smoothness, args.seed)
         if not config.test_alphas or config.num_test_per_alpha < 1:

@@ -69,7 +69,7 @@ def _model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _condition_arguments(parser: argparse.ArgumentParser) -> None:
     from nnunet_robustness.conditions import BACKGROUND_CHOICES, DEFAULT_BACKGROUND
-    from nnunet_robustness.runner.calibration import CALIBRATION_CASES
+    from nnunet_robustness.runner.ssim_scale import SSIM_SCALE_CASES
 
     conditions = parser.add_argument_group("conditions (clean is always included)")
     conditions.add_argument("--conditions", nargs="+", default=[], metavar="SPEC", help="condition specs")
@@ -96,9 +96,9 @@ def _condition_arguments(parser: argparse.ArgumentParser) -> None:
                                  "family, the parameter at which the model's normalised input reaches SSIM 0.95, "
                                  "0.90, 0.80, 0.70, 0.60 for levels 1-5 on a few clean cases (conditions "
                                  "<family>_cal<k>; docs/evaluation.md)")
-    conditions.add_argument("--calibration-cases", type=int, default=CALIBRATION_CASES, metavar="N",
+    conditions.add_argument("--calibration-cases", type=int, default=SSIM_SCALE_CASES, metavar="N",
                             help=f"clean cases the calibrated scale is fitted on: the first N (sorted), all when "
-                                 f"there are fewer (default {CALIBRATION_CASES})")
+                                 f"there are fewer (default {SSIM_SCALE_CASES})")
 
 
 def _work_arguments(parser: argparse.ArgumentParser) -> None:

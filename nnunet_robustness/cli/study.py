@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-STUDY_NAMES = ("skip-complexity", "noise", "context-fbr")  # nnunet_robustness.studies.catalogue.STUDIES
+STUDY_NAMES = ("skip-complexity", "noise", "context-fbr")  # nnunet_robustness.studies.registry.STUDIES
 SCALE_NAMES = ("smoke", "cpu", "gpu")  # nnunet_robustness.studies.scales.SCALES
 
 

@@ -37,7 +37,7 @@ CONTEXT_FAMILY = "context"
 CONTEXT_FBR_LEVELS: tuple[float, ...] = (0.5, 0.3, 0.15, 0.05)
 # What level k of the calibrated severity scale means (``run --severity-scale calibrated``): the SSIM of
 # the model's normalised input to the clean one that the level's parameter reaches. Here, beside the
-# conditions that carry ``calibrated_severity``, because both the calibration (runner.calibration) and
+# conditions that carry ``calibrated_severity``, because both the calibration (runner.ssim_scale) and
 # eval's report (for run.json files from before the calibration record) need it.
 TARGET_SSIM: dict[int, float] = {1: 0.95, 2: 0.90, 3: 0.80, 4: 0.70, 5: 0.60}
 
@@ -69,7 +69,7 @@ class Condition:
     preset: str | None = None
     context_fbr: float | None = None  # target foreground fraction of a context condition
     # ``run --severity-scale calibrated``: the family's continuous severity that reaches this level's
-    # target SSIM in the model's input space (nnunet_robustness.runner.calibration); None: physical scale
+    # target SSIM in the model's input space (nnunet_robustness.runner.ssim_scale); None: physical scale
     calibrated_severity: float | None = None
     kind: ConditionKind = field(init=False)
 

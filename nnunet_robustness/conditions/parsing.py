@@ -13,7 +13,7 @@ Condition specs (``run --conditions`` and config files) are strings:
 - an attack, ``adv_fgsm:1,3`` (graded like a family; ``adv_pgd`` is ``adv_pgd_linf``)
 - ``context`` or ``context:0.5,0.1``: test-time context / foreground-ratio shift (not a corruption):
   the image is cropped to a box around the reference foreground whose foreground fraction is the
-  given level (``nnunet_robustness.fbr``); default levels ``CONTEXT_FBR_LEVELS``
+  given level (``nnunet_robustness.foreground_ratio``); default levels ``CONTEXT_FBR_LEVELS``
 """
 
 from __future__ import annotations

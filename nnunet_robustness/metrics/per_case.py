@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.foreground_ratio import foreground_fraction
 from nnunet_robustness.metrics.inputs import (
     DatasetInfo,
     ModelPredictions,

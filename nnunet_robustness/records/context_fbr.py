@@ -1,6 +1,6 @@
 """``<condition>/<case>.fbr.json``: the crop a context condition made of one test case.
 
-``run --conditions context:...`` computes the box (:func:`nnunet_robustness.fbr.context_box`) and writes
+``run --conditions context:...`` computes the box (:func:`nnunet_robustness.foreground_ratio.context_box`) and writes
 this record before the segmentation, which marks the item done; ``eval`` reads the achieved foreground
 fraction back as the case's test FBR.
 """

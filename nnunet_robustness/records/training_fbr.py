@@ -1,6 +1,6 @@
 """``<fold folder>/fbr_train.json``: the foreground fraction of the training patches, per epoch.
 
-The fg trainers (:mod:`nnunet_robustness.trainers.fbr`) measure every patch and rewrite this log after
+The fg trainers (:mod:`nnunet_robustness.trainers.fbr_logging`) measure every patch and rewrite this log after
 each epoch; ``eval`` reads the range of the patches the network was trained on
 (:func:`training_fbr_range`) and flags test cases outside it (:mod:`nnunet_robustness.analysis.fbr`).
 Torch-free, so ``eval`` reads it without loading the training stack.

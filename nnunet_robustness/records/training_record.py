@@ -1,6 +1,6 @@
 """``<model folder>/robust_training_record.json``: what a robust trainer trained with.
 
-The robust trainers (:mod:`nnunet_robustness.trainers.robust_training`) write it next to their
+The robust trainers (:mod:`nnunet_robustness.trainers.robust_trainers`) write it next to their
 checkpoints; ``eval`` finds it through each prediction folder's ``run.json`` and compares the model
 with baselines trained without one (:mod:`nnunet_robustness.analysis.robust_training`).
 """

@@ -58,10 +58,10 @@ from nnunet_robustness.io import atomic_path, json_ready
 from nnunet_robustness.records.input_change import InputChange
 from nnunet_robustness.records.item_view import ItemView, display_range
 from nnunet_robustness.records.run_manifest import RunManifest, file_sha256, input_fingerprint
-from nnunet_robustness.runner.calibration import CALIBRATION_CASES, calibrate_conditions
 from nnunet_robustness.runner.cases import read_case, read_label
 from nnunet_robustness.runner.input_space import ModelInputSpace
 from nnunet_robustness.runner.model_folder import LOAD_ERRORS, check_model_files, explain_load_failure
+from nnunet_robustness.runner.ssim_scale import SSIM_SCALE_CASES, ssim_scale_conditions
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ class RobustnessRunner:
     def run(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], output: Path, seed: int = 0,
             save_probabilities: bool = False, overwrite: bool = False, num_parts: int = 1, part_id: int = 0,
             reference_folder: Path | None = None, progress: bool = True, severity_scale: str = "physical",
-            calibration_cases: int = CALIBRATION_CASES, modality_forced: dict[str, str] | None = None) -> RunStats:
+            calibration_cases: int = SSIM_SCALE_CASES, modality_forced: dict[str, str] | None = None) -> RunStats:
         output = Path(output)
         self._calibration = {}
         if severity_scale == "calibrated":
@@ -358,7 +358,7 @@ class RobustnessRunner:
             writer.shutdown(wait=True)
 
     def calibrate(self, cases: dict[str, list[Path]], conditions: Sequence[Condition], seed: int,
-                  calibration_cases: int = CALIBRATION_CASES) -> list[Condition]:
+                  calibration_cases: int = SSIM_SCALE_CASES) -> list[Condition]:
         """Conditions on the calibrated severity scale, from the first ``calibration_cases`` cases (sorted;
         all of them when there are fewer). What each level reached goes into run.json (``manifest``); a
         level that duplicates a lower one is left out, and every unreached target or merge is warned of."""
@@ -368,7 +368,7 @@ class RobustnessRunner:
         for case in sorted(cases)[:calibration_cases]:
             image, properties = self._read_case(case, cases[case])
             samples.append((case, image, tuple(properties["spacing"])))
-        calibrated, notes, self._calibration = calibrate_conditions(conditions, samples, self.input_space, seed)
+        calibrated, notes, self._calibration = ssim_scale_conditions(conditions, samples, self.input_space, seed)
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=2)
         return calibrated
@@ -459,8 +459,8 @@ class RobustnessRunner:
     def _predict_context(self, item: _Prepared, output: Path, seed: int, save_probabilities: bool,
                          stats: RunStats) -> tuple[np.ndarray, np.ndarray | None]:
         """Test-time context shift: predict a crop around the reference foreground, paste it back into a
-        background canvas of the full image (see :mod:`nnunet_robustness.fbr`)."""
-        from nnunet_robustness.fbr import context_box, paste_into_background
+        background canvas of the full image (see :mod:`nnunet_robustness.foreground_ratio`)."""
+        from nnunet_robustness.foreground_ratio import context_box, paste_into_background
         from nnunet_robustness.records.context_fbr import write_context_record
 
         data = item.data

@@ -17,8 +17,8 @@ from typing import Any
 
 from nnunet_robustness.conditions import Condition
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.runner.calibration import CALIBRATION_CASES
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner, RunStats
+from nnunet_robustness.runner.ssim_scale import SSIM_SCALE_CASES
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class RunJob:
     reference: Path | None = None
     progress: bool = True
     severity_scale: str = "physical"
-    calibration_cases: int = CALIBRATION_CASES
+    calibration_cases: int = SSIM_SCALE_CASES
     modality_forced: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -22,8 +22,8 @@ import pandas as pd
 from nnunet_robustness.studies import baseline as trivial
 from nnunet_robustness.studies.convergence import Convergence, check_training
 from nnunet_robustness.studies.findings import ArmState, Finding, arm_values
-from nnunet_robustness.studies.pipeline import Step, eval_done, preprocessing_done, run_done, tool, training_step
 from nnunet_robustness.studies.scales import SEED, Scale
+from nnunet_robustness.studies.workflow import Step, eval_done, preprocessing_done, run_done, tool, training_step
 
 CONFIGURATION = "2d"
 ARCHITECTURES = {"UNet": "nnUNetTrainer", "NoSkip": "nnUNetTrainerNoSkip", "AttentionGate": "nnUNetTrainerAttentionGate"}

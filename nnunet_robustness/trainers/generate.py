@@ -24,7 +24,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.trainers import variants as v
-from nnunet_robustness.trainers.fbr import FBRLoggingMixin
+from nnunet_robustness.trainers.fbr_logging import FBRLoggingMixin
 
 GENERATED_FOLDER = Path(__file__).resolve().parent / "generated"
 MAX_LINE = 140  # ruff's line length (pyproject.toml): the generated text must pass ruff unchanged
@@ -32,11 +32,11 @@ MAX_LINE = 140  # ruff's line length (pyproject.toml): the generated text must p
 # generated module -> the hand-written trainers whose variants it holds (one module for all of them
 # would be far over the project's 600 lines per file)
 MODULES: dict[str, tuple[type, ...]] = {
-    "unet": (nnUNetTrainer, v.nnUNetTrainerNoSkip, v.nnUNetTrainerAttentionGate),
-    "learned_skip": (v.nnUNetTrainerLearnedSkip, v.nnUNetTrainerLearnedSkipL1),
-    "corruption_aug": (v.nnUNetTrainerCorruptionAug, v.nnUNetTrainerNoSkipCorruptionAug,
+    "unet_variants": (nnUNetTrainer, v.nnUNetTrainerNoSkip, v.nnUNetTrainerAttentionGate),
+    "learned_skip_variants": (v.nnUNetTrainerLearnedSkip, v.nnUNetTrainerLearnedSkipL1),
+    "corruption_aug_variants": (v.nnUNetTrainerCorruptionAug, v.nnUNetTrainerNoSkipCorruptionAug,
                        v.nnUNetTrainerAttentionGateCorruptionAug),
-    "adversarial": (v.nnUNetTrainerAdversarial, v.nnUNetTrainerNoSkipAdversarial,
+    "adversarial_variants": (v.nnUNetTrainerAdversarial, v.nnUNetTrainerNoSkipAdversarial,
                     v.nnUNetTrainerAttentionGateAdversarial),
 }
 

@@ -8,7 +8,12 @@ from types import ModuleType
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_robustness.trainers import variants
-from nnunet_robustness.trainers.generated import adversarial, corruption_aug, learned_skip, unet
+from nnunet_robustness.trainers.generated import (
+    adversarial_variants,
+    corruption_aug_variants,
+    learned_skip_variants,
+    unet_variants,
+)
 
 
 def trainers_defined_in(module: ModuleType) -> dict[str, type]:
@@ -18,7 +23,7 @@ def trainers_defined_in(module: ModuleType) -> dict[str, type]:
 
 
 GENERATED_TRAINERS: dict[str, type] = {
-    name: cls for module in (unet, learned_skip, corruption_aug, adversarial)
+    name: cls for module in (unet_variants, learned_skip_variants, corruption_aug_variants, adversarial_variants)
     for name, cls in trainers_defined_in(module).items()
 }
 TRAINERS: dict[str, type] = {**trainers_defined_in(variants), **GENERATED_TRAINERS}

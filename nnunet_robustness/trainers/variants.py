@@ -15,7 +15,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_robustness.trainers.builders import skip_selective_builder
 from nnunet_robustness.trainers.learned_skip import LearnedSkipGatesMixin
 from nnunet_robustness.trainers.progress import TrainingProgressMixin
-from nnunet_robustness.trainers.robust_training import AdversarialTrainingMixin, CorruptionAugmentationMixin
+from nnunet_robustness.trainers.robust_trainers import AdversarialTrainingMixin, CorruptionAugmentationMixin
 
 
 class nnUNetTrainerNoSkip(nnUNetTrainer):

@@ -29,7 +29,7 @@ from nnunet_robustness.trust.conformal import (
     clopper_pearson,
     conformal_risk_control,
 )
-from nnunet_robustness.trust.inputs import (
+from nnunet_robustness.trust.rating_inputs import (
     CaseArrays,
     DatasetContext,
     PredictionSet,

@@ -18,12 +18,12 @@ import SimpleITK as sitk
 
 from nnunet_robustness.conditions.parsing import resolve_conditions
 from nnunet_robustness.evaluation import evaluate, write_report
-from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.foreground_ratio import foreground_fraction
 from nnunet_robustness.records.context_fbr import record_path
 from nnunet_robustness.records.training_fbr import TRAINING_LOG
 from nnunet_robustness.runner.cases import list_cases
 from nnunet_robustness.runner.runner import PredictionSettings, RobustnessRunner
-from nnunet_robustness.trainers.fbr import FBR_HISTOGRAM_PNG
+from nnunet_robustness.trainers.fbr_logging import FBR_HISTOGRAM_PNG
 from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
 

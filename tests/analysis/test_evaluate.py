@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnunet_robustness.analysis.evaluation import OUTPUT_FILES, PER_CASE_COLUMNS
+from nnunet_robustness.analysis.eval_pipeline import OUTPUT_FILES, PER_CASE_COLUMNS
 from nnunet_robustness.analysis.statistics import FOREGROUND_MEAN
 from nnunet_robustness.cli import main
 from nnunet_robustness.errors import UserInputError

@@ -28,7 +28,7 @@ def test_record_round_trip_and_refusal(tmp_path):
 
 def test_before_after_separates_seen_from_unseen_and_states_the_clean_cost(tmp_path):
     from nnunet_robustness.evaluation import evaluate
-    from nnunet_robustness.reports.evaluation import write_report
+    from nnunet_robustness.reports.eval_report import write_report
 
     folders = write_study(tmp_path, n_cases=8, conditions=CONDITIONS)
     # model A (degrades less in write_study) trained on noise; B is the baseline
@@ -66,7 +66,7 @@ def test_before_after_separates_seen_from_unseen_and_states_the_clean_cost(tmp_p
 def test_a_family_counts_as_seen_when_its_effect_group_was_trained_on(tmp_path):
     """Microscope defocus is a blur: after training on Gaussian blur it is seen; MR motion is not."""
     from nnunet_robustness.evaluation import evaluate
-    from nnunet_robustness.reports.evaluation import write_report
+    from nnunet_robustness.reports.eval_report import write_report
 
     conditions = (("clean", None, 0), *((f"{family}_sev{k}", family, k) for family in ("gaussian_blur", "defocus_blur",
                                                                                          "motion") for k in (1, 2)))

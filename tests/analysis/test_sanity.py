@@ -10,7 +10,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunet_robustness.evaluation import evaluate
-from nnunet_robustness.reports.evaluation import write_report
+from nnunet_robustness.reports.eval_report import write_report
 
 
 def _empty_copy(source: Path, target: Path) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_robustness.datasets.blobs import random_blob_mask
-from nnunet_robustness.datasets.raters import (
+from nnunet_robustness.datasets.synthetic_raters import (
     RATERS_GENERATION_FILE,
     RatersConfig,
     rater_rng,

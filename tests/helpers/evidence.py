@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from nnunet_robustness.analysis.evaluation import PER_CASE_COLUMNS
+from nnunet_robustness.analysis.eval_pipeline import PER_CASE_COLUMNS
 from nnunet_robustness.datasets.dataset_complexity import CASE_COLUMNS
 
 LOW_TD = (0.01, 0.03)  # hard cases (foreground texture close to the background's)

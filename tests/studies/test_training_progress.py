@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunet_robustness.studies.pipeline import Pipeline, Step, progress_line, training_step
+from nnunet_robustness.studies.workflow import Pipeline, Step, progress_line, training_step
 from nnunet_robustness.training_progress import PROGRESS_FILE, TrainingProgress, read_training_progress
 
 # what nnUNetTrainer.print_to_log_file writes: "<timestamp>: " then each argument followed by a space

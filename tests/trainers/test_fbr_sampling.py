@@ -15,10 +15,10 @@ import torch
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from scipy.stats import chisquare
 
-from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.foreground_ratio import foreground_fraction
 from nnunet_robustness.records.training_fbr import TRAINING_LOG
 from nnunet_robustness.trainers import TRAINERS
-from nnunet_robustness.trainers.fbr import (
+from nnunet_robustness.trainers.fbr_logging import (
     SAMPLED_KEY,
     FBRLoggingMixin,
     batch_target_fractions,

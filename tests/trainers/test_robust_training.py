@@ -13,7 +13,7 @@ from scipy import stats
 
 import nnunet_robustness.corruptions as corruptions
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.trainers.robust_training import (
+from nnunet_robustness.trainers.robust_trainers import (
     AdversarialTraining,
     AdversarialTrainingMixin,
     CorruptionAugmentation,

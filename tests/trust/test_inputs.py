@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.trust.inputs import PROBABILITIES_KEY, read_probabilities
+from nnunet_robustness.trust.rating_inputs import PROBABILITIES_KEY, read_probabilities
 
 
 def _npz(path, probabilities):

@@ -20,8 +20,8 @@ import pandas as pd
 
 from nnunet_robustness.studies import findings as fnd
 from nnunet_robustness.studies.findings import Finding, Published
-from nnunet_robustness.studies.pipeline import Step, tool
 from nnunet_robustness.studies.protocols import ARCHITECTURES, CLEAN, CONFIGURATION, Study, mean_table, run_names
+from nnunet_robustness.studies.workflow import Step, tool
 
 # The training images' mean foreground fraction is about 0.11 at every scale (blob diameters are a fixed
 # share of the side); a box around the foreground at 0.10 is inside the range the networks trained on.

@@ -12,7 +12,7 @@ here in the model's input space, in 2D or 3D, inside nnU-Net's pipeline):
 
 The parameter is a continuous severity ``s`` on the family's own table (``SeverityTable.at``,
 linear between the documented levels), found by bisection on the mean SSIM over up to
-``CALIBRATION_CASES`` (10) of the user's clean cases, with each case's shared random draw
+``SSIM_SCALE_CASES`` (10) of the user's clean cases, with each case's shared random draw
 (``item_seed``: the draw does not depend on the severity, so SSIM falls monotonically in ``s``): the
 smallest ``s`` (to 5 / 2^10) whose mean SSIM is at or below the target, so a level is never milder
 than its target and a stronger level never has a smaller ``s``. Calibrated
@@ -44,14 +44,14 @@ import numpy as np
 
 from nnunet_robustness.conditions import MAX_SEVERITY, Condition, ConditionKind, severity_label, target_ssim
 
-if TYPE_CHECKING:  # the CLI's parser reads CALIBRATION_CASES without skimage
+if TYPE_CHECKING:  # the CLI's parser reads SSIM_SCALE_CASES without skimage
     from nnunet_robustness.runner.input_space import ModelInputSpace
 
 BISECTION_STEPS = 10  # severity resolution 5 / 2^10 ~ 0.005
 RESOLUTION = MAX_SEVERITY / 2 ** BISECTION_STEPS  # parameters closer than this are the same for the bisection
 # More cases make the mean SSIM hold beyond them (fitted on 3, the mean of other cases missed the target
 # by up to 0.08); each case costs ~11 corruptions and SSIMs per level, so 10 bounds the time.
-CALIBRATION_CASES = 10
+SSIM_SCALE_CASES = 10
 # A target is "reached" when the mean SSIM is this close to it: a continuous family's bisection ends
 # within ~0.001 of it, so a larger miss means the table ended or the SSIM jumped over the target.
 REACHED_WITHIN = 0.01
@@ -102,7 +102,7 @@ class LevelRecord:
                 "calibration_cases": len(ssims), "reachable": self.reachable}
 
 
-def calibrate_conditions(conditions: Sequence[Condition], samples: Sequence[tuple[str, np.ndarray, tuple]],
+def ssim_scale_conditions(conditions: Sequence[Condition], samples: Sequence[tuple[str, np.ndarray, tuple]],
                          space: ModelInputSpace, seed: int
                          ) -> tuple[list[Condition], list[str], dict[str, dict]]:
     """The calibrated version of every calibratable condition (others unchanged; a level that duplicates a

@@ -22,7 +22,7 @@ import numpy as np
 from nnunet_robustness.analysis import eval_analyses
 from nnunet_robustness.analysis.eval_analyses.base import Section
 from nnunet_robustness.analysis.eval_analyses.summary_statistics import what_the_model_saw
-from nnunet_robustness.analysis.evaluation import EvaluationResult
+from nnunet_robustness.analysis.eval_pipeline import EvaluationResult
 from nnunet_robustness.conditions import target_ssim
 from nnunet_robustness.io import atomic_write_text
 from nnunet_robustness.metrics.masks import metric_title

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.fbr import foreground_fraction
+from nnunet_robustness.foreground_ratio import foreground_fraction
 from nnunet_robustness.io import atomic_path
 from nnunet_robustness.records.training_fbr import HISTOGRAM_EDGES, KINDS, TRAINING_LOG, TrainingFBR, summarize
 
@@ -39,7 +39,7 @@ SAMPLED_KEY = "fbr_sampled"
 def batch_target_fractions(target: torch.Tensor | Sequence[torch.Tensor], label_manager: Any) -> list[float]:
     """Per-sample foreground fraction of a training batch's target (full resolution).
 
-    Label targets ``(B, 1, ...)``: as :func:`nnunet_robustness.fbr.foreground_fraction`. Region targets
+    Label targets ``(B, 1, ...)``: as :func:`nnunet_robustness.foreground_ratio.foreground_fraction`. Region targets
     ``(B, R[+1], ...)`` (nnU-Net's region training): a voxel is foreground if it is in any region; with
     an ignore label, nnU-Net appends the ignore mask as the last channel.
     """

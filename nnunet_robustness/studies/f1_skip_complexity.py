@@ -9,9 +9,9 @@ import pandas as pd
 
 from nnunet_robustness.studies import findings as fnd
 from nnunet_robustness.studies.findings import Finding, Published
-from nnunet_robustness.studies.pipeline import Step, newer_than_all, tool
 from nnunet_robustness.studies.protocols import ARCHITECTURES, CLEAN, Study, mean_table, run_names
 from nnunet_robustness.studies.scales import SEED
+from nnunet_robustness.studies.workflow import Step, newer_than_all, tool
 
 SHIFT_ALPHA = 0.6  # the published cross-level test: trained at alpha 0.1, tested at 0.6
 EASY_RELATIVE = 0.003  # U-Net over No-Skip at alpha 0.1, relative Dice (research.md)

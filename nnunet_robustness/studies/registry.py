@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nnunet_robustness.studies.context_fbr import ContextFBR
-from nnunet_robustness.studies.noise import Noise
+from nnunet_robustness.studies.f1_skip_complexity import SkipComplexity
+from nnunet_robustness.studies.f2_noise import Noise
+from nnunet_robustness.studies.f3_context_fbr import ContextFBR
 from nnunet_robustness.studies.protocols import Study
-from nnunet_robustness.studies.skip_complexity import SkipComplexity
 
 STUDIES: dict[str, type[Study]] = {cls.name: cls for cls in (SkipComplexity, Noise, ContextFBR)}

@@ -11,8 +11,8 @@ import pandas as pd
 
 from nnunet_robustness.studies import findings as fnd
 from nnunet_robustness.studies.findings import Finding, Published
-from nnunet_robustness.studies.pipeline import Step
 from nnunet_robustness.studies.protocols import ARCHITECTURES, CLEAN, Study, mean_table, run_names
+from nnunet_robustness.studies.workflow import Step
 
 # Dice under "harder" (speckle variance 0.1), research.md: heart MRI and breast ultrasound
 UNDER_NOISE = {"heart MRI": {"AttentionGate": 0.142, "UNet": 0.492, "NoSkip": 0.814},

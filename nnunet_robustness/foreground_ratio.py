@@ -18,11 +18,11 @@ item done).
 
 **Eval**: each case's test FBR is the fraction of its evaluated image: the whole reference for
 ordinary conditions, the crop's for context conditions. The training range of a model comes from
-the ``fbr_train.json`` logs of its folds (fg trainers, ``nnunet_robustness.trainers.fbr``): the
+the ``fbr_train.json`` logs of its folds (fg trainers, ``nnunet_robustness.trainers.fbr_logging``): the
 range of the foreground fraction of the patches the network was trained on (after augmentation),
 pooled over folds. Cases outside it are flagged (``fbr_outside_training``, :mod:`nnunet_robustness.analysis.fbr`).
 
-Torch-free: the trainers (``nnunet_robustness.trainers.fbr``) measure fractions with this module and
+Torch-free: the trainers (``nnunet_robustness.trainers.fbr_logging``) measure fractions with this module and
 write the log through :mod:`nnunet_robustness.records.training_fbr`; ``eval`` reads it without torch.
 """
 

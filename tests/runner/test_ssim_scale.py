@@ -12,12 +12,12 @@ from scipy.ndimage import gaussian_filter
 from nnunet_robustness.conditions import TARGET_SSIM, Condition, family_condition, severity_label, target_ssim
 from nnunet_robustness.conditions.parsing import preset_condition
 from nnunet_robustness.corruptions.specs import corruption_for, item_seed
-from nnunet_robustness.runner.calibration import (
+from nnunet_robustness.runner.input_space import ModelInputSpace
+from nnunet_robustness.runner.ssim_scale import (
     REACHED_WITHIN,
     RESOLUTION,
-    calibrate_conditions,
+    ssim_scale_conditions,
 )
-from nnunet_robustness.runner.input_space import ModelInputSpace
 from tests.helpers.plans import default_plans
 
 
@@ -39,7 +39,7 @@ def _samples(n: int = 2):
 def test_each_level_reaches_its_target_ssim(family):
     space, samples = _space(), list(_samples())
     conditions = [family_condition(family, level) for level in TARGET_SSIM]
-    calibrated, notes, records = calibrate_conditions(conditions, samples, space, seed=0)
+    calibrated, notes, records = ssim_scale_conditions(conditions, samples, space, seed=0)
     assert [c.name for c in calibrated] == [f"{family}_cal{level}" for level in TARGET_SSIM]
     severities = [c.calibrated_severity for c in calibrated]
     assert severities == sorted(severities) and len(set(severities)) == len(severities)
@@ -59,9 +59,9 @@ def test_what_is_not_calibrated_stays_as_it_is_and_json_round_trips():
     space, samples = _space(), list(_samples(1))
     keep = [Condition("clean", severity=0), preset_condition("seed-study:harder"),
             family_condition("background_blur", 2)]  # needs the label: physical scale
-    calibrated, _, records = calibrate_conditions(keep, samples, space, seed=0)
+    calibrated, _, records = ssim_scale_conditions(keep, samples, space, seed=0)
     assert calibrated == keep and records == {}
-    (condition,), _, _ = calibrate_conditions([family_condition("gaussian_noise", 3)], samples, space, seed=0)
+    (condition,), _, _ = ssim_scale_conditions([family_condition("gaussian_noise", 3)], samples, space, seed=0)
     assert Condition.from_json(condition.to_json()) == condition
     assert "calibrated_severity" not in family_condition("gaussian_noise", 3).to_json()  # old run.json form
 
@@ -74,7 +74,7 @@ def _reached(space, samples, condition) -> list[float]:
 
 def test_the_record_carries_target_reached_ssim_and_its_spread():
     space, samples = _space(), list(_samples(3))
-    calibrated, notes, records = calibrate_conditions([family_condition("gaussian_noise", 1),
+    calibrated, notes, records = ssim_scale_conditions([family_condition("gaussian_noise", 1),
                                                        family_condition("gaussian_noise", 3)], samples, space, seed=0)
     assert notes == []
     for condition in calibrated:
@@ -97,7 +97,7 @@ def test_motion_flags_the_targets_its_step_function_jumps_over():
     0.417, 11 lines too): one input, merged into level 3."""
     space, samples = _space(), list(_samples())
     conditions = [family_condition("motion", level) for level in TARGET_SSIM]
-    calibrated, notes, records = calibrate_conditions(conditions, samples, space, seed=0)
+    calibrated, notes, records = ssim_scale_conditions(conditions, samples, space, seed=0)
     assert [c.name for c in calibrated] == ["motion_cal1", "motion_cal2", "motion_cal3"]
     assert records["motion_cal3"]["merged_levels"] == [4, 5]
     for level in (4, 5):
@@ -125,7 +125,7 @@ def test_a_capped_family_counts_its_maximum_once():
     naming both levels, whatever order they were asked in."""
     space, samples = _space(), list(_samples())
     for order in ((3, 4, 5), (5, 4, 3)):
-        calibrated, notes, records = calibrate_conditions([family_condition("speckle_noise", level)
+        calibrated, notes, records = ssim_scale_conditions([family_condition("speckle_noise", level)
                                                            for level in order], samples, space, seed=0)
         assert sorted(c.name for c in calibrated) == ["speckle_noise_cal3", "speckle_noise_cal4"], order
         assert records["speckle_noise_cal4"]["merged_levels"] == [5]
