@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
 TOP_LEVEL = {"nnunet_robustness", "tests", "docs", "benchmarks", "scripts", ".ci"}
 FILE_NAME = re.compile(r"\.(py|md|sh|json|png|csv|txt|toml|ya?ml|html|npz|pkl|parquet|pth)$")
 MODULE_PATH = re.compile(r"(?<![\w./])nnunet_robustness(?:\.[A-Za-z_]\w*)+")
