@@ -1,11 +1,11 @@
 """Attacks through nnU-Net's real pipeline on tiny trained models (2D and 3D, CPU).
 
-The models are the session's shared No-Skip models trained on the synthetic blobs task (2D: 100
-iterations, 3D: 10; tests/helpers/nnunet_models.py); the tests attack held-out blob images larger than
-the patch, so the sliding window has several overlapping tiles. The acceptance properties of issue 20 are checked
-on the real pipeline: the attack loss grows with epsilon and with steps, the perturbation stays
-inside the epsilon ball in raw units, PGD at the largest severity hurts the prediction more than
-random-sign noise of the same norm, results are deterministic for a seed.
+The models are the session's shared ones on the synthetic blobs task (tests/helpers/nnunet_models.py):
+the 2D No-Skip model (100 iterations) and a 3D ``nnUNetTrainer_tiny`` model; the tests attack held-out
+blob images larger than the patch, so the sliding window has several overlapping tiles. The acceptance
+properties of issue 20 are checked on the real pipeline: the attack loss grows with epsilon and with
+steps, the perturbation stays inside the epsilon ball in raw units, PGD at the largest severity hurts
+the prediction more than random-sign noise of the same norm, results are deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from nnunet_robustness.adversarial import attack_case, get_attack, perturb_case,
 from nnunet_robustness.adversarial.attacks import attack_objective
 from nnunet_robustness.adversarial.pipeline import SlidingWindow, preprocess_case
 from nnunet_robustness.errors import UserInputError
-from tests.helpers.nnunet_models import KNOWN_GOOD_2D, SHARED_3D
+from tests.helpers.nnunet_models import ATTACKED_3D, KNOWN_GOOD_2D
 from tests.helpers.synthetic import _blob_case
 
 pytestmark = pytest.mark.e2e
@@ -37,7 +37,7 @@ def models(nnunet_models) -> dict[int, Path]:
     if cached:
         return dict(zip((2, 3), map(Path, cached.split(":"))))
     # the attacks need trained models, not particular ones: the session's shared ones
-    return {2: nnunet_models.model(2, KNOWN_GOOD_2D), 3: nnunet_models.model(3, SHARED_3D)}
+    return {2: nnunet_models.model(2, KNOWN_GOOD_2D), 3: nnunet_models.model(3, ATTACKED_3D)}
 
 
 def make_predictor(model: Path, mirroring: bool = False):
