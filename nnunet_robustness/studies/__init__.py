@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nnunet_robustness.studies.registry import STUDIES
 from nnunet_robustness.studies.convergence import RULE as CONVERGENCE_RULE
 from nnunet_robustness.studies.protocols import Study, StudyContext
+from nnunet_robustness.studies.registry import STUDIES
 from nnunet_robustness.studies.scales import SCALES
 from nnunet_robustness.studies.workflow import Pipeline, Runner, nnunet_environment, run_command, write_records
 

@@ -10,9 +10,9 @@ import pytest
 
 from nnunet_robustness.errors import UserInputError
 from nnunet_robustness.studies import STUDY_HTML, STUDY_JSON
-from nnunet_robustness.studies.registry import STUDIES
 from nnunet_robustness.studies.findings import NOT_EVALUATED, NOT_LEARNED, UNCONVERGED, VERDICTS
 from nnunet_robustness.studies.protocols import StudyContext, trainer_name
+from nnunet_robustness.studies.registry import STUDIES
 from nnunet_robustness.studies.scales import SCALES
 from nnunet_robustness.studies.workflow import Pipeline, Step, run_command, training_step
 from tests.helpers.nnunet_cli import run_cli
