@@ -48,6 +48,12 @@ class ContextFBR(Study):
         return f"{architecture}_ctx{context:.2f}"
 
     def predictions(self, architecture: str, context: float, wide: bool) -> Path:
+        if not wide and context == 1.0:
+            # nnU-Net's own patch on the dataset's own test images is F1's run of the same models: shared, so a
+            # study run after skip-complexity in the same folder predicts it once
+            from nnunet_robustness.studies.f1_skip_complexity import SkipComplexity
+
+            return SkipComplexity(self.c).predictions(self.alpha, architecture)
         return self.folder / ("robustness_wide" if wide else "robustness") / self.model(architecture, context)
 
     @property
