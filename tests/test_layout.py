@@ -262,3 +262,15 @@ def test_no_two_modules_share_a_file_name_for_different_things():
     clashes = {name: sorted(str(p.relative_to(PACKAGE)) for p in paths) for name, paths in by_name.items()
                if len(paths) > 1 and name not in SHARED_ROLE_NAMES and not _same_concept_stages(paths)}
     assert not clashes, clashes
+
+
+def test_no_module_defines_a_top_level_name_twice():
+    """A second ``def`` of a name silently replaces the first (merges leave such twins behind)."""
+    twice = {}
+    for path in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").rglob("*.py")]:
+        names = [node.name for node in ast.parse(path.read_text()).body
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            twice[str(path.relative_to(PACKAGE.parent))] = repeated
+    assert not twice, twice

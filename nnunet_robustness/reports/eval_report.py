@@ -134,31 +134,6 @@ def _calibration(result: EvaluationResult, condition: Any, parameters: str | Non
     return text
 
 
-def _calibration(result: EvaluationResult, condition: Any, parameters: str | None) -> str | None:
-    """A calibrated condition's family severity, its level's target SSIM and the SSIM its input reached
-    over all test cases (``input_ssim`` per case; the calibration cases alone said nothing about the
-    others); None on the physical scale."""
-    if not finite(condition.get("calibrated_severity")):
-        return None
-    record = (json.loads(parameters) if parameters else {}).get("calibration") or {}
-    target = record.get("target_ssim")
-    if target is None:  # a run.json from before the record
-        target = target_ssim(float(condition["severity"]))
-    text = f"{fmt(condition['calibrated_severity'])}; target SSIM {target:.2f}"
-    per_case = result.per_case
-    ssims = per_case[(per_case["model"] == condition["model"]) & (per_case["condition"] == condition["condition"])
-                     ].drop_duplicates("case")["input_ssim"].dropna().to_numpy(float)
-    if len(ssims):
-        low, median, high = np.percentile(ssims, [25, 50, 75])
-        text += (f"; reached on {len(ssims)} test cases: median {median:.3f} (IQR {low:.3f}-{high:.3f}, "
-                 f"range {ssims.min():.3f}-{ssims.max():.3f})")
-    if record.get("reachable") is False:
-        text += f"; not reached on the calibration cases (mean {record['reached_ssim_mean']:.3f})"
-    if record.get("merged_levels"):
-        text += f"; also stands for level(s) {', '.join(map(fmt, record['merged_levels']))} (same input)"
-    return text
-
-
 def _overview(result: EvaluationResult) -> str:
     settings = result.settings
     per_case = result.per_case
@@ -188,16 +163,6 @@ def _overview(result: EvaluationResult) -> str:
     empty_rows = [(f"{kind} empty", f"{int(counts.get(kind, 0))} structure(s): {policy.get(kind, '')}")
                   for kind in ("both", "reference", "prediction")]
     return table(["setting", "value"], rows + empty_rows, text_columns=(0, 1))
-
-
-def _model_source(settings: dict, label: str) -> str:
-    """What eval recorded as a model's source (its folder, or its runs), looked up under the report's label
-    (a failed model's label carries the sanity-gate mark)."""
-    sources = settings.get("models") or {}
-    source = sources.get(label, sources.get(label.removesuffix(" (fails sanity gate)")))
-    if isinstance(source, (list, tuple)):
-        source = ", ".join(map(str, source))
-    return str(source) if source else ""
 
 
 def _model_source(settings: dict, label: str) -> str:
