@@ -95,7 +95,10 @@ def test_run_with_force_modality_warns_and_hands_the_record_to_run_json(tmp_path
             handed.update(kwargs, conditions=[c.name for c in conditions])
             return runner_module.RunStats()
 
-    monkeypatch.setattr(runner_module, "RobustnessRunner", Runner)
+    import nnunet_robustness.runner.worker as worker_module
+
+    # patched where run's worker uses it (worker binds the name when it is first imported)
+    monkeypatch.setattr(worker_module, "RobustnessRunner", Runner)
     model = _model_folder(tmp_path)
     images = tmp_path / "images"
     images.mkdir()
