@@ -39,11 +39,11 @@ def test_every_trainer_name_is_a_class_statement():
 
 
 def test_check_reports_and_the_generator_repairs_a_stale_module(tmp_path, monkeypatch, capsys):
-    committed = generate.GENERATED_FOLDER / "unet.py"
+    committed = generate.GENERATED_FOLDER / "unet_variants.py"
     folder = tmp_path / "generated"
     shutil.copytree(generate.GENERATED_FOLDER, folder)
     monkeypatch.setattr(generate, "GENERATED_FOLDER", folder)
-    stale = folder / "unet.py"
+    stale = folder / "unet_variants.py"
     stale.write_text(stale.read_text().replace("num_epochs = 1\n", "num_epochs = 3\n", 1))
     assert generate.main(["--check"]) == 1
     assert "out of date" in capsys.readouterr().out and "num_epochs = 3" in stale.read_text()
