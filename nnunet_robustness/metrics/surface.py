@@ -44,6 +44,19 @@ class SurfaceDistances:
     prediction_areas: np.ndarray
 
 
+def check_pair(reference_shape: Sequence[int], prediction_shape: Sequence[int],
+               spacing: Sequence[float]) -> tuple[float, ...]:
+    """Two masks of one shape, 2D or 3D, with one spacing per axis (the spacing as floats), else ValueError;
+    the NumPy and the torch surface distances refuse the same inputs with the same words."""
+    reference_shape, prediction_shape = tuple(reference_shape), tuple(prediction_shape)
+    if reference_shape != prediction_shape:
+        raise ValueError(f"masks have different shapes {reference_shape} and {prediction_shape}")
+    if len(reference_shape) not in (2, 3) or len(spacing) != len(reference_shape):
+        raise ValueError(f"need 2D or 3D masks with one spacing per axis, got shape {reference_shape} "
+                         f"and spacing {tuple(spacing)}")
+    return tuple(float(s) for s in spacing)
+
+
 def surface_distances(reference: np.ndarray, prediction: np.ndarray,
                       spacing: Sequence[float]) -> SurfaceDistances:
     """Surface elements of both masks and their distances to the other surface.
@@ -54,12 +67,7 @@ def surface_distances(reference: np.ndarray, prediction: np.ndarray,
     """
     reference = np.asarray(reference, dtype=bool)
     prediction = np.asarray(prediction, dtype=bool)
-    if reference.shape != prediction.shape:
-        raise ValueError(f"masks have different shapes {reference.shape} and {prediction.shape}")
-    if reference.ndim not in (2, 3) or len(spacing) != reference.ndim:
-        raise ValueError(f"need 2D or 3D masks with one spacing per axis, got shape {reference.shape} "
-                         f"and spacing {tuple(spacing)}")
-    spacing = tuple(float(s) for s in spacing)
+    spacing = check_pair(reference.shape, prediction.shape, spacing)
     crop = _bounding_box(reference | prediction)
     if crop is None or not reference.any() or not prediction.any():
         raise ValueError("surface distances need two non-empty masks")

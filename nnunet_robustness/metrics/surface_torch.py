@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from nnunet_robustness.metrics.surface import SurfaceDistances, surfel_area_table
+from nnunet_robustness.metrics.surface import SurfaceDistances, check_pair, surfel_area_table
 
 # working slab size (elements): a few float64/int64 buffers of this size, ~1 GB at most
 DEFAULT_MAX_ELEMENTS = 2 ** 25
@@ -67,12 +67,7 @@ def surface_distances_torch(reference: np.ndarray | torch.Tensor, prediction: np
     the CPU for NumPy arrays); the same errors for mismatched or empty masks."""
     reference = torch.as_tensor(reference, device=device).bool()
     prediction = torch.as_tensor(prediction, device=reference.device).bool()
-    if reference.shape != prediction.shape:
-        raise ValueError(f"masks have different shapes {tuple(reference.shape)} and {tuple(prediction.shape)}")
-    if reference.ndim not in (2, 3) or len(spacing) != reference.ndim:
-        raise ValueError(f"need 2D or 3D masks with one spacing per axis, got shape {tuple(reference.shape)} "
-                         f"and spacing {tuple(spacing)}")
-    spacing = tuple(float(s) for s in spacing)
+    spacing = check_pair(reference.shape, prediction.shape, spacing)
     crop = _bounding_box(reference | prediction)
     if crop is None or not bool(reference.any()) or not bool(prediction.any()):
         raise ValueError("surface distances need two non-empty masks")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -85,11 +86,19 @@ def read_training_log(fold_folder: Path) -> dict[str, list[float]] | None:
     checkpoint = Path(fold_folder) / "checkpoint_final.pth"
     if not checkpoint.is_file():
         return None
+    logging = _checkpoint_log(str(checkpoint), checkpoint.stat().st_mtime_ns)
+    return {key: list(values) for key, values in logging.items()}
+
+
+@lru_cache(maxsize=64)
+def _checkpoint_log(checkpoint: str, mtime_ns: int) -> dict[str, tuple[float, ...]]:
+    """The log of one checkpoint, read once per file version: a study's convergence checks and its training
+    curves ask for the same runs, and each read loads the whole checkpoint (tens of MB)."""
     import torch
 
     # our own study's checkpoint, written by nnUNetv2_train (nnU-Net loads it the same way)
     logging = torch.load(checkpoint, map_location="cpu", weights_only=False).get("logging", {})
-    return {key: [float(v) for v in logging.get(key, [])]
+    return {key: tuple(float(v) for v in logging.get(key, []))
             for key in ("train_losses", "val_losses", "mean_fg_dice", "ema_fg_dice")}
 
 

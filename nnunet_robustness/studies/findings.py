@@ -253,34 +253,31 @@ def read_per_case(evaluation: Path) -> pd.DataFrame:
     return pd.read_parquet(evaluation / "per_case.parquet")
 
 
-def _runs_table(scores: pd.DataFrame, condition: str, cases: Sequence[str], runs: Sequence[str]) -> pd.DataFrame | None:
+def runs_table(scores: pd.DataFrame, condition: str, cases: Sequence[str], runs: Sequence[str]) -> pd.DataFrame | None:
+    """Rows: the ``cases`` under ``condition``; columns: ``runs`` (None when eval has either not)."""
     if condition not in scores.index.get_level_values(0) or not set(runs) <= set(scores.columns):
         return None
     table = scores.loc[condition]
     return table[table.index.isin(list(cases))][list(runs)]
 
 
+def _paired(table: pd.DataFrame, runs_a: Sequence[str], runs_b: Sequence[str]) -> Paired:
+    both = table.dropna()  # a case missing for any run drops out for both arms: the pairing holds
+    return Paired(both[list(runs_a)].to_numpy(float).T, both[list(runs_b)].to_numpy(float).T)
+
+
 def score_pair(scores: pd.DataFrame, condition: str, cases: Sequence[str], runs_a: Sequence[str],
                runs_b: Sequence[str]) -> Paired | None:
     """Arm ``a``'s and ``b``'s metric under ``condition`` on ``cases`` (rows: runs)."""
-    a, b = _runs_table(scores, condition, cases, runs_a), _runs_table(scores, condition, cases, runs_b)
-    if a is None or b is None:
-        return None
-    both = pd.concat([a, b], axis=1).dropna()
-    return Paired(both[list(runs_a)].to_numpy(float).T, both[list(runs_b)].to_numpy(float).T)
+    table = runs_table(scores, condition, cases, [*runs_a, *runs_b])
+    return None if table is None else _paired(table, runs_a, runs_b)
 
 
 def drop_pair(scores: pd.DataFrame, condition: str, clean: str, cases: Sequence[str], runs_a: Sequence[str],
               runs_b: Sequence[str]) -> Paired | None:
     """Each run's drop (``clean - condition``, per case) for arms ``a`` and ``b``."""
-    shifted, start = score_pair(scores, condition, cases, runs_a, runs_b), score_pair(scores, clean, cases, runs_a,
-                                                                                         runs_b)
-    if shifted is None or start is None or shifted.n != start.n:
+    start = runs_table(scores, clean, cases, [*runs_a, *runs_b])
+    shifted = runs_table(scores, condition, cases, [*runs_a, *runs_b])
+    if start is None or shifted is None:
         return None
-    return Paired(start.a - shifted.a, start.b - shifted.b)
-
-
-def arm_values(scores: pd.DataFrame, condition: str, cases: Sequence[str], runs: Sequence[str]) -> np.ndarray | None:
-    """One arm's run x case values (for the baseline comparison)."""
-    table = _runs_table(scores, condition, cases, runs)
-    return None if table is None else table.dropna().to_numpy(float).T
+    return _paired(start - shifted, runs_a, runs_b)  # aligned by case, not by position

@@ -21,7 +21,7 @@ import pandas as pd
 
 from nnunet_robustness.studies import baseline as trivial
 from nnunet_robustness.studies.convergence import Convergence, check_training
-from nnunet_robustness.studies.findings import ArmState, Finding, arm_values
+from nnunet_robustness.studies.findings import ArmState, Finding, runs_table
 from nnunet_robustness.studies.scales import SEED, Scale
 from nnunet_robustness.studies.workflow import Step, eval_done, preprocessing_done, run_done, tool, training_step
 
@@ -204,10 +204,8 @@ class Study:
         state = ArmState(model, runs, [self.convergence_of(model_folder / f"fold_{fold}", run).to_json()
                                        for fold, run in zip(self.folds, runs)])
         fitted = self.baseline(dataset)
-        values = None if scores is None else arm_values(scores, CLEAN, in_distribution, runs)
-        if fitted is not None and values is not None and values.size:
-            cases = [c for c in scores.loc[CLEAN].index if c in set(in_distribution)]
-            table = scores.loc[CLEAN].loc[cases, runs].dropna()
+        table = None if scores is None else runs_table(scores, CLEAN, in_distribution, runs)
+        if fitted is not None and table is not None and len(table := table.dropna()):
             base = np.array([fitted[1].get(case, np.nan) for case in table.index])
             state.learned = beats_baseline(table.to_numpy(float).mean(axis=1), base)
         return state
