@@ -11,6 +11,9 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 TORCH_VERSION := from importlib.metadata import version; print(version('torch').split('+')[0])
 PYTEST_ARGS ?=
+# two pytest-xdist workers, one test file each at a time (a file's module fixtures, e.g. the wheel's venv,
+# are then built once); `make test PYTEST_WORKERS=0` runs serially
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test lint e2e doctor clean
 
@@ -39,7 +42,7 @@ demo: install
 # wheel installed into a fresh environment (tests/test_wheel_install.py).
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -33,7 +33,10 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
 
 @pytest.fixture(scope="session")
 def nnunet_models(tmp_path_factory: pytest.TempPathFactory) -> SharedNnunet:
-    """Blob datasets and trained models built on first use and shared by every module (read-only)."""
+    """Blob datasets and trained models built on first use and shared by every module (read-only), and by
+    every pytest-xdist worker: the workers' base folders share one parent."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return SharedNnunet(tmp_path_factory.getbasetemp().parent / "nnunet_shared")
     return SharedNnunet(tmp_path_factory.mktemp("nnunet_shared"))
 
 

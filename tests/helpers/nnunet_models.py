@@ -9,6 +9,10 @@ lookup) still train, but on the shared preprocessed data.
 Read-only for tests: a test that damages a model copies it first. Writing new plans files next to
 ``nnUNetPlans.json`` (``plan-arch``) is fine; rewriting ``nnUNetPlans.json`` itself (``plan-context``) is not,
 so tests/analysis/test_e2e_context_fbr.py keeps its own dataset.
+
+Under pytest-xdist (``make test`` runs two workers) the tree lies in the run's shared temporary root and each
+dataset and model is built under a file lock, so the workers share one training of each instead of one each:
+the second worker to ask waits for the first, then finds the finished files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from tests.helpers.nnunet_cli import run_cli
 from tests.helpers.synthetic import write_nnunet_dataset
@@ -52,16 +58,23 @@ class SharedNnunet:
                     "nnUNet_compile": "false", "OMP_NUM_THREADS": "2"}
         self._raw: dict[int, Path] = {}
 
+    def _lock(self, name: str) -> FileLock:
+        return FileLock(self.root / f".{name}.lock")
+
     def dataset(self, dim: int) -> Path:
-        """The raw folder of the ``dim``-D blob dataset, planned and preprocessed (once per session)."""
+        """The raw folder of the ``dim``-D blob dataset, planned and preprocessed (once per test run)."""
         if dim not in self._raw:
             spec = BLOBS[dim]
-            raw = write_nnunet_dataset(Path(self.env["nnUNet_raw"]), spec.dataset_id, dim, n_train=spec.n_train,
-                                       n_test=spec.n_test, seed=spec.seed)
-            # one worker: for a handful of tiny cases a second torch-importing process costs more than it saves
-            run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(spec.dataset_id), "-c", spec.configuration, "-np", "1",
-                     "-npfp", "1", "--verify_dataset_integrity"], self.env)
-            self._raw[dim] = raw
+            ready = self.root / f".dataset{spec.dataset_id}.ready"  # written last: another worker may have built it
+            with self._lock(f"dataset{spec.dataset_id}"):
+                if not ready.is_file():
+                    raw = write_nnunet_dataset(Path(self.env["nnUNet_raw"]), spec.dataset_id, dim, n_train=spec.n_train,
+                                               n_test=spec.n_test, seed=spec.seed)
+                    # one worker: for a handful of tiny cases a second torch-importing process costs more than it saves
+                    run_cli(["nnUNetv2_plan_and_preprocess", "-d", str(spec.dataset_id), "-c", spec.configuration,
+                             "-np", "1", "-npfp", "1", "--verify_dataset_integrity"], self.env)
+                    ready.write_text(str(raw))
+            self._raw[dim] = Path(ready.read_text())
         return self._raw[dim]
 
     def model_folder(self, dim: int, trainer: str, plans: str = "nnUNetPlans") -> Path:
@@ -71,7 +84,9 @@ class SharedNnunet:
         """The model folder of ``trainer`` with ``plans`` on the ``dim``-D blobs, fold 0, trained once per session.
         ``plans`` other than nnU-Net's default must have been written first (``nnunet-robust plan-arch``)."""
         folder = self.model_folder(dim, trainer, plans)
-        if not (folder / "fold_0" / "checkpoint_final.pth").is_file():
-            run_cli(["nnUNetv2_train", str(BLOBS[dim].dataset_id), BLOBS[dim].configuration, "0", "-tr", trainer,
-                     "-p", plans, "-device", "cpu"], self.env)
+        # nnU-Net writes checkpoint_final.pth before its final validation: the lock, not the file, says "done"
+        with self._lock(folder.name):
+            if not (folder / "fold_0" / "validation" / "summary.json").is_file():
+                run_cli(["nnUNetv2_train", str(BLOBS[dim].dataset_id), BLOBS[dim].configuration, "0", "-tr", trainer,
+                         "-p", plans, "-device", "cpu"], self.env)
         return folder
