@@ -19,19 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "make-dataset -> nnUNetv2_plan_and_preprocess -> nnUNetv2_train of U-Net, No-Skip and "
                     "attention-gated U-Net -> run -> eval (-> complexity -> recommend for skip-complexity), then "
                     "tests each published finding on the study's own results and writes study.json and study.html "
-                    "(verdicts: reproduced / not reproduced / inconclusive). A re-run continues where it stopped. "
+                    "(verdicts, by a rule stated up front: reproduced, same direction but smaller or larger, contradicted, "
+                    "inconclusive, unconverged, not learned). A re-run continues where it stopped. "
                     "Studies run into the same -o share datasets and models: run skip-complexity first and the "
                     "other two mostly predict and evaluate. See docs/studies/README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
-               "  nnunet-robust study skip-complexity --scale cpu -o studies   # about 1 h on 2 CPU cores\n"
-               "  nnunet-robust study noise --scale cpu -o studies             # minutes after the above\n"
+               "  nnunet-robust study skip-complexity --scale cpu -o studies   # 9 trainings: about 3 h on 2 CPU cores\n"
+               "  nnunet-robust study noise --scale cpu -o studies             # its models: minutes after the above\n"
                "  nnunet-robust study context-fbr --scale gpu -device cuda -o studies",
     )
     parser.add_argument("study", choices=STUDY_NAMES, help="which study")
     parser.add_argument("--scale", choices=SCALE_NAMES, default="smoke",
-                        help="smoke: minutes, checks the pipeline (its Dice means nothing); cpu: <= 2 h on 2 CPU "
-                             "cores; gpu: the published protocol's sizes and nnU-Net's 1000 epochs (default smoke)")
+                        help="smoke: minutes, checks the pipeline (its Dice means nothing); cpu: 3 runs per "
+                             "architecture, hours on 2 CPU cores (about 30 min per training); gpu: the published protocol's sizes and nnU-Net's 1000 epochs (default smoke)")
     parser.add_argument("-o", dest="output", type=Path, default=Path("studies_output"),
                         help="output folder; everything goes to OUTPUT/SCALE/ (default studies_output)")
     parser.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
