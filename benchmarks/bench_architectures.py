@@ -4,9 +4,11 @@ One iteration = forward + deep-supervision loss + backward + SGD step, as nnU-Ne
 does (without data loading). Network topologies come from nnU-Net's own planner rule
 (``get_pool_and_conv_props``, 32 base features doubling to 320 (3D) / 512 (2D), two convs per stage,
 instance norm, leaky ReLU). Architectures are timed interleaved, round by round, so that machine
-load drifts affect all of them alike; the figure is the median over rounds.
+load drifts affect all of them alike; a measurement is the median over ``--rounds`` rounds, repeated
+until each variant's ratio to nnU-Net's network settles (``figures.repeat_until_stable``: the last 3
+within 10 %, at most 7 measurements), and the figure is the median of those 3.
 
-    python benchmarks/bench_architectures.py [--rounds 5] [--device cpu]
+    python benchmarks/bench_architectures.py [--rounds 3] [--device cpu]
 
 Writes ``benchmarks/results/architectures.md`` and its headline figures to ``architectures.json``.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
-from figures import Figure, write_figures
+from figures import MAX_ROUNDS, STABLE_SPREAD, STABLE_WINDOW, Figure, repeat_until_stable, write_figures
 from nnunetv2.experiment_planning.experiment_planners.network_topology import get_pool_and_conv_props
 from torch import nn
 
@@ -84,7 +86,7 @@ def one_iteration(net: nn.Module, optimizer, x: torch.Tensor, device: torch.devi
     return time.perf_counter() - start
 
 
-def run(rounds: int, device: torch.device) -> list[dict]:
+def run(rounds: int, device: torch.device, iteration=one_iteration, **stability) -> list[dict]:
     rows = []
     for setting, (patch, batch) in SETTINGS.items():
         for family in FAMILIES:
@@ -93,18 +95,24 @@ def run(rounds: int, device: torch.device) -> list[dict]:
             nets = {v: build(family, v, patch, device) for v in VARIANTS}
             optimizers = {v: torch.optim.SGD(n.parameters(), lr=1e-3, momentum=0.99, nesterov=True)
                           for v, n in nets.items()}
-            times = {v: [] for v in VARIANTS}
             for v in VARIANTS:  # warm-up
-                one_iteration(nets[v], optimizers[v], x, device)
-            for _ in range(rounds):
-                for v in VARIANTS:
-                    times[v].append(one_iteration(nets[v], optimizers[v], x, device))
-            base = statistics.median(times["nnU-Net"])
+                iteration(nets[v], optimizers[v], x, device)
+
+            def measure(nets=nets, optimizers=optimizers, x=x) -> dict[str, float]:
+                times = {v: [] for v in VARIANTS}
+                for _ in range(rounds):
+                    for v in VARIANTS:
+                        times[v].append(iteration(nets[v], optimizers[v], x, device))
+                return {v: statistics.median(t) for v, t in times.items()}
+
+            timing = repeat_until_stable(measure, lambda t: {v: t[v] / t["nnU-Net"] for v in VARIANTS if v != "nnU-Net"},
+                                         **stability)
             for v in VARIANTS:
-                median = statistics.median(times[v])
+                seconds, ratio = timing.times[v], timing.ratios.get(v, 1.0)
                 rows.append(dict(setting=setting, batch=batch, family=family, variant=v,
-                                 params=count_parameters(nets[v]), seconds=median, ratio=median / base))
-                print(f"{setting:9s} {family:20s} {v:16s} {median:7.3f} s  x{median / base:.3f}", flush=True)
+                                 params=count_parameters(nets[v]), seconds=seconds, ratio=ratio, timing=timing))
+                print(f"{setting:9s} {family:20s} {v:16s} {seconds:7.3f} s  x{ratio:.3f} (spread "
+                      f"{100 * timing.spread:.0f}%, {timing.rounds} measurements)", flush=True)
             del nets, optimizers
     return rows
 
@@ -113,17 +121,21 @@ def to_markdown(rows: list[dict], rounds: int, device: torch.device) -> str:
     lines = [
         "# Training iteration time: our U-Nets vs nnU-Net's",
         "",
-        f"Forward + loss + backward + SGD step, median of {rounds} interleaved rounds after one warm-up, "
+        f"Forward + loss + backward + SGD step; a measurement is the median of {rounds} interleaved rounds after "
+        f"one warm-up, repeated until every ratio to nnU-Net's network of the last {STABLE_WINDOW} measurements lies "
+        f"within {100 * STABLE_SPREAD:g} % (max / min - 1), at most {MAX_ROUNDS} times; the table gives the median "
+        f"of those {STABLE_WINDOW} (still unstable: goal not judged), "
         f"on {device.type.upper()} ({platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} threads), torch {torch.__version__}. "
         "Goal: No-Skip <= 1.0x, attention-gated <= 1.3x of nnU-Net's network at the same patch and batch.",
         "",
-        "| patch | batch | family | network | parameters | s / iteration | ratio to nnU-Net |",
-        "|---|---|---|---|---|---|---|",
+        "| patch | batch | family | network | parameters | s / iteration | ratio to nnU-Net | spread (measurements) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['setting']} | {r['batch']} | {r['family']} | {r['variant']} | {r['params']:,} | "
-                     f"{r['seconds']:.3f} | {r['ratio']:.3f} |")
+                     f"{r['seconds']:.3f} | {r['ratio']:.3f} | {100 * r['timing'].spread:.0f}% ({r['timing'].rounds})"
+                     f"{'' if r['timing'].stable else ', unstable'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -133,15 +145,17 @@ RATIO_GOALS = {"No-Skip": 1.0, "Attention-gated": 1.3}
 
 def headline_figures(rows: list[dict]) -> list[Figure]:
     baseline = {(r["setting"], r["family"]): r["seconds"] for r in rows if r["variant"] == "nnU-Net"}
-    return [Figure(figure=f"{r['variant']} {r['family']} {r['setting']}: s / training iteration",
-                   ours=r["seconds"], reference=baseline[r["setting"], r["family"]], ratio=r["ratio"],
-                   goal=f"ours / nnU-Net <= {RATIO_GOALS[r['variant']]}", met=r["ratio"] <= RATIO_GOALS[r["variant"]])
+    return [Figure.timed(r["timing"], figure=f"{r['variant']} {r['family']} {r['setting']}: s / training iteration",
+                         ours=r["seconds"], reference=baseline[r["setting"], r["family"]], ratio=r["ratio"],
+                         goal=f"ours / nnU-Net <= {RATIO_GOALS[r['variant']]}",
+                         met=r["ratio"] <= RATIO_GOALS[r["variant"]])
             for r in rows if r["variant"] in RATIO_GOALS]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    # 3 rounds per measurement (was 5 in one measurement): at least 9 timed iterations per network
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per measurement (median)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "architectures.md")
     args = parser.parse_args()
