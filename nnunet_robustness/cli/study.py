@@ -32,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("study", choices=STUDY_NAMES, help="which study")
     parser.add_argument("--scale", choices=SCALE_NAMES, default="smoke",
                         help="smoke: minutes, checks the pipeline (its Dice means nothing); cpu: 3 runs per "
-                             "architecture, hours on 2 CPU cores (about 30 min per training); gpu: the published protocol's sizes and nnU-Net's 1000 epochs (default smoke)")
+                             "architecture, hours on 2 CPU cores (about 30 min per training); gpu: the published "
+                             "protocol's sizes and nnU-Net's 1000 epochs (default smoke)")
     parser.add_argument("-o", dest="output", type=Path, default=Path("studies_output"),
                         help="output folder; everything goes to OUTPUT/SCALE/ (default studies_output)")
     parser.add_argument("-device", default="cpu", choices=["cpu", "cuda"], help="default cpu")
