@@ -36,22 +36,123 @@ LOG_TAIL_LINES = 15
 
 
 def run_command(command: Sequence[str], env: dict, log: Path | None = None) -> None:
-    """Run one command of a step, its output appended to ``log``; a failure names the log and shows its tail."""
+    """Run one command of a step, its output appended to ``log``; a failure names the log and shows its tail.
+
+    With a log, this environment's ``nnunet-robust`` commands run in one kept interpreter
+    (:class:`_Interpreter`); every other command (nnU-Net's) in its own process, as typed."""
     if log is None:
-        result = subprocess.run(list(command), env=env)
+        returncode = subprocess.run(list(command), env=env).returncode
     else:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as stream:
             stream.write(f"$ {' '.join(command)}\n")
             stream.flush()
-            result = subprocess.run(list(command), env=env, stdout=stream, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
+        if command[0] == tool("nnunet-robust"):
+            returncode = _Interpreter.for_env(env).run(command, log)
+        else:
+            _Interpreter.close()  # nothing of ours stays loaded (a GPU's memory included) while nnU-Net works
+            with open(log, "a") as stream:
+                returncode = subprocess.run(list(command), env=env, stdout=stream,
+                                            stderr=subprocess.STDOUT).returncode
+    if returncode != 0:
         tail = ""
         if log is not None and log.is_file():
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
             tail = f"\nlast lines of {log}:\n{tail}\n"
-        raise UserInputError(f"{tail}step failed: {Path(command[0]).name} exited {result.returncode} "
+        raise UserInputError(f"{tail}step failed: {Path(command[0]).name} exited {returncode} "
                              f"(log: {log}); fix the cause and run the same command again: finished steps are reused")
+
+
+class _Interpreter:
+    """One Python process that runs ``nnunet-robust`` commands one after another (``cli.main`` with the
+    command's arguments, its output appended to the command's log): a new process per command would
+    import torch and nnU-Net again each time, seconds per command, and a study runs dozens of ``run``s.
+    Started for the first such command, kept while they follow each other, stopped before any other
+    command and when the pipeline ends (``close``)."""
+
+    current: "_Interpreter | None" = None
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+        # the entry point is named here, in the new process's code: the CLI imports the workflow, not back
+        serve_cli = "from nnunet_robustness.cli import main; from nnunet_robustness.studies.workflow import serve; serve(main)"
+        self.process = subprocess.Popen([sys.executable, "-c", serve_cli], env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    @classmethod
+    def for_env(cls, env: dict) -> "_Interpreter":
+        if cls.current is None or cls.current.env != env or cls.current.process.poll() is not None:
+            cls.close()
+            cls.current = cls(env)
+        return cls.current
+
+    @classmethod
+    def close(cls) -> None:
+        if cls.current is not None:
+            process, cls.current = cls.current.process, None
+            process.stdin.close()  # serve() ends at the end of its input
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            process.stdout.close()
+
+    def run(self, command: Sequence[str], log: Path) -> int:
+        """The command's exit status; a process that died (a crash, a kill) is its status, and the next
+        command gets a new one."""
+        try:
+            self.process.stdin.write(json.dumps({"argv": list(command), "log": str(log)}) + "\n")
+            self.process.stdin.flush()
+            reply = self.process.stdout.readline()
+        except BrokenPipeError:
+            reply = ""
+        if not reply:
+            type(self).close()
+            return self.process.returncode or 1
+        return int(json.loads(reply)["status"])
+
+
+def serve(main: Callable[[list[str]], int]) -> None:
+    """The kept interpreter's loop, ``main`` being ``nnunet-robust``'s entry point (``cli.main``): one JSON
+    request per input line (``argv`` as typed, ``log``), one reply
+    line ``{"status": N}``. File descriptors 1 and 2 point at the command's log while it runs, as for a
+    command in its own process (output of libraries and child processes included); the requests arrive on
+    a copy of fd 0 and the commands read /dev/null."""
+    requests, replies = os.fdopen(os.dup(0)), os.fdopen(os.dup(1), "w")
+    with open(os.devnull) as nothing:
+        os.dup2(nothing.fileno(), 0)
+    try:
+        for line in requests:
+            request = json.loads(line)
+            with open(request["log"], "a") as log:
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                status = _serve_one(main, request["argv"])
+            replies.write(json.dumps({"status": status}) + "\n")
+            replies.flush()
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the pipeline stops too
+        pass
+
+
+def _serve_one(main: Callable[[list[str]], int], argv: list[str]) -> int:
+    """``argv`` (``nnunet-robust VERB ...``) as its own process would run it; returns its exit status."""
+    import traceback
+
+    sys.argv = list(argv)
+    try:
+        status = main(argv[1:])
+    except SystemExit as e:  # argparse's usage errors, a verb's sys.exit: as the interpreter would exit
+        status = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:  # an uncaught error ends a command's own process with its traceback, status 1
+        traceback.print_exc()
+        status = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return status
 
 
 def nnunet_environment(root: Path) -> dict[str, str]:
@@ -108,9 +209,17 @@ class Pipeline:
 
     def run(self, steps: Sequence[Step]) -> list[StepRecord]:
         start = time.perf_counter()
-        ran_weight, ran_seconds = 0.0, 0.0
         # what is left to do, judged once at the start (each done() reads files; the ETA needs no more)
         pending_weight = [0.0 if step.done() else step.weight for step in steps]
+        try:
+            self._run_steps(steps, start, pending_weight)
+        finally:
+            _Interpreter.close()
+        self.printer(f"all {len(steps)} steps finished in {_duration(time.perf_counter() - start)}")
+        return self.records
+
+    def _run_steps(self, steps: Sequence[Step], start: float, pending_weight: list[float]) -> None:
+        ran_weight, ran_seconds = 0.0, 0.0
         for number, step in enumerate(steps, start=1):
             prefix = f"[{number}/{len(steps)}] {step.title}"
             if step.done():
@@ -135,8 +244,6 @@ class Pipeline:
             seconds = time.perf_counter() - began
             ran_weight, ran_seconds = ran_weight + step.weight, ran_seconds + seconds
             self.records.append(StepRecord(step.title, "ran", seconds))
-        self.printer(f"all {len(steps)} steps finished in {_duration(time.perf_counter() - start)}")
-        return self.records
 
 
     def _watch(self, step: Step, began: float, rest_of_workflow: float) -> Callable[[], None]:

@@ -4,17 +4,18 @@ verdicts from paired statistics, and (e2e) the smoke scale of all three studies 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from nnunet_robustness.errors import UserInputError
-from nnunet_robustness.studies import STUDY_HTML, STUDY_JSON
+from nnunet_robustness.studies import STUDY_HTML, STUDY_JSON, workflow
 from nnunet_robustness.studies.findings import NOT_EVALUATED, NOT_LEARNED, UNCONVERGED, VERDICTS
 from nnunet_robustness.studies.protocols import StudyContext, trainer_name
 from nnunet_robustness.studies.registry import STUDIES
 from nnunet_robustness.studies.scales import SCALES
-from nnunet_robustness.studies.workflow import Pipeline, Step, run_command, training_step
+from nnunet_robustness.studies.workflow import Pipeline, Step, run_command, tool, training_step
 from tests.helpers.nnunet_cli import run_cli
 
 
@@ -104,6 +105,25 @@ def test_a_failing_step_names_its_log_and_shows_its_tail(tmp_path):
         run_command(["sh", "-c", "echo the real cause; exit 3"], {}, log)
     message = str(error.value)
     assert "the real cause" in message and str(log) in message and "exited 3" in message
+
+
+def test_our_commands_share_one_interpreter_with_their_own_logs_and_status(tmp_path):
+    """Consecutive nnunet-robust commands run in one kept process, each writing to its own log; a failure
+    is reported as from its own process; any other command stops the kept process first."""
+    env = dict(os.environ)
+    first, second, failing = (tmp_path / "logs" / f"{k}.log" for k in ("first", "second", "failing"))
+    run_command([tool("nnunet-robust"), "--version"], env, first)
+    kept = workflow._Interpreter.current
+    run_command([tool("nnunet-robust"), "--version"], env, second)
+    assert workflow._Interpreter.current is kept and kept.process.poll() is None
+    for log in (first, second):
+        assert log.read_text().splitlines()[1].startswith("nnunet-robust ")
+    with pytest.raises(UserInputError) as error:
+        run_command([tool("nnunet-robust"), "no-such-verb"], env, failing)
+    assert "invalid choice" in str(error.value) and "exited 2" in str(error.value)
+    assert workflow._Interpreter.current is kept  # a failed command leaves the process usable
+    run_command(["sh", "-c", "echo nnU-Net"], env, tmp_path / "logs" / "other.log")
+    assert workflow._Interpreter.current is None and kept.process.poll() == 0
 
 
 @pytest.mark.e2e
