@@ -1,0 +1,43 @@
+"""docs/studies/README.md's Scales table states what nnunet_robustness.studies.scales.SCALES holds: a claim in
+the docs is a test (the smoke scale's test levels changed in code and the table kept the old ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nnunet_robustness.studies.scales import SCALES
+
+README = Path(__file__).resolve().parents[2] / "docs" / "studies" / "README.md"
+
+
+def scales_table() -> dict[str, dict[str, str]]:
+    """Row title -> {scale name: cell} of the first table under '## Scales'."""
+    section = README.read_text().split("## Scales", 1)[1]
+    lines = [line for line in section.strip().split("\n\n", 1)[0].splitlines() if line.startswith("|")]
+    names = [cell.strip() for cell in lines[0].strip("|").split("|")][1:]
+    rows = {}
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(names, cells[1:]))
+    return rows
+
+
+def levels(alphas: tuple[float, ...]) -> str:
+    return ", ".join(str(a) for a in alphas) if len(alphas) <= 3 else f"{alphas[0]} ... {alphas[-1]}"
+
+
+@pytest.mark.parametrize("name", sorted(SCALES))
+def test_the_scales_table_states_the_code(name):
+    scale, rows = SCALES[name], scales_table()
+    cell = {row: cells[name] for row, cells in rows.items()}
+    assert cell["image size"] == f"{scale.image_size} x {scale.image_size}"
+    assert cell["training levels alpha"] == levels(scale.train_alphas)
+    assert cell["test levels alpha"].split(" (")[0] == levels(scale.test_alphas)
+    assert cell["training runs per architecture (nnU-Net folds)"].split(" (")[0] == str(len(scale.folds))
+    assert cell["training / test images per level"] == f"{scale.num_train} / {scale.num_test}"
+    schedule = f"`_fg033_{scale.schedule}`" if scale.schedule else "`_fg033`"
+    assert cell["trainer schedule"].split(" (")[0] == schedule
+    assert cell["patch scales (F3)"] == ", ".join(str(c) for c in scale.contexts)
+    assert cell["F3 wide test images"] == f"{scale.wide_factor}x the side"
