@@ -77,7 +77,7 @@ def user_venv(dist, tmp_path_factory) -> dict:
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
     python, env = str(venv / "bin" / "python"), _clean_env()
-    # --no-compile: pip byte-compiles every module it installs (all of torch's), most of this fixture's time;
+    # --no-compile: pip would byte-compile every module it installs, all of torch's (most of that install's time);
     # the CLIs below compile what they import, as they would from any install
     _run([python, "-m", "pip", "install", "-q", "--no-compile", f"torch=={torch.__version__.split('+')[0]}"], cwd=root,
          env=env)
