@@ -100,16 +100,17 @@ def corruptions_on_device(device: str, shape: tuple[int, ...], repeats: int) -> 
 # ---------------------------------------------------------------- 2. run on a 3D model
 
 
-def untrained_model(workdir: Path, cases: int, size: int) -> tuple[dict, Path, Path]:
+def untrained_model(workdir: Path, cases: int, size: int, workers: int = 2) -> tuple[dict, Path, Path]:
     """nnU-Net's own plan for a synthetic 3D dataset, and a checkpoint of that network at its random
-    initialisation (nnUNetTrainer.initialize + save_checkpoint, the files a trained model folder has)."""
+    initialisation (nnUNetTrainer.initialize + save_checkpoint, the files a trained model folder has).
+    ``workers``: nnU-Net's fingerprint and preprocessing processes (each one imports torch)."""
     env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
            **{n: str(workdir / n) for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         Path(env[name]).mkdir(parents=True, exist_ok=True)
     raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), DATASET_ID, 3, n_train=2, n_test=cases, size=size, seed=0)
-    sh([executable("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", CONFIGURATION, "-np", "2",
-        "-npfp", "2"], env)
+    sh([executable("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", CONFIGURATION, "-np", workers,
+        "-npfp", workers], env)
     model = Path(env["nnUNet_results"]) / raw.name / f"{TRAINER}__nnUNetPlans__{CONFIGURATION}"
     preprocessed = Path(env["nnUNet_preprocessed"]) / raw.name
     code = (
@@ -234,7 +235,8 @@ def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list
     """Step 2: its figures and its paragraph of the Markdown."""
     dry = args.device == "cpu"
     shutil.rmtree(args.workdir, ignore_errors=True)
-    env, raw, model = untrained_model(args.workdir, cases, size)
+    # dry mode: two tiny training cases, for which a second torch-importing worker costs more than it saves
+    env, raw, model = untrained_model(args.workdir, cases, size, workers=1 if dry else 2)
     run = run_command(env, raw, model, args.workdir / "run", args.device, conditions)
     naive_seconds = naive_loop(env, raw, args.workdir / "naive", args.device, conditions)
     counts = compare_predictions(args.workdir / "naive" / "predictions", args.workdir / "run")

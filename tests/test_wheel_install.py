@@ -77,14 +77,17 @@ def user_venv(dist, tmp_path_factory) -> dict:
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=root)
     python, env = str(venv / "bin" / "python"), _clean_env()
-    _run([python, "-m", "pip", "install", "-q", f"torch=={torch.__version__.split('+')[0]}"], cwd=root, env=env)
+    # --no-compile: pip would byte-compile every module it installs, all of torch's (most of that install's time);
+    # the CLIs below compile what they import, as they would from any install
+    _run([python, "-m", "pip", "install", "-q", "--no-compile", f"torch=={torch.__version__.split('+')[0]}"], cwd=root,
+         env=env)
     before = _run([python, "-c", "import torch; print(torch.__version__)"], cwd=root, env=env).stdout.strip()
     # README, "Installing into your own environment": keep the torch you have
     freeze = _run([python, "-m", "pip", "freeze"], cwd=root, env=env).stdout.splitlines()
     (root / "keep-torch.txt").write_text("\n".join(line for line in freeze if line.lower().startswith(
         ("torch==", "torchvision==", "torchaudio=="))) + "\n")
-    _run([python, "-m", "pip", "install", "-q", str(dist["wheel"]), "-c", str(root / "keep-torch.txt")],
-         cwd=root, env=env)
+    _run([python, "-m", "pip", "install", "-q", "--no-compile", str(dist["wheel"]), "-c",
+          str(root / "keep-torch.txt")], cwd=root, env=env)
     return {"root": root, "bin": venv / "bin", "python": python, "env": env, "torch_before": before}
 
 
@@ -115,7 +118,9 @@ def test_real_cli_smoke_from_the_wheel_install(user_venv, tmp_path):
     """nnUNetv2_train with one of our `_tiny` trainers (No-Skip with corruption augmentation: found by
     nnU-Net's lookup through the wheel's shim), nnUNetv2_predict, then `nnunet-robust run` and `eval`."""
     b = user_venv["bin"]
-    env = {**user_venv["env"], "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
+    # one export process for nnU-Net's final validation (it spawns them, each importing torch), and
+    # nnUNetv2_predict in its sequential mode (-npp 0 -nps 0): two tiny cases
+    env = {**user_venv["env"], "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false",
            "OMP_NUM_THREADS": "2",
            **{name: str(tmp_path / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
     raw = write_nnunet_dataset(tmp_path / "nnUNet_raw", 911, 2, n_train=5, n_test=2, size=32)
@@ -125,7 +130,8 @@ def test_real_cli_smoke_from_the_wheel_install(user_venv, tmp_path):
     _run([str(b / "nnUNetv2_train"), "911", "2d", "0", "-tr", "nnUNetTrainerNoSkipCorruptionAug_tiny", "-device", "cpu"],
          tmp_path, env)
     _run([str(b / "nnUNetv2_predict"), "-i", str(raw / "imagesTs"), "-o", str(tmp_path / "pred"), "-d", "911",
-          "-c", "2d", "-tr", "nnUNetTrainerNoSkipCorruptionAug_tiny", "-f", "0", "-device", "cpu", "--disable_tta"], tmp_path, env)
+          "-c", "2d", "-tr", "nnUNetTrainerNoSkipCorruptionAug_tiny", "-f", "0", "-device", "cpu", "--disable_tta",
+          "-npp", "0", "-nps", "0"], tmp_path, env)
     assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 2
     model = tmp_path / "nnUNet_results" / raw.name / "nnUNetTrainerNoSkipCorruptionAug_tiny__nnUNetPlans__2d"
     record = json.loads((model / "robust_training_record.json").read_text())  # what eval reads as "seen"

@@ -16,9 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.e2e
 def test_gpu_check_dry_mode_runs_every_step(tmp_path, nnunet_env):
     output = tmp_path / "results" / "gpu.md"
+    # nnUNetv2_predict (3 calls) in its sequential mode: by default each call spawned a preprocessing and
+    # three export processes, each importing torch, for one 32^3 case; the predictions are the same
+    env = {**nnunet_env, "nnUNet_npp": "0", "nnUNet_nps": "0"}
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu",
                              "--workdir", str(tmp_path / "work"), "--output", str(output)],
-                            env=nnunet_env, capture_output=True, text=True, cwd=REPO)
+                            env=env, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     text = output.read_text()
     assert text.startswith("# GPU check (dry mode on the CPU: goals not judged)")
