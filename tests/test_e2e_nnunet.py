@@ -49,7 +49,7 @@ def test_train_predict_evaluate(env, nnunet_models, tmp_path, dim, trainer, plan
     predictions = tmp_path / "predictions"
     run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", str(dataset_id),
              "-c", configuration, "-tr", trainer, "-p", plans, "-f", "0", "-device", "cpu", "--disable_tta",
-             "-npp", "1", "-nps", "1"], env)
+             "-npp", "0", "-nps", "0"], env)
     test_cases = sorted(p.name for p in (raw / "labelsTs").iterdir())
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == test_cases
 

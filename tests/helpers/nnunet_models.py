@@ -54,7 +54,9 @@ class SharedNnunet:
         folders = {name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
         for folder in folders.values():
             Path(folder).mkdir(parents=True, exist_ok=True)
-        self.env = {**os.environ, **folders, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2",
+        # nnUNet_def_n_proc 1: a training's final validation spawns that many export processes, each importing
+        # torch (about 7 s of CPU) for a handful of tiny cases
+        self.env = {**os.environ, **folders, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1",
                     "nnUNet_compile": "false", "OMP_NUM_THREADS": "2"}
         self._raw: dict[int, Path] = {}
 

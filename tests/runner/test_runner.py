@@ -131,9 +131,10 @@ def test_run_cli_equals_nnunet_predict_on_clean_and_noise_lowers_dice(trained, t
                               ItemView.read_if_present(out / "gaussian_noise_sev5", first).image)
 
     reference_predictions = tmp_path / "nnunet_predict"
+    # -npp 0 -nps 0: nnU-Net's sequential mode, the same predictions without worker processes to start
     run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(reference_predictions), "-d",
              str(DATASET_ID), "-c", CONFIGURATION, "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta",
-             "-npp", "1", "-nps", "1"], env)
+             "-npp", "0", "-nps", "0"], env)
     ours, theirs = _arrays(out / "clean"), _arrays(reference_predictions)
     assert ours.keys() == theirs.keys()
     for name in ours:

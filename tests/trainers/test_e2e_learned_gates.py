@@ -46,5 +46,5 @@ def test_learned_skip_train_log_predict(nnunet_models, tmp_path):
         assert math.isclose(float(torch.sigmoid(logit).flatten()[0]), values[0], rel_tol=1e-5)
     predictions = tmp_path / "predictions"
     run_cli(["nnUNetv2_predict", "-i", str(raw / "imagesTs"), "-o", str(predictions), "-d", dataset_id, "-c", configuration,
-             "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "1", "-nps", "1"], env)
+             "-tr", TRAINER, "-f", "0", "-device", "cpu", "--disable_tta", "-npp", "0", "-nps", "0"], env)
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == sorted(p.name for p in (raw / "labelsTs").iterdir())
