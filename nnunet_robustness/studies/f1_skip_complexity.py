@@ -147,6 +147,10 @@ class SkipComplexity(Study):
                 finding.baseline = self.baseline_record(name, self.c.cases_at(name, trained))
                 data.append(fnd.score_pair(scores[trained], CLEAN, self.c.cases_at(name, tested), self._runs(a),
                                            self._runs(b)))
+                if tested != trained:
+                    finding.under_condition = self.under_condition(name, scores[trained], CLEAN,
+                                                                   self.c.cases_at(name, tested),
+                                                                   {arm: self._runs(arm) for arm in (a, b)})
             else:
                 finding.reason = (f"the {s.name} scale does not train at alpha {trained:g}" if trained not in
                                   s.train_alphas else "no evaluation yet")

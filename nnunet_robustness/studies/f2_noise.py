@@ -77,6 +77,8 @@ class Noise(Study):
                                   baseline=self.baseline_record(name, cases))
                 runs = run_names("NoSkip", self.folds), run_names(other, self.folds)
                 pair = None if scores is None else fnd.score_pair(scores, condition, cases, *runs)
+                finding.under_condition = self.under_condition(name, scores, condition, cases,
+                                                               dict(zip(("NoSkip", other), runs)))
                 drop = None if scores is None else fnd.drop_pair(scores, condition, CLEAN, cases, runs[1], runs[0])
                 if drop is not None and drop.n:
                     finding.beside = {"what": f"Dice drop({other}) - Dice drop(NoSkip) (clean - {condition})",

@@ -125,6 +125,22 @@ class Finding:
     reason: str = ""
     states: list[ArmState] = field(default_factory=list)
     baseline: dict | None = None
+    # Each arm against the trivial baseline on the finding's own cases and condition, where that is not the
+    # training distribution (a shifted level, noise): {arm: beats_baseline's record}. The verdict's rule does
+    # not read it; the reason says when an arm has fallen to the level of an image-independent prediction,
+    # because a difference between two models that both lost the task is not the architecture claim.
+    under_condition: dict[str, dict] = field(default_factory=dict)
+
+    def caveat(self) -> str:
+        """'' unless an arm does not beat the trivial baseline under the finding's condition."""
+        lost = [arm for arm, record in self.under_condition.items() if record.get("learned") is False]
+        if not lost:
+            return ""
+        base = next(iter(self.under_condition.values()))["baseline_dice"]
+        scores = ", ".join(f"{arm} {record['model_dice']:.3f}" for arm, record in self.under_condition.items())
+        who = "neither arm beats" if len(lost) == len(self.under_condition) else f"{', '.join(lost)} does not beat"
+        return (f"under this condition {who} the trivial baseline ({base:.3f}; {scores}): a difference between "
+                "models at the level of an image-independent prediction")
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "claim": self.claim, "difference": self.difference,
@@ -132,7 +148,8 @@ class Finding:
                 "beside": self.beside, "p_fdr": self.p_fdr, "verdict": self.verdict, "reason": self.reason,
                 "rule": RULE, "runs_per_arm": {s.model: len(s.runs) for s in self.states},
                 "converged": {s.model: s.converged for s in self.states}, "arm_states": [s.to_json() for s in self.states],
-                "baseline": self.baseline, "numbers_alone": self.numbers_alone(), "sentence": sentence(self)}
+                "baseline": self.baseline, "under_condition": self.under_condition, "caveat": self.caveat(),
+                "numbers_alone": self.numbers_alone(), "sentence": sentence(self)}
 
     def numbers_alone(self) -> str | None:
         """What the rule's size and sign steps would say were every arm learned and converged: shown beside an
@@ -221,6 +238,8 @@ def judge(findings: Sequence[Finding], data: Sequence[Paired | None], seed: int 
         finding.p_fdr = float(p_fdr)
         finding.verdict, finding.reason = classify(finding.statistics, finding.p_fdr, finding.published,
                                                    finding.states)
+        if finding.caveat():
+            finding.reason = f"{finding.reason}; {finding.caveat()}"
     return list(findings)
 
 

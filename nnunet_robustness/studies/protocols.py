@@ -210,6 +210,21 @@ class Study:
             state.learned = beats_baseline(table.to_numpy(float).mean(axis=1), base)
         return state
 
+    def under_condition(self, dataset: str, scores: pd.DataFrame | None, condition: str, cases: Sequence[str],
+                        arms: dict[str, Sequence[str]]) -> dict[str, dict]:
+        """Each arm's (run-averaged) Dice under ``condition`` on ``cases`` against the trivial baseline of
+        ``dataset`` on the same cases, paired (:func:`beats_baseline`); {} when either is missing."""
+        fitted = self.baseline(dataset)
+        if fitted is None or scores is None:
+            return {}
+        found = {}
+        for arm, runs in arms.items():
+            table = runs_table(scores, condition, cases, runs)
+            if table is not None and len(table := table.dropna()):
+                base = np.array([fitted[1].get(case, np.nan) for case in table.index])
+                found[arm] = beats_baseline(table.to_numpy(float).mean(axis=1), base)
+        return found
+
     # --- what each study defines ---------------------------------------------------------------------------
     def steps(self) -> list[Step]:
         raise NotImplementedError

@@ -179,3 +179,22 @@ def test_a_model_learned_only_when_its_interval_lies_above_the_baseline():
     assert below["learned"] is False and below["baseline_dice"] == pytest.approx(base.mean())
     assert beats_baseline(base[:1], base[:1])["learned"] is None
     assert math.isfinite(below["ci_low"])
+
+
+def test_arms_at_the_trivial_baseline_under_the_condition_are_named_and_the_verdict_kept():
+    """A shifted or noisy condition where an arm no longer beats the image-independent prediction: the rule's
+    word stands, and the reason, the sentence and study.json say which arm lost the task there."""
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.30, 0.35, 20)
+    lost, kept = beats_baseline(base + rng.normal(0, 0.02, 20), base), beats_baseline(base + 0.3, base)
+    assert lost["learned"] is False and kept["learned"] is True
+    expected = _judge(0.0, PUBLISHED)
+    for under, words in (({"A": lost, "B": lost}, "neither arm beats"), ({"A": kept, "B": lost}, "B does not beat")):
+        finding = Finding("k", "A is ahead of B", "Dice(A) - Dice(B)", PUBLISHED, ("A", "B"), states=_arms(),
+                          under_condition=under)
+        [judged] = judge([finding], [_paired(0.0)], n_bootstrap=500)
+        assert judged.verdict == expected.verdict and judged.reason.startswith(expected.reason)
+        assert words in judged.reason and words in sentence(judged)
+        assert judged.to_json()["caveat"] and judged.to_json()["under_condition"] == under
+    both_kept = Finding("k", "c", "d", PUBLISHED, ("A", "B"), under_condition={"A": kept, "B": kept})
+    assert both_kept.caveat() == "" and Finding("k", "c", "d", PUBLISHED).caveat() == ""
