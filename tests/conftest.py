@@ -21,7 +21,9 @@ def nnunet_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
         "nnUNet_preprocessed": str(tmp_path / "nnUNet_preprocessed"),
         "nnUNet_results": str(tmp_path / "nnUNet_results"),
         "nnUNet_n_proc_DA": "2",
-        "nnUNet_def_n_proc": "2",
+        # one process for nnU-Net's own pools (planning, a training's final validation export): each spawned
+        # worker imports torch, seconds of CPU, for a handful of tiny cases
+        "nnUNet_def_n_proc": "1",
         "nnUNet_compile": "false",
     }
     for key, value in env.items():

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "other two mostly predict and evaluate. See docs/studies/README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
-               "  nnunet-robust study skip-complexity --scale cpu -o studies   # 9 trainings: about 3 h on 2 CPU cores\n"
+               "  nnunet-robust study skip-complexity --scale cpu -o studies   # 9 trainings: 3-4 h on 2 CPU cores\n"
                "  nnunet-robust study noise --scale cpu -o studies             # its models: minutes after the above\n"
                "  nnunet-robust study context-fbr --scale gpu -device cuda -o studies",
     )

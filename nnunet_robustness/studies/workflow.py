@@ -157,15 +157,16 @@ def _serve_one(main: Callable[[list[str]], int], argv: list[str]) -> int:
 
 def nnunet_environment(root: Path) -> dict[str, str]:
     """nnU-Net's three folders inside ``root`` (the user's own nnU-Net folders are never touched) and
-    worker counts for a small machine."""
+    worker counts for a small machine, unless the user has set nnU-Net's own variables for them."""
     cpus = str(min(os.cpu_count() or 1, 4))
     for folder in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         (root / folder).mkdir(parents=True, exist_ok=True)
+    workers = {name: os.environ.get(name, cpus) for name in ("nnUNet_n_proc_DA", "nnUNet_def_n_proc")}
     return {**os.environ,
             "nnUNet_raw": str(root / "nnUNet_raw"),
             "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
             "nnUNet_results": str(root / "nnUNet_results"),
-            "nnUNet_n_proc_DA": cpus, "nnUNet_def_n_proc": cpus, "nnUNet_compile": "false"}
+            **workers, "nnUNet_compile": "false"}
 
 
 def tool(name: str) -> str:

@@ -35,7 +35,7 @@ DATASET_ID, TRAINER, CONFIGURATION = 911, "nnUNetTrainer_fg100_tiny", "3d_fullre
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("context_fbr")
-    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "2", "nnUNet_compile": "false",
+    env = {**os.environ, "nnUNet_n_proc_DA": "2", "nnUNet_def_n_proc": "1", "nnUNet_compile": "false",
            "OMP_NUM_THREADS": "2",
            **{name: str(root / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}}
     raw = write_nnunet_dataset(Path(env["nnUNet_raw"]), DATASET_ID, 3, n_train=6, n_test=3, seed=11)
