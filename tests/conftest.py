@@ -59,3 +59,10 @@ def study_result(study: dict[str, Path], tmp_path_factory: pytest.TempPathFactor
     result = evaluate({"A": study["A"], "B": study["B"]}, study["reference"], study["dataset_json"], output,
                       n_bootstrap=200, progress=False)
     return result, output
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first (a stable sort: files and tests otherwise keep their order). Under
+    `make test`'s two workers the long files (the wheel's venv, the smoke studies) then start at once and the
+    many short tests fill the other worker's time, instead of one long file running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
