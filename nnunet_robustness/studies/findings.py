@@ -238,8 +238,8 @@ def judge(findings: Sequence[Finding], data: Sequence[Paired | None], seed: int 
         finding.p_fdr = float(p_fdr)
         finding.verdict, finding.reason = classify(finding.statistics, finding.p_fdr, finding.published,
                                                    finding.states)
-        if finding.caveat():
-            finding.reason = f"{finding.reason}; {finding.caveat()}"
+        if caveat := finding.caveat():
+            finding.reason = f"{finding.reason}; {caveat}"
     return list(findings)
 
 

@@ -203,27 +203,26 @@ class Study:
         runs = run_names(model, self.folds)
         state = ArmState(model, runs, [self.convergence_of(model_folder / f"fold_{fold}", run).to_json()
                                        for fold, run in zip(self.folds, runs)])
-        fitted = self.baseline(dataset)
-        table = None if scores is None else runs_table(scores, CLEAN, in_distribution, runs)
-        if fitted is not None and table is not None and len(table := table.dropna()):
-            base = np.array([fitted[1].get(case, np.nan) for case in table.index])
-            state.learned = beats_baseline(table.to_numpy(float).mean(axis=1), base)
+        state.learned = self.against_baseline(dataset, scores, CLEAN, in_distribution, runs)
         return state
+
+    def against_baseline(self, dataset: str, scores: pd.DataFrame | None, condition: str, cases: Sequence[str],
+                         runs: Sequence[str]) -> dict | None:
+        """An arm's (run-averaged) Dice under ``condition`` on ``cases`` against the trivial baseline of
+        ``dataset`` on the same cases, paired (:func:`beats_baseline`); None when either is missing."""
+        fitted = self.baseline(dataset)
+        table = None if fitted is None or scores is None else runs_table(scores, condition, cases, runs)
+        if table is None or not len(table := table.dropna()):
+            return None
+        base = np.array([fitted[1].get(case, np.nan) for case in table.index])
+        return beats_baseline(table.to_numpy(float).mean(axis=1), base)
 
     def under_condition(self, dataset: str, scores: pd.DataFrame | None, condition: str, cases: Sequence[str],
                         arms: dict[str, Sequence[str]]) -> dict[str, dict]:
-        """Each arm's (run-averaged) Dice under ``condition`` on ``cases`` against the trivial baseline of
-        ``dataset`` on the same cases, paired (:func:`beats_baseline`); {} when either is missing."""
-        fitted = self.baseline(dataset)
-        if fitted is None or scores is None:
-            return {}
-        found = {}
-        for arm, runs in arms.items():
-            table = runs_table(scores, condition, cases, runs)
-            if table is not None and len(table := table.dropna()):
-                base = np.array([fitted[1].get(case, np.nan) for case in table.index])
-                found[arm] = beats_baseline(table.to_numpy(float).mean(axis=1), base)
-        return found
+        """:meth:`against_baseline` for each arm ({arm: runs}) under a condition that is not the training
+        distribution (a finding's ``under_condition``); arms without data are left out."""
+        found = {arm: self.against_baseline(dataset, scores, condition, cases, runs) for arm, runs in arms.items()}
+        return {arm: record for arm, record in found.items() if record is not None}
 
     # --- what each study defines ---------------------------------------------------------------------------
     def steps(self) -> list[Step]:
