@@ -117,6 +117,11 @@ class nnUNetTrainerAdversarial_fg000_20epochs(nnUNetTrainerAdversarial_fg000):
     num_epochs = 20
 
 
+class nnUNetTrainerAdversarial_fg000_50epochs(nnUNetTrainerAdversarial_fg000):
+    """nnUNetTrainerAdversarial_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
     """nnUNetTrainerAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -144,6 +149,11 @@ class nnUNetTrainerAdversarial_fg033_10epochs(nnUNetTrainerAdversarial_fg033):
 class nnUNetTrainerAdversarial_fg033_20epochs(nnUNetTrainerAdversarial_fg033):
     """nnUNetTrainerAdversarial_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAdversarial_fg033_50epochs(nnUNetTrainerAdversarial_fg033):
+    """nnUNetTrainerAdversarial_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
@@ -175,6 +185,11 @@ class nnUNetTrainerAdversarial_fg066_20epochs(nnUNetTrainerAdversarial_fg066):
     num_epochs = 20
 
 
+class nnUNetTrainerAdversarial_fg066_50epochs(nnUNetTrainerAdversarial_fg066):
+    """nnUNetTrainerAdversarial_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAdversarial):
     """nnUNetTrainerAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -202,6 +217,11 @@ class nnUNetTrainerAdversarial_fg100_10epochs(nnUNetTrainerAdversarial_fg100):
 class nnUNetTrainerAdversarial_fg100_20epochs(nnUNetTrainerAdversarial_fg100):
     """nnUNetTrainerAdversarial_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAdversarial_fg100_50epochs(nnUNetTrainerAdversarial_fg100):
+    """nnUNetTrainerAdversarial_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkipAdversarial_1epoch(TrainerVariant, nnUNetTrainerNoSkipAdversarial):
@@ -307,6 +327,11 @@ class nnUNetTrainerNoSkipAdversarial_fg000_20epochs(nnUNetTrainerNoSkipAdversari
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkipAdversarial_fg000_50epochs(nnUNetTrainerNoSkipAdversarial_fg000):
+    """nnUNetTrainerNoSkipAdversarial_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkipAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
     """nnUNetTrainerNoSkipAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -334,6 +359,11 @@ class nnUNetTrainerNoSkipAdversarial_fg033_10epochs(nnUNetTrainerNoSkipAdversari
 class nnUNetTrainerNoSkipAdversarial_fg033_20epochs(nnUNetTrainerNoSkipAdversarial_fg033):
     """nnUNetTrainerNoSkipAdversarial_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkipAdversarial_fg033_50epochs(nnUNetTrainerNoSkipAdversarial_fg033):
+    """nnUNetTrainerNoSkipAdversarial_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkipAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
@@ -365,6 +395,11 @@ class nnUNetTrainerNoSkipAdversarial_fg066_20epochs(nnUNetTrainerNoSkipAdversari
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkipAdversarial_fg066_50epochs(nnUNetTrainerNoSkipAdversarial_fg066):
+    """nnUNetTrainerNoSkipAdversarial_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkipAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipAdversarial):
     """nnUNetTrainerNoSkipAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -392,6 +427,11 @@ class nnUNetTrainerNoSkipAdversarial_fg100_10epochs(nnUNetTrainerNoSkipAdversari
 class nnUNetTrainerNoSkipAdversarial_fg100_20epochs(nnUNetTrainerNoSkipAdversarial_fg100):
     """nnUNetTrainerNoSkipAdversarial_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkipAdversarial_fg100_50epochs(nnUNetTrainerNoSkipAdversarial_fg100):
+    """nnUNetTrainerNoSkipAdversarial_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGateAdversarial_1epoch(TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
@@ -497,6 +537,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg000_20epochs(nnUNetTrainerAttentio
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGateAdversarial_fg000_50epochs(nnUNetTrainerAttentionGateAdversarial_fg000):
+    """nnUNetTrainerAttentionGateAdversarial_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGateAdversarial_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
     """nnUNetTrainerAttentionGateAdversarial with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -524,6 +569,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg033_10epochs(nnUNetTrainerAttentio
 class nnUNetTrainerAttentionGateAdversarial_fg033_20epochs(nnUNetTrainerAttentionGateAdversarial_fg033):
     """nnUNetTrainerAttentionGateAdversarial_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGateAdversarial_fg033_50epochs(nnUNetTrainerAttentionGateAdversarial_fg033):
+    """nnUNetTrainerAttentionGateAdversarial_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGateAdversarial_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
@@ -555,6 +605,11 @@ class nnUNetTrainerAttentionGateAdversarial_fg066_20epochs(nnUNetTrainerAttentio
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGateAdversarial_fg066_50epochs(nnUNetTrainerAttentionGateAdversarial_fg066):
+    """nnUNetTrainerAttentionGateAdversarial_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGateAdversarial_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateAdversarial):
     """nnUNetTrainerAttentionGateAdversarial with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -582,3 +637,8 @@ class nnUNetTrainerAttentionGateAdversarial_fg100_10epochs(nnUNetTrainerAttentio
 class nnUNetTrainerAttentionGateAdversarial_fg100_20epochs(nnUNetTrainerAttentionGateAdversarial_fg100):
     """nnUNetTrainerAttentionGateAdversarial_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGateAdversarial_fg100_50epochs(nnUNetTrainerAttentionGateAdversarial_fg100):
+    """nnUNetTrainerAttentionGateAdversarial_fg100 with num_epochs=50."""
+    num_epochs = 50

@@ -117,6 +117,11 @@ class nnUNetTrainerCorruptionAug_fg000_20epochs(nnUNetTrainerCorruptionAug_fg000
     num_epochs = 20
 
 
+class nnUNetTrainerCorruptionAug_fg000_50epochs(nnUNetTrainerCorruptionAug_fg000):
+    """nnUNetTrainerCorruptionAug_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
     """nnUNetTrainerCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -144,6 +149,11 @@ class nnUNetTrainerCorruptionAug_fg033_10epochs(nnUNetTrainerCorruptionAug_fg033
 class nnUNetTrainerCorruptionAug_fg033_20epochs(nnUNetTrainerCorruptionAug_fg033):
     """nnUNetTrainerCorruptionAug_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerCorruptionAug_fg033_50epochs(nnUNetTrainerCorruptionAug_fg033):
+    """nnUNetTrainerCorruptionAug_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
@@ -175,6 +185,11 @@ class nnUNetTrainerCorruptionAug_fg066_20epochs(nnUNetTrainerCorruptionAug_fg066
     num_epochs = 20
 
 
+class nnUNetTrainerCorruptionAug_fg066_50epochs(nnUNetTrainerCorruptionAug_fg066):
+    """nnUNetTrainerCorruptionAug_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerCorruptionAug):
     """nnUNetTrainerCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -202,6 +217,11 @@ class nnUNetTrainerCorruptionAug_fg100_10epochs(nnUNetTrainerCorruptionAug_fg100
 class nnUNetTrainerCorruptionAug_fg100_20epochs(nnUNetTrainerCorruptionAug_fg100):
     """nnUNetTrainerCorruptionAug_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerCorruptionAug_fg100_50epochs(nnUNetTrainerCorruptionAug_fg100):
+    """nnUNetTrainerCorruptionAug_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkipCorruptionAug_1epoch(TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
@@ -307,6 +327,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg000_20epochs(nnUNetTrainerNoSkipCorrupt
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkipCorruptionAug_fg000_50epochs(nnUNetTrainerNoSkipCorruptionAug_fg000):
+    """nnUNetTrainerNoSkipCorruptionAug_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkipCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
     """nnUNetTrainerNoSkipCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -334,6 +359,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg033_10epochs(nnUNetTrainerNoSkipCorrupt
 class nnUNetTrainerNoSkipCorruptionAug_fg033_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg033):
     """nnUNetTrainerNoSkipCorruptionAug_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkipCorruptionAug_fg033_50epochs(nnUNetTrainerNoSkipCorruptionAug_fg033):
+    """nnUNetTrainerNoSkipCorruptionAug_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkipCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
@@ -365,6 +395,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg066_20epochs(nnUNetTrainerNoSkipCorrupt
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkipCorruptionAug_fg066_50epochs(nnUNetTrainerNoSkipCorruptionAug_fg066):
+    """nnUNetTrainerNoSkipCorruptionAug_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkipCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkipCorruptionAug):
     """nnUNetTrainerNoSkipCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -392,6 +427,11 @@ class nnUNetTrainerNoSkipCorruptionAug_fg100_10epochs(nnUNetTrainerNoSkipCorrupt
 class nnUNetTrainerNoSkipCorruptionAug_fg100_20epochs(nnUNetTrainerNoSkipCorruptionAug_fg100):
     """nnUNetTrainerNoSkipCorruptionAug_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkipCorruptionAug_fg100_50epochs(nnUNetTrainerNoSkipCorruptionAug_fg100):
+    """nnUNetTrainerNoSkipCorruptionAug_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGateCorruptionAug_1epoch(TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
@@ -497,6 +537,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg000_20epochs(nnUNetTrainerAttent
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGateCorruptionAug_fg000_50epochs(nnUNetTrainerAttentionGateCorruptionAug_fg000):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGateCorruptionAug_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
     """nnUNetTrainerAttentionGateCorruptionAug with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -524,6 +569,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg033_10epochs(nnUNetTrainerAttent
 class nnUNetTrainerAttentionGateCorruptionAug_fg033_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg033):
     """nnUNetTrainerAttentionGateCorruptionAug_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGateCorruptionAug_fg033_50epochs(nnUNetTrainerAttentionGateCorruptionAug_fg033):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGateCorruptionAug_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
@@ -555,6 +605,11 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg066_20epochs(nnUNetTrainerAttent
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGateCorruptionAug_fg066_50epochs(nnUNetTrainerAttentionGateCorruptionAug_fg066):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGateCorruptionAug_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGateCorruptionAug):
     """nnUNetTrainerAttentionGateCorruptionAug with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -582,3 +637,8 @@ class nnUNetTrainerAttentionGateCorruptionAug_fg100_10epochs(nnUNetTrainerAttent
 class nnUNetTrainerAttentionGateCorruptionAug_fg100_20epochs(nnUNetTrainerAttentionGateCorruptionAug_fg100):
     """nnUNetTrainerAttentionGateCorruptionAug_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGateCorruptionAug_fg100_50epochs(nnUNetTrainerAttentionGateCorruptionAug_fg100):
+    """nnUNetTrainerAttentionGateCorruptionAug_fg100 with num_epochs=50."""
+    num_epochs = 50

@@ -111,6 +111,11 @@ class nnUNetTrainerLearnedSkip_fg000_20epochs(nnUNetTrainerLearnedSkip_fg000):
     num_epochs = 20
 
 
+class nnUNetTrainerLearnedSkip_fg000_50epochs(nnUNetTrainerLearnedSkip_fg000):
+    """nnUNetTrainerLearnedSkip_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerLearnedSkip_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerLearnedSkip):
     """nnUNetTrainerLearnedSkip with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -138,6 +143,11 @@ class nnUNetTrainerLearnedSkip_fg033_10epochs(nnUNetTrainerLearnedSkip_fg033):
 class nnUNetTrainerLearnedSkip_fg033_20epochs(nnUNetTrainerLearnedSkip_fg033):
     """nnUNetTrainerLearnedSkip_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerLearnedSkip_fg033_50epochs(nnUNetTrainerLearnedSkip_fg033):
+    """nnUNetTrainerLearnedSkip_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerLearnedSkip_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerLearnedSkip):
@@ -169,6 +179,11 @@ class nnUNetTrainerLearnedSkip_fg066_20epochs(nnUNetTrainerLearnedSkip_fg066):
     num_epochs = 20
 
 
+class nnUNetTrainerLearnedSkip_fg066_50epochs(nnUNetTrainerLearnedSkip_fg066):
+    """nnUNetTrainerLearnedSkip_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerLearnedSkip_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerLearnedSkip):
     """nnUNetTrainerLearnedSkip with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -196,6 +211,11 @@ class nnUNetTrainerLearnedSkip_fg100_10epochs(nnUNetTrainerLearnedSkip_fg100):
 class nnUNetTrainerLearnedSkip_fg100_20epochs(nnUNetTrainerLearnedSkip_fg100):
     """nnUNetTrainerLearnedSkip_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerLearnedSkip_fg100_50epochs(nnUNetTrainerLearnedSkip_fg100):
+    """nnUNetTrainerLearnedSkip_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerLearnedSkipL1_1epoch(TrainerVariant, nnUNetTrainerLearnedSkipL1):

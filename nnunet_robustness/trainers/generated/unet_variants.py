@@ -53,6 +53,11 @@ class nnUNetTrainer_fg000_20epochs(nnUNetTrainer_fg000):
     num_epochs = 20
 
 
+class nnUNetTrainer_fg000_50epochs(nnUNetTrainer_fg000):
+    """nnUNetTrainer_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainer_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
     """nnUNetTrainer with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -80,6 +85,11 @@ class nnUNetTrainer_fg033_10epochs(nnUNetTrainer_fg033):
 class nnUNetTrainer_fg033_20epochs(nnUNetTrainer_fg033):
     """nnUNetTrainer_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainer_fg033_50epochs(nnUNetTrainer_fg033):
+    """nnUNetTrainer_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainer_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
@@ -111,6 +121,11 @@ class nnUNetTrainer_fg066_20epochs(nnUNetTrainer_fg066):
     num_epochs = 20
 
 
+class nnUNetTrainer_fg066_50epochs(nnUNetTrainer_fg066):
+    """nnUNetTrainer_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainer_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainer):
     """nnUNetTrainer with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -138,6 +153,11 @@ class nnUNetTrainer_fg100_10epochs(nnUNetTrainer_fg100):
 class nnUNetTrainer_fg100_20epochs(nnUNetTrainer_fg100):
     """nnUNetTrainer_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainer_fg100_50epochs(nnUNetTrainer_fg100):
+    """nnUNetTrainer_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkip_1epoch(TrainerVariant, nnUNetTrainerNoSkip):
@@ -243,6 +263,11 @@ class nnUNetTrainerNoSkip_fg000_20epochs(nnUNetTrainerNoSkip_fg000):
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkip_fg000_50epochs(nnUNetTrainerNoSkip_fg000):
+    """nnUNetTrainerNoSkip_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkip_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
     """nnUNetTrainerNoSkip with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -270,6 +295,11 @@ class nnUNetTrainerNoSkip_fg033_10epochs(nnUNetTrainerNoSkip_fg033):
 class nnUNetTrainerNoSkip_fg033_20epochs(nnUNetTrainerNoSkip_fg033):
     """nnUNetTrainerNoSkip_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkip_fg033_50epochs(nnUNetTrainerNoSkip_fg033):
+    """nnUNetTrainerNoSkip_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerNoSkip_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
@@ -301,6 +331,11 @@ class nnUNetTrainerNoSkip_fg066_20epochs(nnUNetTrainerNoSkip_fg066):
     num_epochs = 20
 
 
+class nnUNetTrainerNoSkip_fg066_50epochs(nnUNetTrainerNoSkip_fg066):
+    """nnUNetTrainerNoSkip_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerNoSkip_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerNoSkip):
     """nnUNetTrainerNoSkip with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -328,6 +363,11 @@ class nnUNetTrainerNoSkip_fg100_10epochs(nnUNetTrainerNoSkip_fg100):
 class nnUNetTrainerNoSkip_fg100_20epochs(nnUNetTrainerNoSkip_fg100):
     """nnUNetTrainerNoSkip_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerNoSkip_fg100_50epochs(nnUNetTrainerNoSkip_fg100):
+    """nnUNetTrainerNoSkip_fg100 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGate_1epoch(TrainerVariant, nnUNetTrainerAttentionGate):
@@ -433,6 +473,11 @@ class nnUNetTrainerAttentionGate_fg000_20epochs(nnUNetTrainerAttentionGate_fg000
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGate_fg000_50epochs(nnUNetTrainerAttentionGate_fg000):
+    """nnUNetTrainerAttentionGate_fg000 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGate_fg033(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
     """nnUNetTrainerAttentionGate with oversample_foreground_percent=0.33."""
     oversample_foreground_percent = 0.33
@@ -460,6 +505,11 @@ class nnUNetTrainerAttentionGate_fg033_10epochs(nnUNetTrainerAttentionGate_fg033
 class nnUNetTrainerAttentionGate_fg033_20epochs(nnUNetTrainerAttentionGate_fg033):
     """nnUNetTrainerAttentionGate_fg033 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGate_fg033_50epochs(nnUNetTrainerAttentionGate_fg033):
+    """nnUNetTrainerAttentionGate_fg033 with num_epochs=50."""
+    num_epochs = 50
 
 
 class nnUNetTrainerAttentionGate_fg066(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
@@ -491,6 +541,11 @@ class nnUNetTrainerAttentionGate_fg066_20epochs(nnUNetTrainerAttentionGate_fg066
     num_epochs = 20
 
 
+class nnUNetTrainerAttentionGate_fg066_50epochs(nnUNetTrainerAttentionGate_fg066):
+    """nnUNetTrainerAttentionGate_fg066 with num_epochs=50."""
+    num_epochs = 50
+
+
 class nnUNetTrainerAttentionGate_fg100(FBRLoggingMixin, TrainerVariant, nnUNetTrainerAttentionGate):
     """nnUNetTrainerAttentionGate with oversample_foreground_percent=1.0."""
     oversample_foreground_percent = 1.0
@@ -518,3 +573,8 @@ class nnUNetTrainerAttentionGate_fg100_10epochs(nnUNetTrainerAttentionGate_fg100
 class nnUNetTrainerAttentionGate_fg100_20epochs(nnUNetTrainerAttentionGate_fg100):
     """nnUNetTrainerAttentionGate_fg100 with num_epochs=20."""
     num_epochs = 20
+
+
+class nnUNetTrainerAttentionGate_fg100_50epochs(nnUNetTrainerAttentionGate_fg100):
+    """nnUNetTrainerAttentionGate_fg100 with num_epochs=50."""
+    num_epochs = 50
