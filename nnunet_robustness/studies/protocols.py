@@ -5,7 +5,7 @@ baseline) before a finding is judged.
 Each study (``skip_complexity``, ``noise``, ``context_fbr``) is one module with its steps, findings and
 tables. All share the datasets and models they have in common: each dataset is "textures at training
 level alpha, tested at every test level", each model nnU-Net's default foreground sampling with its
-sampled-patch FBR logged (``<trainer>_fg033_<schedule>``), trained on nnU-Net's folds of the scale
+sampled-patch FBR logged (``<trainer>_fg033_<schedule>``, :meth:`Scale.schedule_for`), trained on nnU-Net's folds of the scale
 (:attr:`Scale.folds`): the folds are the replicate training runs of an arm (different seeds and a
 different 80 % of the training images), analysed with ``eval``'s two-level bootstrap (runs, then cases).
 """
@@ -76,7 +76,7 @@ class StudyContext:
         return self.root / "nnUNet_preprocessed" / name
 
     def model_folder(self, dataset: str, architecture: str, configuration: str = CONFIGURATION) -> Path:
-        trainer = trainer_name(architecture, self.scale.schedule)
+        trainer = trainer_name(architecture, self.scale.schedule_for(architecture))
         return self.root / "nnUNet_results" / dataset / f"{trainer}__nnUNetPlans__{configuration}"
 
     def cases_at(self, dataset: str, alpha: float) -> list[str]:
@@ -141,10 +141,10 @@ class Study:
         for fold in self.folds:
             for architecture in ARCHITECTURES:
                 command = [tool("nnUNetv2_train"), str(c.dataset_id(alpha)), configuration, str(fold), "-tr",
-                           trainer_name(architecture, s.schedule), "-device", c.device]
+                           trainer_name(architecture, s.schedule_for(architecture)), "-device", c.device]
                 steps.append(training_step(f"nnUNetv2_train {architecture} {name} {configuration} fold {fold}",
                                            c.model_folder(name, architecture, configuration), command, str(fold),
-                                           weight=25 + s.iterations * s.seconds_per_iteration))
+                                           weight=25 + s.iterations_for(architecture) * s.seconds_per_iteration))
         return steps
 
     def run_steps(self, alpha: float, architecture: str, output: Path, specs: Sequence[str] = (),

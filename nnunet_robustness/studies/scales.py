@@ -8,7 +8,9 @@ The ``cpu`` scale spends its budget on fewer, converged and replicated models ra
 unconverged ones: one training level (alpha 0.1, where every architecture learns the task at 64 x 64;
 the first wave's alpha 0.9 models stayed below an image-independent prior mask), three training runs
 per architecture (nnU-Net's folds 0-2), 5000 iterations each (``_20epochs``: the first wave's 2500 left
-No-Skip still rising 0.008 Dice per epoch), 20 test images per test level (paired tests can reach
+No-Skip still rising 0.008 Dice per epoch) and 12,500 for No-Skip (``_50epochs``: at 5000 two of its three
+runs still rose 0.0021 Dice per epoch; without skip connections it learns more slowly, and an arm is
+compared once it has stopped improving, not after equal work), 20 test images per test level (paired tests can reach
 p < 0.05). ``wide_factor``: F3's test images are this many times larger per side than the training
 images, with the same blobs in pixels, so that their foreground fraction falls below the training range
 (about 1/9 of it at factor 3), as in the paper's whole-volume test.
@@ -20,6 +22,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 SEED = 0
+
+
+def _epochs(schedule: str) -> int:
+    """Epochs of a schedule suffix: "50epochs" -> 50; nnU-Net's 1000 without one; 1 for "tiny" and "short"."""
+    return int(schedule.removesuffix("epochs")) if schedule.endswith("epochs") else 1000 if not schedule else 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,18 @@ class Scale:
     example_alphas: tuple[float, ...]  # the recommendation is asked for datasets at these levels
     seconds_per_iteration: float  # for the ETA only
     iterations: int  # training iterations (train + validation) per model, for the ETA only
+    # (architecture, schedule) pairs: architectures that train longer than ``schedule`` because their runs
+    # were still rising at its end (the convergence rule, nnunet_robustness.studies.convergence)
+    longer_schedules: tuple[tuple[str, str], ...] = ()
+
+    def schedule_for(self, architecture: str) -> str:
+        """The trainer schedule of ``architecture``'s runs at this scale."""
+        return dict(self.longer_schedules).get(architecture, self.schedule)
+
+    def iterations_for(self, architecture: str) -> int:
+        """Training iterations of one of ``architecture``'s runs, for the ETA only."""
+        own, default = _epochs(self.schedule_for(architecture)), _epochs(self.schedule)
+        return round(self.iterations * own / default)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +72,8 @@ SCALES: dict[str, Scale] = {
                    example_alphas=(0.3, 0.7), seconds_per_iteration=0.1, iterations=12),
     "cpu": Scale("cpu", image_size=64, train_alphas=(0.1,), test_alphas=(0.1, 0.6, 0.9), num_train=60,
                  num_test=20, schedule="20epochs", folds=(0, 1, 2), contexts=(0.5, 1.0), wide_factor=3,
-                 example_alphas=(0.3, 0.7), seconds_per_iteration=0.3, iterations=6000),
+                 example_alphas=(0.3, 0.7), seconds_per_iteration=0.3, iterations=6000,
+                 longer_schedules=(("NoSkip", "50epochs"),)),
     "gpu": Scale("gpu", image_size=256, train_alphas=tuple(round(0.1 * i, 1) for i in range(1, 10)),
                  test_alphas=tuple(round(0.1 * i, 1) for i in range(1, 10)), num_train=80, num_test=20, schedule="",
                  folds=(0, 1, 2, 3, 4), contexts=(0.5, 0.75, 1.0, 1.25), wide_factor=3, example_alphas=(0.3, 0.7),

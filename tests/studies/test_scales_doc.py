@@ -37,7 +37,12 @@ def test_the_scales_table_states_the_code(name):
     assert cell["test levels alpha"].split(" (")[0] == levels(scale.test_alphas)
     assert cell["training runs per architecture (nnU-Net folds)"].split(" (")[0] == str(len(scale.folds))
     assert cell["training / test images per level"] == f"{scale.num_train} / {scale.num_test}"
-    schedule = f"`_fg033_{scale.schedule}`" if scale.schedule else "`_fg033`"
-    assert cell["trainer schedule"].split(" (")[0] == schedule
+    def suffix(schedule: str) -> str:
+        return f"`_fg033_{schedule}`" if schedule else "`_fg033`"
+
+    assert cell["trainer schedule"].split(" (")[0] == suffix(scale.schedule)
+    for architecture, schedule in scale.longer_schedules:  # stated as "; No-Skip `_fg033_50epochs` (...)"
+        assert f"{architecture.replace('NoSkip', 'No-Skip')} {suffix(schedule)}" in cell["trainer schedule"]
+    assert cell["trainer schedule"].count("; ") == len(scale.longer_schedules)
     assert cell["patch scales (F3)"] == ", ".join(str(c) for c in scale.contexts)
     assert cell["F3 wide test images"] == f"{scale.wide_factor}x the side"

@@ -62,12 +62,14 @@ def test_noise_and_context_studies_reuse_the_datasets_and_models_of_skip_complex
 
 
 def test_every_arm_is_trained_on_each_fold_of_the_scale_and_evaluated_as_runs(tmp_path):
-    """cpu scale: three folds per architecture; eval gets each model's three run folders as NAME=R1,R2,R3."""
+    """cpu scale: three folds per architecture, No-Skip on its longer schedule (its 5000-iteration runs were
+    still rising); eval gets each model's three run folders as NAME=R1,R2,R3."""
     context = _context(tmp_path, "cpu")
     commands = _commands("skip-complexity", context)
     trained = [(c[3], c[c.index("-tr") + 1]) for c in commands if c[0] == "nnUNetv2_train"]
-    assert sorted(trained) == sorted((str(f), trainer_name(a, "20epochs")) for f in (0, 1, 2)
-                                     for a in ("UNet", "NoSkip", "AttentionGate"))
+    schedules = {"UNet": "20epochs", "NoSkip": "50epochs", "AttentionGate": "20epochs"}
+    assert sorted(trained) == sorted((str(f), trainer_name(a, schedules[a])) for f in (0, 1, 2) for a in schedules)
+    assert all(context.model_folder("D", a).name.startswith(trainer_name(a, schedules[a]) + "__") for a in schedules)
     evaluate = next(c for c in commands if c[1:2] == ["eval"])
     models = [evaluate[i + 1] for i, arg in enumerate(evaluate) if arg == "--model"]
     assert len(models) == 3 and all(m.count(",") == 2 and "fold_0" in m and "fold_2" in m for m in models)
