@@ -122,7 +122,8 @@ class Demo:
                 for model, trainer in MODELS.items() if not self._run_done(model)]
 
     def _run_done(self, model: str) -> bool:
-        return run_done(self.settings.predictions(model), CONDITIONS, CONDITION_SETS)
+        return run_done(self.settings.predictions(model), CONDITIONS, CONDITION_SETS,
+                        self.settings.model_folder(MODELS[model]))
 
     def run(self) -> Path:
         """Run (or continue) the demo; nnU-Net's and our tools print their progress to the terminal."""

@@ -48,8 +48,8 @@ class FakeTools:
             for condition in conditions:
                 (out / condition.name).mkdir(parents=True, exist_ok=True)
                 (out / condition.name / "case_1.nii.gz").touch()
-            RunManifest(model={"model_folder": "m"}, seed=0, save_probabilities=False, file_ending=".nii.gz",
-                        conditions=tuple(conditions), cases=("case_1",)).write(out)
+            RunManifest(model={"model_folder": command[command.index("-m") + 1]}, seed=0, save_probabilities=False,
+                        file_ending=".nii.gz", conditions=tuple(conditions), cases=("case_1",)).write(out)
         elif tool == "nnunet-robust" and command[1] == "eval":
             s.evaluation.mkdir(parents=True, exist_ok=True)
             (s.evaluation / "report.html").touch()

@@ -23,7 +23,15 @@ from nnunet_robustness.studies import baseline as trivial
 from nnunet_robustness.studies.convergence import Convergence, check_training
 from nnunet_robustness.studies.findings import ArmState, Finding, runs_table
 from nnunet_robustness.studies.scales import SEED, Scale
-from nnunet_robustness.studies.workflow import Step, eval_done, preprocessing_done, run_done, tool, training_step
+from nnunet_robustness.studies.workflow import (
+    Step,
+    eval_done,
+    predicted_by_another_model,
+    preprocessing_done,
+    run_done,
+    tool,
+    training_step,
+)
 
 CONFIGURATION = "2d"
 ARCHITECTURES = {"UNet": "nnUNetTrainer", "NoSkip": "nnUNetTrainerNoSkip", "AttentionGate": "nnUNetTrainerAttentionGate"}
@@ -157,16 +165,20 @@ class Study:
         raw = c.raw(test_dataset or name)
         steps = []
         for fold in self.folds:
-            folder = output / f"fold_{fold}"
+            folder, model = output / f"fold_{fold}", c.model_folder(name, architecture, configuration)
             command = [tool("nnunet-robust"), "run", "-i", str(raw / "imagesTs"), "-o", str(folder),
-                       "-m", str(c.model_folder(name, architecture, configuration)), "-f", str(fold), "-device",
+                       "-m", str(model), "-f", str(fold), "-device",
                        c.device, "--disable_tta", "--reference", str(raw / "labelsTs"), "--seed", str(SEED)]
             command += ["--conditions", *specs] if specs else []
             command += ["--preset", *sets] if sets else []
             cases = s.num_test * len(s.test_alphas)
+
+            def commands(folder=folder, model=model, command=command) -> list[list[str]]:
+                return [[*command, "--overwrite"] if predicted_by_another_model(folder, model) else command]
+
             steps.append(Step(f"nnunet-robust run {output.name} fold {fold} on {raw.name}",
-                              lambda folder=folder: run_done(folder, specs, sets),
-                              lambda command=command: [command], weight=10 + 0.05 * cases * (1 + 4 * bool(sets))))
+                              lambda folder=folder, model=model: run_done(folder, specs, sets, model),
+                              commands, weight=10 + 0.05 * cases * (1 + 4 * bool(sets))))
         return steps
 
     def prediction_runs(self, output: Path) -> list[Path]:

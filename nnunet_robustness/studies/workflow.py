@@ -326,13 +326,24 @@ def preprocessing_done(raw: Path, preprocessed: Path, configuration: str) -> boo
     return data.is_dir() and len(list(data.glob("*.pkl"))) == expected
 
 
-def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str]) -> bool:
-    """Every condition of ``specs``/``sets`` predicted for every case (run.json lists what the folder holds)."""
+def predicted_by_another_model(folder: Path, model_folder: Path) -> bool:
+    """``folder``'s run.json names another model folder than ``model_folder`` (the protocol changed an arm's
+    trainer, e.g. a longer schedule): its predictions are stale and the run starts over (``--overwrite``)."""
+    from nnunet_robustness.records.run_manifest import RunManifest
+
+    manifest = RunManifest.read_if_present(folder)
+    return manifest is not None and manifest.model_folder.resolve() != model_folder.resolve()
+
+
+def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str], model_folder: Path) -> bool:
+    """Every condition of ``specs``/``sets`` predicted for every case by ``model_folder``'s model (run.json
+    lists what the folder holds and which model predicted it)."""
     from nnunet_robustness.conditions.parsing import resolve_conditions
     from nnunet_robustness.records.run_manifest import RunManifest
 
     manifest = RunManifest.read_if_present(folder)
-    return manifest is not None and manifest.is_complete(folder, resolve_conditions(specs, sets))
+    return (manifest is not None and not predicted_by_another_model(folder, model_folder)
+            and manifest.is_complete(folder, resolve_conditions(specs, sets)))
 
 
 def newer_than_all(output: Path, inputs: Sequence[Path]) -> bool:

@@ -75,6 +75,31 @@ def test_every_arm_is_trained_on_each_fold_of_the_scale_and_evaluated_as_runs(tm
     assert len(models) == 3 and all(m.count(",") == 2 and "fold_0" in m and "fold_2" in m for m in models)
 
 
+def test_predictions_of_an_arm_whose_model_changed_are_redone(tmp_path):
+    """A protocol change of an arm's trainer (No-Skip's longer schedule) makes its run folders stale: their
+    run.json names the old model folder, so the step is not done and `run` starts over with --overwrite
+    (without it, run refuses a folder that holds another model's run)."""
+    from nnunet_robustness.records.run_manifest import RunManifest
+
+    context = _context(tmp_path, "cpu")
+    study = STUDIES["skip-complexity"](context)
+    steps = [step for step in study.steps() if step.title.startswith("nnunet-robust run ")]
+    noskip = next(step for step in steps if "NoSkip" in step.title or "noskip" in step.title.lower())
+    command = noskip.commands()[0]
+    folder, model = Path(command[command.index("-o") + 1]), Path(command[command.index("-m") + 1])
+    assert model.name.startswith(trainer_name("NoSkip", "50epochs") + "__") and "--overwrite" not in command
+
+    def manifest(model_folder: Path) -> RunManifest:
+        return RunManifest(model={"model_folder": str(model_folder)}, seed=0, save_probabilities=False,
+                           file_ending=".nii.gz", conditions=(), cases=())
+
+    folder.mkdir(parents=True)
+    manifest(model.parent / f"{trainer_name('NoSkip', '20epochs')}__nnUNetPlans__2d").write(folder)
+    assert not noskip.done() and noskip.commands()[0][-1] == "--overwrite"
+    manifest(model).write(folder)  # the arm's own model, nothing predicted yet: not done, no overwrite
+    assert not noskip.done() and "--overwrite" not in noskip.commands()[0]
+
+
 def test_pipeline_reuses_finished_steps_resumes_training_and_estimates_time(tmp_path):
     calls, lines = [], []
     model = tmp_path / "model"
