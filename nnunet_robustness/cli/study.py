@@ -25,14 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "other two mostly predict and evaluate. See docs/studies/README.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples:\n"
-               "  nnunet-robust study skip-complexity --scale cpu -o studies   # 9 trainings: 3-4 h on 2 CPU cores\n"
+               "  nnunet-robust study skip-complexity --scale cpu -o studies   # 9 trainings: 5-6 h on 2 CPU cores\n"
                "  nnunet-robust study noise --scale cpu -o studies             # its models: minutes after the above\n"
                "  nnunet-robust study context-fbr --scale gpu -device cuda -o studies",
     )
     parser.add_argument("study", choices=STUDY_NAMES, help="which study")
     parser.add_argument("--scale", choices=SCALE_NAMES, default="smoke",
                         help="smoke: minutes, checks the pipeline (its Dice means nothing); cpu: 3 runs per "
-                             "architecture, hours on 2 CPU cores (about 30 min per training); gpu: the published "
+                             "architecture, hours on 2 CPU cores (about 30 min per training, No-Skip's 50 epochs 75); gpu: the published "
                              "protocol's sizes and nnU-Net's 1000 epochs (default smoke)")
     parser.add_argument("-o", dest="output", type=Path, default=Path("studies_output"),
                         help="output folder; everything goes to OUTPUT/SCALE/ (default studies_output)")
