@@ -147,7 +147,7 @@ def settled(stable: Stable) -> str:
 def rule(window: int, max_rounds: int, what: str = "ratios") -> str:
     """The stability rule in a benchmark's Markdown, with the window and cap of its run."""
     if max_rounds == 1:
-        return "taken once (`--max-rounds 1`: no repeat, as before the stability rule)"
+        return "taken once (a cap of one measurement: no repeat, as before the stability rule)"
     return (f"repeated until the last {window} {what} lie within {100 * STABLE_SPREAD:g} % (max / min - 1), at most "
             f"{max_rounds} times; the figures are the median of those {window} (still unstable: goal not judged)")
 

@@ -71,4 +71,4 @@ def test_one_measurement_with_max_rounds_one():
     assert (timing.rounds, timing.stable, len(fake.calls)) == (1, True, 4)
     assert bench.headline_figures(timing, MEMORY, 64, 128)[0].met is False  # 90x > 60x, judged
     text = bench.markdown(timing, RESULT, MEMORY, 64, 128, threads=2, max_rounds=1)
-    assert "| 0% (1 measurement) |" in text and "taken once (`--max-rounds 1`" in text
+    assert "| 0% (1 measurement) |" in text and "taken once (a cap of one measurement" in text
