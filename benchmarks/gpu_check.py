@@ -31,6 +31,9 @@ loop alone takes ~5 min on an H200, so the default is 3 (~18 min: the least that
 agreeing; still unsettled after them, the goal is left unjudged), not 7 (~40 min). The predictions are
 compared once, after the last measurement. ``--run-max-rounds 1``: one measurement, as before the rule.
 The dry mode takes 1 run measurement and at most 3 of the others (enough to exercise the rule).
+A lent device of this project gives 15 min in all and 10 per command: run the parts as separate
+commands (``--part metrics``, then ``--part run`` with fewer ``--cases`` and ``--conditions``, which
+shorten each run measurement) rather than cut the run comparison to one measurement.
 
 Every figure states the card, the CPU count and the load average. The dry mode (``--device cpu``)
 runs every step on 32^3 volumes with two conditions (the surface metrics: torch on CPU tensors, 20 x 48
