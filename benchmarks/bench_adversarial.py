@@ -1,9 +1,17 @@
 """Cost of an adversarial attack through nnU-Net's whole pipeline, against one clean prediction.
 
     python benchmarks/bench_adversarial.py [--workdir benchmarks/.work/adversarial] [--size 64] [--memory-size 128]
+                                           [--max-rounds 5]
 
 1. Time: one 3D case of ``--size``^3 voxels (default 64^3), PGD-10 L-inf (``adv_pgd_linf:3``, no TTA)
-   vs one clean ``predict_single_npy_array`` of the same case (median of 3), same process, same model.
+   vs one clean ``predict_single_npy_array`` of the same case, same process, same model. A measurement
+   is the median of 3 clean predictions followed by one attack; it is repeated until the last 3 ratios
+   (attack / clean) lie within 10 % of each other, at most ``--max-rounds`` times
+   (``figures.repeat_until_stable``), and the goal is judged on the median of those ratios (still
+   unstable: not judged). One measurement takes about 3 minutes on 2 CPU cores (the attack alone ~3 min),
+   so the default cap is 5 measurements (at most ~17 min), not ``figures.MAX_ROUNDS`` (7, ~23 min);
+   ``--max-rounds 1`` takes one measurement, as before the stability rule. The attack's own figures
+   (tiles, loss, flipped voxels) come from the first attack: with seed 0 every attack is the same.
 2. Peak memory for a ``--memory-size``^3 case (default 128^3): ``resource.getrusage(RUSAGE_SELF)
    .ru_maxrss`` (the peak resident set size, Linux: KiB) of a **fresh process** that loads the model
    and runs either one clean prediction or a one-step PGD attack followed by the clean prediction of
@@ -30,10 +38,20 @@ import sys
 import time
 from copy import deepcopy
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
-from figures import Figure, write_figures
+from figures import (
+    Figure,
+    Stable,
+    max_rounds_option,
+    repeat_until_stable,
+    rule,
+    settled,
+    window_for,
+    write_figures,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -43,6 +61,9 @@ BIN = Path(sys.executable).parent
 DATASET_ID, CONFIGURATION, TRAINER = 991, "3d_fullres", "nnUNetTrainer_tiny"
 ATTACK = "adv_pgd_linf:3"  # severity 3: eps = 4/255 of the robust range, 10 steps
 RATIO_GOAL = 60.0  # PGD-10 / clean prediction; ~ (1 + 10 x (1 forward + 1 forward-backward) + 1) passes
+CLEAN_RUNS = 3  # clean predictions per measurement (median)
+# A measurement takes ~3 min on 2 CPU cores: at most 5 of them (~17 min), not figures.MAX_ROUNDS (7, ~23 min)
+MAX_ROUNDS = 5
 
 
 def environment(workdir: Path) -> dict:
@@ -109,6 +130,90 @@ def measure_memory(model: Path, size: int, mode: str, threads: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def ratio(times: dict[str, float]) -> dict[str, float]:
+    return {"ratio": times["attack"] / times["clean"]}
+
+
+def measure_until_stable(predict: Callable[[], object], attack: Callable[[], object],
+                         clock: Callable[[], float] = time.perf_counter,
+                         max_rounds: int = MAX_ROUNDS) -> tuple[Stable, object]:
+    """Measurements (the median of ``CLEAN_RUNS`` clean predictions, then one attack) until the ratio
+    settles, at most ``max_rounds``; returns it and the first attack's result."""
+    results: list = []
+
+    def measure() -> dict[str, float]:
+        clean_times = []
+        for _ in range(CLEAN_RUNS):
+            start = clock()
+            predict()
+            clean_times.append(clock() - start)
+        start = clock()
+        result = attack()
+        times = {"clean": statistics.median(clean_times), "attack": clock() - start}
+        if not results:
+            results.append(result)
+        print(f"measurement: clean {times['clean']:.2f} s, attack {times['attack']:.1f} s: "
+              f"{ratio(times)['ratio']:.1f}x", flush=True)
+        return times
+
+    return repeat_until_stable(measure, ratio, window=window_for(max_rounds), max_rounds=max_rounds), results[0]
+
+
+def headline_figures(timing: Stable, memory: dict, size: int, memory_size: int) -> list[Figure]:
+    return [
+        Figure.timed(timing, figure=f"PGD-10 time / clean prediction time, {size}^3 3D case",
+                     ours=timing.times["attack"], reference=timing.times["clean"], ratio=timing.ratios["ratio"],
+                     goal=f"<= {RATIO_GOAL:g}", met=timing.ratios["ratio"] <= RATIO_GOAL),
+        Figure(figure=f"peak RSS of PGD + prediction, {memory_size}^3 (MiB)",
+               ours=memory["attack"]["peak_mib"], reference=memory["clean"]["peak_mib"],
+               ratio=memory["attack"]["peak_mib"] / memory["clean"]["peak_mib"], goal="informational", met=None),
+    ]
+
+
+def markdown(timing: Stable, result, memory: dict, size: int, memory_size: int, threads: int,
+             max_rounds: int = MAX_ROUNDS) -> str:
+    clean, attack = timing.times["clean"], timing.times["attack"]
+    extra = memory["attack"]["peak_mib"] - memory["clean"]["peak_mib"]
+    rows = [
+        (f"clean `predict_single_npy_array`, {size}^3, median of {CLEAN_RUNS} per measurement (s)", f"{clean:.2f}"),
+        (f"PGD-10 L-inf (`{ATTACK}`), {size}^3, attack only (s)", f"{attack:.1f}"),
+        (f"PGD-10 / clean prediction (goal <= {RATIO_GOAL:g})", f"{timing.ratios['ratio']:.1f}x"),
+        ("spread of the ratios (max / min - 1)", settled(timing)),
+        ("tiles per pass; network calls (forward or forward+backward) of the attack",
+         f"{result.num_tiles}; {result.network_calls}"),
+        ("attack loss (mean CE vs clean prediction): clean -> final",
+         f"{result.loss_clean:.4f} -> {result.loss_final:.4f}"),
+        ("voxels flipped away from the clean prediction (preprocessed grid)", f"{100 * result.flipped_fraction:.2f}%"),
+        (f"peak RSS, clean prediction of {memory_size}^3 (MiB)", f"{memory['clean']['peak_mib']:.0f}"),
+        (f"peak RSS, PGD attack + prediction of {memory_size}^3 (MiB)", f"{memory['attack']['peak_mib']:.0f}"),
+        ("peak RSS after loading the model, before predicting (MiB)", f"{memory['clean']['after_load_mib']:.0f}"),
+        (f"attack's extra peak memory at {memory_size}^3 (MiB)", f"{extra:.0f}"),
+        (f"tiles of the {memory_size}^3 memory run (tile_step_size=1)", f"{memory['attack']['tiles']}"),
+    ]
+    return "\n".join([
+        "# Adversarial attacks through the sliding window: cost",
+        "",
+        f"Model `{TRAINER}` (3d_fullres, patch 32^3, fold 0, no TTA), synthetic blob cases, CPU "
+        f"({os.cpu_count()} cores shared with other jobs, torch threads {threads}, {platform.machine()}).",
+        "The attack makes, per step, one no-grad pass over all tiles (aggregated logits and the loss "
+        "gradient) and one pass that re-runs each tile with gradients and back-propagates its share "
+        "(see `nnunet_robustness/adversarial/pipeline.py`), plus a clean and a final pass.",
+        f"A measurement is the median of {CLEAN_RUNS} clean predictions then one attack, in one process; it is "
+        f"{rule(window_for(max_rounds), max_rounds)}. The attack's tiles, loss and flipped voxels are those of "
+        "the first attack (seed 0: every attack is the same).",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *[f"| {a} | {b} |" for a, b in rows],
+        "",
+        "Peak memory is `ru_maxrss` of a fresh process per mode (model loading included in both); "
+        "the difference is what the attack adds: the full-size float32 arrays (input, perturbation, "
+        "normalisation slope, aggregated logits, their gradient, the Gaussian weight sum) and one "
+        "tile's autograd graph, never a graph of the whole volume.",
+        "",
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / ".work" / "adversarial")
@@ -117,6 +222,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "adversarial.md")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is faster on a small shared CPU")
+    parser.add_argument("--max-rounds", type=max_rounds_option, default=MAX_ROUNDS,
+                        help=f"measurements at most (default {MAX_ROUNDS}; ~3 min each on 2 CPU cores)")
     parser.add_argument("--memory-child", choices=("clean", "attack"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,64 +238,17 @@ def main() -> None:
     predictor = predictor_for(model)
     image, properties = case(args.size)
     predictor.predict_single_npy_array(image, deepcopy(properties), None, None, False)  # warm-up
-    clean_times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        predictor.predict_single_npy_array(image, deepcopy(properties), None, None, False)
-        clean_times.append(time.perf_counter() - start)
-    clean = statistics.median(clean_times)
-    start = time.perf_counter()
-    result = attack_case(predictor, image, properties, ATTACK, seed=0)
-    attack = time.perf_counter() - start
-    ratio = attack / clean
+    timing, result = measure_until_stable(
+        lambda: predictor.predict_single_npy_array(image, deepcopy(properties), None, None, False),
+        lambda: attack_case(predictor, image, properties, ATTACK, seed=0), max_rounds=args.max_rounds)
 
     memory = {mode: measure_memory(model, args.memory_size, mode, torch.get_num_threads())
               for mode in ("clean", "attack")}
-    extra = memory["attack"]["peak_mib"] - memory["clean"]["peak_mib"]
-    threads = torch.get_num_threads()
-    rows = [
-        (f"clean `predict_single_npy_array`, {args.size}^3, median of 3 (s)", f"{clean:.2f}"),
-        (f"PGD-10 L-inf (`{ATTACK}`), {args.size}^3, attack only (s)", f"{attack:.1f}"),
-        (f"PGD-10 / clean prediction (goal <= {RATIO_GOAL:g})", f"{ratio:.1f}x"),
-        ("tiles per pass; network calls (forward or forward+backward) of the attack",
-         f"{result.num_tiles}; {result.network_calls}"),
-        ("attack loss (mean CE vs clean prediction): clean -> final",
-         f"{result.loss_clean:.4f} -> {result.loss_final:.4f}"),
-        ("voxels flipped away from the clean prediction (preprocessed grid)", f"{100 * result.flipped_fraction:.2f}%"),
-        (f"peak RSS, clean prediction of {args.memory_size}^3 (MiB)", f"{memory['clean']['peak_mib']:.0f}"),
-        (f"peak RSS, PGD attack + prediction of {args.memory_size}^3 (MiB)", f"{memory['attack']['peak_mib']:.0f}"),
-        ("peak RSS after loading the model, before predicting (MiB)", f"{memory['clean']['after_load_mib']:.0f}"),
-        (f"attack's extra peak memory at {args.memory_size}^3 (MiB)", f"{extra:.0f}"),
-        (f"tiles of the {args.memory_size}^3 memory run (tile_step_size=1)", f"{memory['attack']['tiles']}"),
-    ]
-    text = "\n".join([
-        "# Adversarial attacks through the sliding window: cost",
-        "",
-        f"Model `{TRAINER}` (3d_fullres, patch 32^3, fold 0, no TTA), synthetic blob cases, CPU "
-        f"({os.cpu_count()} cores shared with other jobs, torch threads {threads}, {platform.machine()}).",
-        "The attack makes, per step, one no-grad pass over all tiles (aggregated logits and the loss "
-        "gradient) and one pass that re-runs each tile with gradients and back-propagates its share "
-        "(see `nnunet_robustness/adversarial/pipeline.py`), plus a clean and a final pass.",
-        "",
-        "| figure | value |",
-        "|---|---|",
-        *[f"| {a} | {b} |" for a, b in rows],
-        "",
-        "Peak memory is `ru_maxrss` of a fresh process per mode (model loading included in both); "
-        "the difference is what the attack adds: the full-size float32 arrays (input, perturbation, "
-        "normalisation slope, aggregated logits, their gradient, the Gaussian weight sum) and one "
-        "tile's autograd graph, never a graph of the whole volume.",
-        "",
-    ])
+    text = markdown(timing, result, memory, args.size, args.memory_size, torch.get_num_threads(), args.max_rounds)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
-    write_figures(args.output, "adversarial", [
-        Figure(figure=f"PGD-10 time / clean prediction time, {args.size}^3 3D case", ours=attack, reference=clean,
-               ratio=ratio, goal=f"<= {RATIO_GOAL:g}", met=ratio <= RATIO_GOAL),
-        Figure(figure=f"peak RSS of PGD + prediction, {args.memory_size}^3 (MiB)",
-               ours=memory["attack"]["peak_mib"], reference=memory["clean"]["peak_mib"],
-               ratio=memory["attack"]["peak_mib"] / memory["clean"]["peak_mib"], goal="informational", met=None),
-    ], device="CPU")
+    write_figures(args.output, "adversarial", headline_figures(timing, memory, args.size, args.memory_size),
+                  device="CPU")
     print(text)
 
 

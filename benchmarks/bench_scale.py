@@ -1,6 +1,6 @@
 """How ``eval`` and ``run`` scale: a CT-sized case, time against voxels, time against work items.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--output benchmarks/results/scale.md] [--quick]``
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--output benchmarks/results/scale.md] [--quick] [--max-rounds 7]``
 
 1. **eval on a 512x512x300 case** (two labels: a liver-sized organ and a small lesion, prediction shifted
    and eroded, spacing 0.8 x 0.8 x 1.5 mm): our per-case evaluation (reading both files, Dice, HD95,
@@ -15,8 +15,17 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--output benchmarks/results/s
    ``bench_runner.py`` (trained once, cached) on 1x, 4x and 16x (case x condition) items; the loop
    time per item must stay flat (goal: slope of log(loop time) against log(items) <= 1.1).
 
-Every result states the machine's load average; on a busy machine (load above half the CPUs) the
-goals are not judged (``figures.machine_is_busy``).
+The timed goals follow the stability rule (``figures.repeat_until_stable``). An eval measurement is, for
+every size, one fresh process of ours then one of nnU-Net's (each the fastest of ``--repeats`` timed
+evaluations after a warm-up); it is repeated until the last 3 values of ours / nnU-Net at the largest
+size and of the eval slope lie within 10 % of each other, at most ``--max-rounds`` times (about 45 s
+per measurement on 2 CPU cores). A run measurement is one ``run`` per number of items, repeated until
+the last 3 slopes settle the same way (about 40 s each). Goals are judged on the median of those
+values (still unstable: not judged); the peak memories are those of the first measurement's
+processes. ``--quick`` takes one measurement (``--max-rounds 1``) unless ``--max-rounds`` says more.
+
+Every result states the machine's load average; on a busy machine (other processes using more than
+half a core) the goals are not judged (``figures.machine_is_busy``).
 """
 
 from __future__ import annotations
@@ -30,10 +39,23 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
-from figures import Figure, load_note, machine_is_busy, write_figures
+from figures import (
+    MAX_ROUNDS,
+    Figure,
+    Stable,
+    load_note,
+    machine_is_busy,
+    max_rounds_option,
+    repeat_until_stable,
+    rule,
+    settled,
+    window_for,
+    write_figures,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -150,21 +172,51 @@ def slope(sizes: list[float], seconds: list[float]) -> float:
     return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
 
 
-def eval_scaling(workdir: Path, repeats: int, quick: bool) -> tuple[dict, dict, list[dict]]:
+def eval_ratios(voxels: list[int]) -> Callable[[dict], dict[str, float]]:
+    """ours / nnU-Net at the largest size and the slope of ours' log time against log voxels."""
+    last = len(voxels) - 1
+    return lambda t: {"eval": t[f"ours_{last}"] / t[f"nnunet_{last}"],
+                      "eval_slope": slope(voxels, [t[f"ours_{i}"] for i in range(len(voxels))])}
+
+
+def eval_scaling(workdir: Path, repeats: int, quick: bool, max_rounds: int = MAX_ROUNDS,
+                 child: Callable[..., dict] = eval_in_child, memory: Callable[..., dict] = rate_memory,
+                 write: Callable[[Path, tuple], tuple] = write_pair) -> tuple[Stable, list[dict]]:
+    """Measurements (per size, one process of ours then one of nnU-Net's) until ours / nnU-Net at the
+    largest size and the eval slope settle; the rows give the median times and the first measurement's
+    peak memories."""
     shapes = [(75, 128, 128), (150, 256, 256)] + ([] if quick else [CT_SHAPE])
-    rows = []
-    for shape in shapes:
-        files = write_pair(workdir / "x".join(map(str, shape)), shape)
-        ours, theirs = eval_in_child("ours", *files, repeats), eval_in_child("nnunet", *files, repeats)
-        np.testing.assert_allclose(ours["dice"], theirs["dice"], rtol=1e-9)  # the same Dice before any timing
-        rows.append({"shape": shape, "voxels": int(np.prod(shape)), "ours": ours, "nnunet": theirs,
-                     "rate": rate_memory(files[0], files[2], shape)})
-        print(f"eval {shape}: ours {ours['seconds']:.2f} s ({ours['peak_mib']:.0f} MiB), nnU-Net "
-              f"{theirs['seconds']:.2f} s ({theirs['peak_mib']:.0f} MiB)", flush=True)
-    return rows[-1]["ours"], rows[-1]["nnunet"], rows
+    files = [write(workdir / "x".join(map(str, shape)), shape) for shape in shapes]
+    rows = [{"shape": shape, "voxels": int(np.prod(shape)), "rate": memory(f[0], f[2], shape)}
+            for shape, f in zip(shapes, files)]
+
+    def measure() -> dict[str, float]:
+        times = {}
+        for i, (row, pair) in enumerate(zip(rows, files)):
+            ours, theirs = child("ours", *pair, repeats), child("nnunet", *pair, repeats)
+            np.testing.assert_allclose(ours["dice"], theirs["dice"], rtol=1e-9)  # the same Dice before any timing
+            row.setdefault("ours", ours)  # the first measurement's processes give the peak memory
+            row.setdefault("nnunet", theirs)
+            times[f"ours_{i}"], times[f"nnunet_{i}"] = ours["seconds"], theirs["seconds"]
+            print(f"eval {row['shape']}: ours {ours['seconds']:.2f} s ({ours['peak_mib']:.0f} MiB), nnU-Net "
+                  f"{theirs['seconds']:.2f} s ({theirs['peak_mib']:.0f} MiB)", flush=True)
+        return times
+
+    timing = repeat_until_stable(measure, eval_ratios([r["voxels"] for r in rows]), window=window_for(max_rounds),
+                                 max_rounds=max_rounds)
+    for i, row in enumerate(rows):
+        row["ours"] = {**row["ours"], "seconds": timing.times[f"ours_{i}"]}
+        row["nnunet"] = {**row["nnunet"], "seconds": timing.times[f"nnunet_{i}"]}
+    return timing, rows
 
 
-def run_scaling(quick: bool) -> list[dict]:
+def run_plan(quick: bool) -> list[tuple[int, int]]:
+    return [(2, 1), (4, 3), (8, 7)] if not quick else [(1, 1), (2, 1)]  # cases, corruptions (+ clean)
+
+
+def run_loop() -> Callable[[int, int], float]:
+    """Loop seconds of one ``nnunet-robust run`` on the first ``n_cases`` cases and ``n_conditions``
+    corruptions (+ clean), into an empty folder (run skips the items it finds done)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from bench_runner import BIN, prepare
 
@@ -172,23 +224,65 @@ def run_scaling(quick: bool) -> list[dict]:
     cases = sorted((raw / "imagesTs").glob("*_0000.nii.gz"))
     families = ["gaussian_noise:3", "bias_field:3", "gaussian_blur:2", "spike:2", "rician_noise:3", "motion:2",
                 "ghosting:2"]
-    plan = [(2, 1), (4, 3), (8, 7)] if not quick else [(1, 1), (2, 1)]  # cases, corruptions (+ clean)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for n_cases, n_conditions in plan:
+
+    def loop(n_cases: int, n_conditions: int) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
             listing = Path(tmp) / f"cases{n_cases}.txt"
             listing.write_text("\n".join(str(c) for c in cases[:n_cases]) + "\n")
-            out = Path(tmp) / f"run{n_cases}x{n_conditions}"
-            result = subprocess.run([BIN / "nnunet-robust", "run", "-i", listing, "-o", out, "-m", model, "-f", "0",
-                                     "-device", "cpu", "--disable_tta", "--no-progress", "--conditions",
+            result = subprocess.run([BIN / "nnunet-robust", "run", "-i", listing, "-o", Path(tmp) / "run", "-m", model,
+                                     "-f", "0", "-device", "cpu", "--disable_tta", "--no-progress", "--conditions",
                                      *families[:n_conditions]], env=env, capture_output=True, text=True)
-            if result.returncode:
-                raise SystemExit(f"run failed:\n{result.stderr[-3000:]}")
-            loop = float(re.search(r"; ([\d.]+) s, ", result.stdout).group(1))
-            items = n_cases * (n_conditions + 1)
-            rows.append({"items": items, "loop": loop})
-            print(f"run: {items} items, loop {loop:.2f} s ({loop / items:.3f} s/item)", flush=True)
-    return rows
+        if result.returncode:
+            raise SystemExit(f"run failed:\n{result.stderr[-3000:]}")
+        return float(re.search(r"; ([\d.]+) s, ", result.stdout).group(1))
+    return loop
+
+
+def run_scaling(plan: list[tuple[int, int]], loop: Callable[[int, int], float],
+                max_rounds: int = MAX_ROUNDS) -> tuple[Stable, list[dict]]:
+    """Measurements (one run per number of items) until the slope of log loop time against log items
+    settles; the rows give the median loop times."""
+    items = [n_cases * (n_conditions + 1) for n_cases, n_conditions in plan]
+
+    def measure() -> dict[str, float]:
+        times = {}
+        for n, (n_cases, n_conditions) in zip(items, plan):
+            times[f"loop_{n}"] = loop(n_cases, n_conditions)
+            print(f"run: {n} items, loop {times[f'loop_{n}']:.2f} s ({times[f'loop_{n}'] / n:.3f} s/item)", flush=True)
+        return times
+
+    timing = repeat_until_stable(measure, lambda t: {"run_slope": slope(items, [t[f"loop_{n}"] for n in items])},
+                                 window=window_for(max_rounds), max_rounds=max_rounds)
+    return timing, [{"items": n, "loop": timing.times[f"loop_{n}"]} for n in items]
+
+
+def headline_figures(eval_timing: Stable, eval_rows: list[dict], run_timing: Stable, judge) -> list[Figure]:
+    ours, theirs = eval_rows[-1]["ours"], eval_rows[-1]["nnunet"]
+    size = "x".join(map(str, eval_rows[-1]["shape"][::-1]))
+    eval_ratio, eval_slope = eval_timing.ratios["eval"], eval_timing.ratios["eval_slope"]
+    run_slope = run_timing.ratios["run_slope"]
+    return [
+        Figure.timed(eval_timing, figure=f"eval per 3D case {size} (Dice+HD95+ASSD+NSD, 2 labels) vs nnU-Net "
+                                         "compute_metrics (s)", ours=ours["seconds"], reference=theirs["seconds"],
+                     ratio=eval_ratio, goal=f"ours / nnU-Net <= {EVAL_GOAL:g}", met=judge(eval_ratio <= EVAL_GOAL)),
+        Figure(figure=f"eval peak memory per 3D case {size} (MiB)", ours=ours["peak_mib"],
+               reference=theirs["peak_mib"], ratio=ours["peak_mib"] / theirs["peak_mib"], goal="informational",
+               met=None),
+        Figure(figure=f"rate per-case work, peak memory {size}, 3 float32 channels (MiB)",
+               ours=eval_rows[-1]["rate"]["peak_mib"], reference=None, ratio=None, goal="informational", met=None),
+        Figure.timed(eval_timing, figure="eval: slope of log time vs log voxels (x1, x8, x64)", ours=eval_slope,
+                     reference=None, ratio=None, goal=f"<= {SLOPE_GOAL:g} (no super-linear term)",
+                     met=judge(eval_slope <= SLOPE_GOAL)),
+        Figure.timed(run_timing, figure="run: slope of log loop time vs log items (1x, 4x, 16x)", ours=run_slope,
+                     reference=None, ratio=None, goal=f"<= {SLOPE_GOAL:g} (no super-linear term)",
+                     met=judge(run_slope <= SLOPE_GOAL)),
+    ]
+
+
+def verdict(figure: Figure) -> str:
+    if figure.met is None:
+        return "unstable: not judged" if figure.stable is False else "not judged"
+    return "yes" if figure.met else "**no**"
 
 
 def main() -> None:
@@ -197,28 +291,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / ".work" / "scale")
     parser.add_argument("--quick", action="store_true", help="small sizes only (a check that the script works)")
+    parser.add_argument("--max-rounds", type=max_rounds_option, default=None,
+                        help=f"measurements at most of each timed part (default {MAX_ROUNDS}; --quick: 1)")
     args = parser.parse_args()
-    ours, theirs, eval_rows = eval_scaling(args.workdir, 1 if args.quick else args.repeats, args.quick)
-    run_rows = run_scaling(args.quick)
+    max_rounds = args.max_rounds or (1 if args.quick else MAX_ROUNDS)
+    repeats = 1 if args.quick else args.repeats
+    eval_timing, eval_rows = eval_scaling(args.workdir, repeats, args.quick, max_rounds)
+    run_timing, run_rows = run_scaling(run_plan(args.quick), run_loop(), max_rounds)
     busy = machine_is_busy()
     judge = (lambda ok: None) if (busy or args.quick) else bool
-    eval_slope = slope([r["voxels"] for r in eval_rows], [r["ours"]["seconds"] for r in eval_rows])
-    run_slope = slope([r["items"] for r in run_rows], [r["loop"] for r in run_rows])
-    size = "x".join(map(str, eval_rows[-1]["shape"][::-1]))
-    figures = [
-        Figure(figure=f"eval per 3D case {size} (Dice+HD95+ASSD+NSD, 2 labels) vs nnU-Net compute_metrics (s)",
-               ours=ours["seconds"], reference=theirs["seconds"], ratio=ours["seconds"] / theirs["seconds"],
-               goal=f"ours / nnU-Net <= {EVAL_GOAL:g}", met=judge(ours["seconds"] <= EVAL_GOAL * theirs["seconds"])),
-        Figure(figure=f"eval peak memory per 3D case {size} (MiB)", ours=ours["peak_mib"],
-               reference=theirs["peak_mib"], ratio=ours["peak_mib"] / theirs["peak_mib"], goal="informational",
-               met=None),
-        Figure(figure=f"rate per-case work, peak memory {size}, 3 float32 channels (MiB)",
-               ours=eval_rows[-1]["rate"]["peak_mib"], reference=None, ratio=None, goal="informational", met=None),
-        Figure(figure="eval: slope of log time vs log voxels (x1, x8, x64)", ours=eval_slope, reference=None,
-               ratio=None, goal=f"<= {SLOPE_GOAL:g} (no super-linear term)", met=judge(eval_slope <= SLOPE_GOAL)),
-        Figure(figure="run: slope of log loop time vs log items (1x, 4x, 16x)", ours=run_slope, reference=None,
-               ratio=None, goal=f"<= {SLOPE_GOAL:g} (no super-linear term)", met=judge(run_slope <= SLOPE_GOAL)),
-    ]
+    figures = headline_figures(eval_timing, eval_rows, run_timing, judge)
+    window = window_for(max_rounds)
     lines = [
         "# Scaling: a CT-sized case, time against voxels and against work items",
         "",
@@ -235,8 +318,10 @@ def main() -> None:
         "Both sides read the two label maps (SimpleITK) and compare two labels; ours adds HD95, ASSD and NSD "
         "(surface distances inside the bounding box of both masks). Each side runs in a fresh process: one "
         f"warm-up evaluation of the case (lazy imports, per-spacing tables: paid once per `eval`), then the "
-        f"fastest of {1 if args.quick else args.repeats} timed ones; peak memory is the process's maximum "
-        "resident set (interpreter and imports included).",
+        f"fastest of {repeats} timed ones; peak memory is the process's maximum resident set (interpreter and "
+        "imports included), in the first measurement. A measurement is one process of each side per size, "
+        f"ours then nnU-Net's; it is {rule(window, max_rounds, 'values of ours / nnU-Net at the largest size and of the slope')}; "
+        f"the table gives the median times. Spread: {settled(eval_timing)}.",
         "",
         "| rate: case size (x, y, z) | probabilities + label maps (MiB) | peak before the work (MiB) | "
         "peak (MiB) | time (s) |",
@@ -253,12 +338,14 @@ def main() -> None:
         *[f"| {r['items']} | {r['loop']:.2f} | {r['loop'] / r['items']:.3f} |" for r in run_rows],
         "",
         "`nnunet-robust run` on the CPU with the 48^3 benchmark model of `bench_runner.py`, no TTA; the loop "
-        "excludes start-up and the model load, which are paid once.",
+        "excludes start-up and the model load, which are paid once. A measurement is one run per number of "
+        f"items; it is {rule(window, max_rounds, 'slopes')}; the table gives the median loop times. Spread: "
+        f"{settled(run_timing)}.",
         "",
-        "| figure | value | goal | met? |",
-        "|---|---:|---|---|",
-        *[f"| {f.figure} | {f.ours:.2f} | {f.goal} | "
-          f"{'not judged' if f.met is None else ('yes' if f.met else '**no**')} |" for f in figures],
+        "| figure | value | spread (measurements) | goal | met? |",
+        "|---|---:|---:|---|---|",
+        *[f"| {f.figure} | {f.ours:.2f} | {'-' if f.rounds is None else f'{100 * f.spread:.0f}% ({f.rounds})'} | "
+          f"{f.goal} | {verdict(f)} |" for f in figures],
         "",
     ]
     if busy:

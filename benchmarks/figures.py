@@ -13,6 +13,7 @@ is written with its goal unjudged, as on a busy machine.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import json
@@ -134,6 +135,35 @@ def repeat_until_stable(measure: Callable[[], Mapping[str, float]],
     return Stable(times={name: statistics.median(m[name] for m in measured[-window:]) for name in measured[-1]},
                   ratios={name: statistics.median(r[name] for r in last) for name in last[-1]},
                   spread=largest, rounds=len(measured), stable=largest < max_spread)
+
+
+def settled(stable: Stable) -> str:
+    """How a timed figure settled, for a benchmark's Markdown: e.g. "4% (3 measurements)", and
+    ", unstable: goal not judged" when the spread stayed above the limit."""
+    return (f"{100 * stable.spread:.0f}% ({stable.rounds} measurement{'s' if stable.rounds != 1 else ''}"
+            f"{'' if stable.stable else ', unstable: goal not judged'})")
+
+
+def rule(window: int, max_rounds: int, what: str = "ratios") -> str:
+    """The stability rule in a benchmark's Markdown, with the window and cap of its run."""
+    if max_rounds == 1:
+        return "taken once (a cap of one measurement: no repeat, as before the stability rule)"
+    return (f"repeated until the last {window} {what} lie within {100 * STABLE_SPREAD:g} % (max / min - 1), at most "
+            f"{max_rounds} times; the figures are the median of those {window} (still unstable: goal not judged)")
+
+
+def window_for(max_rounds: int) -> int:
+    """The window of a benchmark capped at ``max_rounds`` measurements: ``STABLE_WINDOW``, or all of them
+    when fewer (``--max-rounds 1``: one measurement, as before the rule)."""
+    return min(STABLE_WINDOW, max_rounds)
+
+
+def max_rounds_option(value: str) -> int:
+    """argparse type of ``--max-rounds``: at least one measurement."""
+    rounds = int(value)
+    if rounds < 1:
+        raise argparse.ArgumentTypeError(f"need at least 1 measurement, got {rounds}")
+    return rounds
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""The GPU checks of the project in one short run (< 8 min on one GPU): writes ``results/gpu.md``.
+"""The GPU checks of the project in one run (~20 min on one GPU, ~8 min with ``--run-max-rounds 1``):
+writes ``results/gpu.md``.
 
     python benchmarks/gpu_check.py                  # on a CUDA machine: the real check
     python benchmarks/gpu_check.py --device cpu     # dry mode: the same steps, tiny, goals not judged (CI)
+    [--max-rounds 7] [--run-max-rounds 3]           # the stability rule's caps (below)
 
 1. **Corruptions on the device** vs TorchIO on the CPU, per family TorchIO shares, on a 128^3 volume
    (goal: ours on the GPU >= 10x faster than TorchIO's CPU time).
@@ -18,6 +20,20 @@
    200 at 2.5 x 0.98 x 0.98 mm, four organs, the prediction shifted and grown with two false-positive
    islands) with ``compare_masks``' torch path (``eval -device cuda``, ``metrics/surface_torch.py``) vs
    the CPU code. Goals: values equal (<= 1e-6), the device >= 3x faster.
+
+Timed ratios follow the stability rule (``figures.repeat_until_stable``): a measurement is repeated
+until the last 3 ratios lie within 10 % of each other, and goals are judged on the median of those
+(still unstable: not judged). A corruption measurement is the median of 5 runs of ours and of TorchIO,
+interleaved; a surface-metric measurement the median of 3 runs of ours, then one of the CPU code; both
+at most ``--max-rounds`` times (default ``figures.MAX_ROUNDS``, 7: seconds each). A run measurement is
+one ``run`` then one naive loop, each into empty folders, at most ``--run-max-rounds`` times: the naive
+loop alone takes ~5 min on an H200, so the default is 3 (~18 min: the least that can show 3 ratios
+agreeing; still unsettled after them, the goal is left unjudged), not 7 (~40 min). The predictions are
+compared once, after the last measurement. ``--run-max-rounds 1``: one measurement, as before the rule.
+The dry mode takes 1 run measurement and at most 3 of the others (enough to exercise the rule).
+A lent device of this project gives 15 min in all and 10 per command: run the parts as separate
+commands (``--part metrics``, then ``--part run`` with fewer ``--cases`` and ``--conditions``, which
+shorten each run measurement) rather than cut the run comparison to one measurement.
 
 Every figure states the card, the CPU count and the load average. The dry mode (``--device cpu``)
 runs every step on 32^3 volumes with two conditions (the surface metrics: torch on CPU tensors, 20 x 48
@@ -36,13 +52,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 from bench_corruptions import SPACING, phantom, timed, torchio_equivalent
 from bench_runner import sh
-from figures import Figure, write_figures
+from figures import MAX_ROUNDS, Figure, Stable, max_rounds_option, repeat_until_stable, rule, window_for, write_figures
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,6 +76,10 @@ ORGANS = [(1, (0.50, 0.45, 0.50), (0.35, 0.02, 0.02)),  # esophagus, a thin tube
           (3, (0.75, 0.45, 0.50), (0.25, 0.03, 0.03)),  # trachea
           (4, (0.50, 0.50, 0.42), (0.40, 0.035, 0.035))]  # aorta
 BUSY_GOAL = 0.95
+RUN_MAX_ROUNDS = 3  # a run measurement takes ~6 min on an H200: 3 (~18 min), the least a window of 3 needs
+# dry mode: 3 measurements of each corruption and of the surface metrics exercise the rule without its full cost
+# (the torch surface path takes seconds on CPU tensors)
+DRY_MAX_ROUNDS = 3
 CONDITIONS = [("gaussian_noise", 3), ("rician_noise", 3), ("gaussian_blur", 2), ("bias_field", 3), ("motion", 2),
               ("ghosting", 2), ("spike", 2)]
 
@@ -75,7 +96,27 @@ def executable(name: str) -> str:
 # ---------------------------------------------------------------- 1. corruptions on the device
 
 
-def corruptions_on_device(device: str, shape: tuple[int, ...], repeats: int) -> list[dict]:
+def interleaved_until_stable(ours: Callable[[], object], theirs: Callable[[], object], repeats: int,
+                             max_rounds: int = MAX_ROUNDS, theirs_repeats: int | None = None,
+                             synchronize: Callable[[], None] = lambda: None, timer=timed) -> Stable:
+    """Measurements (the medians of ``repeats`` runs of ours and ``theirs_repeats`` (default the same) of
+    theirs, interleaved) until theirs / ours settles; times "ours" and "reference", ratio "speedup"."""
+    theirs_repeats = repeats if theirs_repeats is None else theirs_repeats
+
+    def measure() -> dict[str, float]:
+        ours_times, theirs_times = [], []
+        for i in range(max(repeats, theirs_repeats)):
+            if i < repeats:
+                ours_times.append(timer(ours, synchronize))
+            if i < theirs_repeats:
+                theirs_times.append(timer(theirs))
+        return {"ours": statistics.median(ours_times), "reference": statistics.median(theirs_times)}
+
+    return repeat_until_stable(measure, lambda t: {"speedup": t["reference"] / t["ours"]},
+                               window=window_for(max_rounds), max_rounds=max_rounds)
+
+
+def corruptions_on_device(device: str, shape: tuple[int, ...], repeats: int, max_rounds: int = MAX_ROUNDS) -> list[dict]:
     from nnunet_robustness.corruptions import get_corruption
 
     image, label = phantom("cpu", shape)
@@ -88,12 +129,11 @@ def corruptions_on_device(device: str, shape: tuple[int, ...], repeats: int) -> 
         theirs = torchio_equivalent(family, params, image)
         ours = lambda: corruption(on_device, SPACING, seed=0, label=label_on_device)  # noqa: E731
         ours(), theirs()  # warm-up (CUDA kernels, FFT plans)
-        ours_times = [timed(ours, synchronize) for _ in range(repeats)]
-        theirs_times = [timed(theirs) for _ in range(repeats)]
-        rows.append({"family": family, "ours": statistics.median(ours_times),
-                     "torchio": statistics.median(theirs_times)})
+        timing = interleaved_until_stable(ours, theirs, repeats, max_rounds, synchronize=synchronize)
+        rows.append({"family": family, "ours": timing.times["ours"], "torchio": timing.times["reference"],
+                     "timing": timing})
         print(f"{family:16s} ours ({device}) {rows[-1]['ours'] * 1e3:8.2f} ms   TorchIO (CPU) "
-              f"{rows[-1]['torchio'] * 1e3:8.1f} ms", flush=True)
+              f"{rows[-1]['torchio'] * 1e3:8.1f} ms   spread {100 * timing.spread:.0f}% ({timing.rounds})", flush=True)
     return rows
 
 
@@ -195,7 +235,8 @@ def segthor_pair(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     return maps[0], maps[1]
 
 
-def surface_metrics_on_device(device: str, shape: tuple[int, int, int], repeats: int) -> dict:
+def surface_metrics_on_device(device: str, shape: tuple[int, int, int], repeats: int,
+                              max_rounds: int = MAX_ROUNDS) -> dict:
     """Seconds for HD95, ASSD and NSD of the four organs: the torch path on ``device`` (on a GPU through
     ``compare_masks(device="cuda")``, in dry mode ``surface_distances_torch`` on CPU tensors) and the
     CPU code; and the largest difference between their values."""
@@ -218,16 +259,61 @@ def surface_metrics_on_device(device: str, shape: tuple[int, int, int], repeats:
 
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     ours()  # warm-up (CUDA context, kernels, the surfel table)
-    ours_seconds = statistics.median(timed(ours, synchronize) for _ in range(repeats))
-    cpu_seconds = timed(cpu)
+    timing = interleaved_until_stable(ours, cpu, repeats, max_rounds, theirs_repeats=1, synchronize=synchronize)
     difference = float(np.max(np.abs(np.array(ours()) - np.array(cpu()))))
-    print(f"surface metrics  ours ({device}) {ours_seconds:8.3f} s   CPU code {cpu_seconds:8.3f} s   "
-          f"max |difference| {difference:.2e}", flush=True)
-    return {"ours": ours_seconds, "cpu": cpu_seconds, "difference": difference,
+    print(f"surface metrics  ours ({device}) {timing.times['ours']:8.3f} s   CPU code {timing.times['reference']:8.3f} s"
+          f"   max |difference| {difference:.2e}   spread {100 * timing.spread:.0f}% ({timing.rounds})", flush=True)
+    return {"ours": timing.times["ours"], "cpu": timing.times["reference"], "timing": timing, "difference": difference,
             "surface_voxels": [int(a.sum() + b.sum()) for a, b in pairs]}
 
 
 # ---------------------------------------------------------------- report
+
+
+def corruption_figures(rows: list[dict], device: str, shape: tuple[int, ...], judge) -> list[Figure]:
+    return [Figure.timed(r["timing"], figure=f"{r['family']}: ours on {device} vs TorchIO on CPU (ms), {shape[0]}^3",
+                         ours=r["ours"] * 1e3, reference=r["torchio"] * 1e3, ratio=r["timing"].ratios["speedup"],
+                         goal=f"TorchIO CPU / ours >= {TORCHIO_SPEEDUP_GOAL:g}",
+                         met=judge(r["timing"].ratios["speedup"] >= TORCHIO_SPEEDUP_GOAL)) for r in rows]
+
+
+def verdict(figure: Figure) -> str:
+    if figure.met is None:
+        return "unstable: not judged" if figure.stable is False else "not judged"
+    return "yes" if figure.met else "**no**"
+
+
+def run_vs_naive(run: Callable[[], dict], naive: Callable[[], float], max_rounds: int = RUN_MAX_ROUNDS) -> Stable:
+    """Measurements (one ``run``, then one naive loop) until naive / run settles; times "run_wall",
+    "run_loop", "run_predictor", "run_input_space", "naive" and the predictor's "busy" share of the loop."""
+    def measure() -> dict[str, float]:
+        times = {f"run_{name}": seconds for name, seconds in run().items()}
+        times["naive"] = naive()
+        times["busy"] = times["run_predictor"] / times["run_loop"]  # per measurement: the figure is its median
+        print(f"measurement: run {times['run_wall']:.1f} s, naive {times['naive']:.1f} s: "
+              f"{times['naive'] / times['run_wall']:.2f}x", flush=True)
+        return times
+
+    return repeat_until_stable(measure, lambda t: {"speedup": t["naive"] / t["run_wall"]},
+                               window=window_for(max_rounds), max_rounds=max_rounds)
+
+
+def run_figures(timing: Stable, counts: dict[str, int], agreement: tuple[float, float], cases: int,
+                conditions: list[tuple[str, int]], device: str, judge) -> list[Figure]:
+    t, (agreement_ours, agreement_nnunet) = timing.times, agreement
+    return [
+        Figure(figure=f"run on a 3D model: predictor busy share of the loop (%), {cases} cases x "
+                      f"{len(conditions) + 1} conditions", ours=100 * t["busy"], reference=None, ratio=None,
+               goal=f">= {100 * BUSY_GOAL:g}%", met=judge(t["busy"] >= BUSY_GOAL)),
+        Figure.timed(timing, figure="run vs naive corrupt + nnUNetv2_predict loop, whole workflow (s)",
+                     ours=t["run_wall"], reference=t["naive"], ratio=timing.ratios["speedup"], goal="naive / run > 1",
+                     met=judge(timing.ratios["speedup"] > 1)),
+        Figure(figure="clean predictions, voxels agreeing with nnUNetv2_predict (%): run vs a second "
+                      "nnUNetv2_predict process", ours=100 * agreement_ours, reference=100 * agreement_nnunet,
+               ratio=None, goal="run agrees as well as nnU-Net with itself (all identical on the CPU)",
+               met=judge(agreement_ours >= agreement_nnunet if device == "cuda" else
+                         counts["clean_identical"] == counts["clean"])),
+    ]
 
 
 def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list[tuple[str, int]],
@@ -237,8 +323,16 @@ def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list
     shutil.rmtree(args.workdir, ignore_errors=True)
     # dry mode: two tiny training cases, for which a second torch-importing worker costs more than it saves
     env, raw, model = untrained_model(args.workdir, cases, size, workers=1 if dry else 2)
-    run = run_command(env, raw, model, args.workdir / "run", args.device, conditions)
-    naive_seconds = naive_loop(env, raw, args.workdir / "naive", args.device, conditions)
+
+    def run() -> dict:
+        shutil.rmtree(args.workdir / "run", ignore_errors=True)  # run skips finished items: start empty
+        return run_command(env, raw, model, args.workdir / "run", args.device, conditions)
+
+    def naive() -> float:
+        shutil.rmtree(args.workdir / "naive", ignore_errors=True)
+        return naive_loop(env, raw, args.workdir / "naive", args.device, conditions)
+
+    timing = run_vs_naive(run, naive, args.run_max_rounds)
     counts = compare_predictions(args.workdir / "naive" / "predictions", args.workdir / "run")
     # nnU-Net against itself: a second nnUNetv2_predict process on the clean images. On a GPU, cuDNN's
     # autotuner (nnU-Net sets cudnn.benchmark) may pick other convolution algorithms in another process,
@@ -251,29 +345,19 @@ def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list
     agreement_ours = voxel_agreement(naive_clean, args.workdir / "run" / "clean")
     agreement_nnunet = voxel_agreement(naive_clean, repeat)
     plans = json.loads((model / "plans.json").read_text())["configurations"][CONFIGURATION]
-    busy = run["predictor"] / run["loop"]
-    figures = [
-        Figure(figure=f"run on a 3D model: predictor busy share of the loop (%), {cases} cases x "
-                      f"{len(conditions) + 1} conditions", ours=100 * busy, reference=None, ratio=None,
-               goal=f">= {100 * BUSY_GOAL:g}%", met=judge(busy >= BUSY_GOAL)),
-        Figure(figure="run vs naive corrupt + nnUNetv2_predict loop, whole workflow (s)", ours=run["wall"],
-               reference=naive_seconds, ratio=naive_seconds / run["wall"], goal="naive / run > 1",
-               met=judge(naive_seconds > run["wall"])),
-        Figure(figure="clean predictions, voxels agreeing with nnUNetv2_predict (%): run vs a second "
-                      "nnUNetv2_predict process", ours=100 * agreement_ours, reference=100 * agreement_nnunet,
-               ratio=None, goal="run agrees as well as nnU-Net with itself (all identical on the CPU)",
-               met=judge(agreement_ours >= agreement_nnunet if args.device == "cuda" else
-                         counts["clean_identical"] == counts["clean"])),
-    ]
+    t = timing.times
+    figures = run_figures(timing, counts, (agreement_ours, agreement_nnunet), cases, conditions, args.device, judge)
     text = [
         f"**run on a 3D model**: nnU-Net's {CONFIGURATION} plan for {cases} synthetic {size}^3 cases (patch "
         f"{plans['patch_size']}, {len(plans['architecture']['arch_kwargs']['features_per_stage'])} stages), "
         f"weights at their random initialisation (timing only), no TTA, {len(conditions) + 1} conditions (clean, "
-        f"{', '.join(f'{f}:{s}' for f, s in conditions)}). run's loop {run['loop']:.1f} s, of which "
-        f"{run['predictor']:.1f} s inside nnU-Net's predictor (busy {100 * busy:.1f} %) and "
-        f"{run['input_space']:.1f} s of worker-thread time measuring what the model saw; whole process "
-        f"{run['wall']:.1f} s against {naive_seconds:.1f} s for the naive loop. Predictions identical to the "
-        f"naive loop's: clean {counts['clean_identical']} of {counts['clean']} cases ({100 * agreement_ours:.3f} % of "
+        f"{', '.join(f'{f}:{s}' for f, s in conditions)}). A measurement is one `run` then one naive loop, each "
+        f"into empty folders; it is {rule(window_for(args.run_max_rounds), args.run_max_rounds)}. Medians: "
+        f"run's loop {t['run_loop']:.1f} s, of which {t['run_predictor']:.1f} s inside nnU-Net's predictor (busy "
+        f"{100 * t['busy']:.1f} %) and {t['run_input_space']:.1f} s of worker-thread time measuring what the model "
+        f"saw; whole process {t['run_wall']:.1f} s against {t['naive']:.1f} s for the naive loop. Predictions of "
+        f"the last measurement identical to the naive loop's: clean {counts['clean_identical']} of "
+        f"{counts['clean']} cases ({100 * agreement_ours:.3f} % of "
         f"voxels; a second nnUNetv2_predict process agreed with the first on {100 * agreement_nnunet:.3f} %), "
         "corrupted "
         f"{counts['corrupted_identical']} of {counts['corrupted']}"
@@ -284,16 +368,17 @@ def run_checks(args: argparse.Namespace, cases: int, size: int, conditions: list
     return figures, text
 
 
-def surface_checks(device: str, dry: bool, judge) -> tuple[list[Figure], list[str]]:
+def surface_checks(device: str, dry: bool, judge, max_rounds: int = MAX_ROUNDS) -> tuple[list[Figure], list[str]]:
     """Step 3: its figures and its paragraph of the Markdown."""
     shape, repeats = ((20, 48, 48), 1) if dry else ((200, 512, 512), 3)
-    result = surface_metrics_on_device(device, shape, repeats)
+    result = surface_metrics_on_device(device, shape, repeats, max_rounds)
     size = " x ".join(str(n) for n in shape)
+    speedup = result["timing"].ratios["speedup"]
     figures = [
-        Figure(figure=f"surface metrics (HD95, ASSD, NSD) of 4 organs, {size}: ours on {device} vs the CPU "
-                      "code (s)", ours=result["ours"], reference=result["cpu"], ratio=result["cpu"] / result["ours"],
-               goal=f"CPU / ours >= {SURFACE_SPEEDUP_GOAL:g}",
-               met=judge(result["cpu"] / result["ours"] >= SURFACE_SPEEDUP_GOAL)),
+        Figure.timed(result["timing"], figure=f"surface metrics (HD95, ASSD, NSD) of 4 organs, {size}: ours on "
+                                              f"{device} vs the CPU code (s)", ours=result["ours"],
+                     reference=result["cpu"], ratio=speedup, goal=f"CPU / ours >= {SURFACE_SPEEDUP_GOAL:g}",
+                     met=judge(speedup >= SURFACE_SPEEDUP_GOAL)),
         Figure(figure="surface metrics: largest |difference| from the CPU code's values", ours=result["difference"],
                reference=None, ratio=None, goal=f"<= {SURFACE_VALUES_GOAL:g}",
                met=judge(result["difference"] <= SURFACE_VALUES_GOAL)),
@@ -303,10 +388,8 @@ def surface_checks(device: str, dry: bool, judge) -> tuple[list[Figure], list[st
             f"1 mm per organ; ours " + ("through `compare_masks(device=\"cuda\")` (the path of `eval -device cuda`), "
                                         f"median of {repeats} after a warm-up" if not dry else
                                         "`surface_distances_torch` on CPU tensors (dry mode)")
-            + ", the CPU code once.", ""]
+            + f", then the CPU code once; that is one measurement, {rule(window_for(max_rounds), max_rounds)}.", ""]
     return figures, text
-
-
 
 
 def main() -> None:
@@ -321,8 +404,18 @@ def main() -> None:
                         help=f"the first K corruptions of {len(CONDITIONS)} (default all; dry 1)")
     parser.add_argument("--output", type=Path, default=None,
                         help="Markdown results (default results/gpu.md on CUDA; required in dry mode)")
+    parser.add_argument("--max-rounds", type=max_rounds_option, default=None,
+                        help=f"measurements at most of each corruption and of the surface metrics (default {MAX_ROUNDS}; "
+                             f"dry mode {DRY_MAX_ROUNDS})")
+    parser.add_argument("--run-max-rounds", type=max_rounds_option, default=None,
+                        help=f"measurements at most of run vs the naive loop (default {RUN_MAX_ROUNDS}, ~6 min each "
+                             "on an H200; dry mode 1)")
     args = parser.parse_args()
     dry = args.device == "cpu"
+    # dry mode: one run measurement (its processes each import torch; CI proves the wiring, not the figure)
+    default_rounds = (DRY_MAX_ROUNDS, 1) if dry else (MAX_ROUNDS, RUN_MAX_ROUNDS)
+    args.max_rounds = args.max_rounds or default_rounds[0]
+    args.run_max_rounds = args.run_max_rounds or default_rounds[1]
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device; use --device cpu for the dry mode")
     output = args.output or (None if dry else REPO / "benchmarks" / "results" / "gpu.md")
@@ -334,22 +427,23 @@ def main() -> None:
     conditions = CONDITIONS[:args.conditions] if args.conditions else conditions
     started = time.perf_counter()
 
-    corruption_rows = corruptions_on_device(args.device, shape, repeats) if args.part == "all" else []
+    corruption_rows = corruptions_on_device(args.device, shape, repeats, args.max_rounds) if args.part == "all" else []
     card = torch.cuda.get_device_name(0) if args.device == "cuda" else "no GPU (dry mode on the CPU)"
     judge = (lambda ok: None) if dry else (lambda ok: bool(ok))
-    figures = [Figure(figure=f"{r['family']}: ours on {args.device} vs TorchIO on CPU (ms), {shape[0]}^3",
-                      ours=r["ours"] * 1e3, reference=r["torchio"] * 1e3, ratio=r["torchio"] / r["ours"],
-                      goal=f"TorchIO CPU / ours >= {TORCHIO_SPEEDUP_GOAL:g}",
-                      met=judge(r["torchio"] / r["ours"] >= TORCHIO_SPEEDUP_GOAL)) for r in corruption_rows]
-    run_figures, run_text = run_checks(args, cases, size, conditions, judge) if args.part != "metrics" else ([], [])
-    surface_figures, surface_text = surface_checks(args.device, dry, judge) if args.part != "run" else ([], [])
-    figures += run_figures + surface_figures
+    figures = corruption_figures(corruption_rows, args.device, shape, judge)
+    run_part, run_text = run_checks(args, cases, size, conditions, judge) if args.part != "metrics" else ([], [])
+    surface_part, surface_text = (surface_checks(args.device, dry, judge, args.max_rounds) if args.part != "run"
+                                  else ([], []))
+    figures += run_part + surface_part
     load = os.getloadavg()
     rows = [f"| {f.figure} | {f.ours:.2f} | {'-' if f.reference is None else f'{f.reference:.2f}'} | "
-            f"{'-' if f.ratio is None else f'{f.ratio:.1f}'} | {f.goal} | "
-            f"{'not judged' if f.met is None else ('yes' if f.met else '**no**')} |" for f in figures]
+            f"{'-' if f.ratio is None else f'{f.ratio:.1f}'} | "
+            f"{'-' if f.rounds is None else f'{100 * f.spread:.0f}% ({f.rounds})'} | {f.goal} | {verdict(f)} |"
+            for f in figures]
     options = ("" if args.part == "all" else f" --part {args.part}") + ("" if args.cases is None else f" --cases {cases}") + (
-        "" if args.conditions is None else f" --conditions {args.conditions}")
+        "" if args.conditions is None else f" --conditions {args.conditions}") + (
+        "" if args.max_rounds == default_rounds[0] else f" --max-rounds {args.max_rounds}") + (
+        "" if args.run_max_rounds == default_rounds[1] else f" --run-max-rounds {args.run_max_rounds}")
     text = "\n".join([
         "# GPU check" + (" (dry mode on the CPU: goals not judged)" if dry else "")
         + {"all": "", "run": " (run checks only)", "metrics": " (surface metrics only)"}[args.part],
@@ -359,13 +453,15 @@ def main() -> None:
         f"on {card}; {os.cpu_count()} CPUs ({platform.machine()}), torch {torch.__version__}, load average at the "
         f"end {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f}.",
         "",
-        "| figure | ours | reference | ratio | goal | met? |",
-        "|---|---:|---:|---:|---|---|",
+        "| figure | ours | reference | ratio | spread (measurements) | goal | met? |",
+        "|---|---:|---:|---:|---:|---|---|",
         *rows,
         "",
-        *([f"**Corruptions**: a {shape[0]}^3 float32 phantom at severity 3, median of {repeats} run(s) after a "
-           "warm-up; ours is the full public call on the device (synchronised), TorchIO the equivalent "
-           "deterministic transform on the CPU.", ""] if corruption_rows else []),
+        *([f"**Corruptions**: a {shape[0]}^3 float32 phantom at severity 3; a measurement is the median of "
+           f"{repeats} run(s) of each after a warm-up, ours and TorchIO interleaved; it is "
+           f"{rule(window_for(args.max_rounds), args.max_rounds)}. Ours is the full public call on the device "
+           "(synchronised), TorchIO the equivalent deterministic transform on the CPU.", ""]
+          if corruption_rows else []),
         *run_text,
         *surface_text,
     ])
