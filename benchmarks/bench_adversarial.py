@@ -45,6 +45,7 @@ import torch
 from figures import (
     Figure,
     Stable,
+    load_note,
     max_rounds_option,
     repeat_until_stable,
     rule,
@@ -194,7 +195,7 @@ def markdown(timing: Stable, result, memory: dict, size: int, memory_size: int, 
         "# Adversarial attacks through the sliding window: cost",
         "",
         f"Model `{TRAINER}` (3d_fullres, patch 32^3, fold 0, no TTA), synthetic blob cases, CPU "
-        f"({os.cpu_count()} cores shared with other jobs, torch threads {threads}, {platform.machine()}).",
+        f"({os.cpu_count()} cores, torch threads {threads}, {platform.machine()}); {load_note()}.",
         "The attack makes, per step, one no-grad pass over all tiles (aggregated logits and the loss "
         "gradient) and one pass that re-runs each tile with gradients and back-propagates its share "
         "(see `nnunet_robustness/adversarial/pipeline.py`), plus a clean and a final pass.",

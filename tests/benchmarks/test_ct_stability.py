@@ -60,6 +60,15 @@ def test_an_unstable_series_stops_at_the_cap_and_leaves_the_goals_unjudged():
     assert "at most 7 times" in text and "| `ct_rings` | 5.0 | 0.050 | 80.0x |" in text
 
 
+def test_a_measurement_is_the_median_of_interleaved_repeats():
+    (timing, calls) = measure({"ct_low_dose": [20.0, 90.0, 21.0] * 3, "ct_rings": [5.0] * 9,
+                               "reference": [4.0, 4.4, 2.0] * 3}, repeats=3)
+    assert calls[:6] == [*FAMILIES, "reference"] * 2 and calls.count("reference") == 9  # 3 measurements
+    assert timing.times == {"ct_low_dose": 21.0, "ct_rings": 5.0, "reference": 400.0} and timing.stable
+    assert "the median of 3 interleaved run(s)" in bench.markdown(timing, FAMILIES, 100, 2, 360, "CPU", (0, 0),
+                                                                  repeats=3)
+
+
 def test_one_measurement_with_max_rounds_one():
     (timing, calls) = measure({"ct_low_dose": [500.0], "ct_rings": [5.0], "reference": [4.0]}, max_rounds=1)
     assert (timing.rounds, timing.stable, len(calls)) == (1, True, 3)
