@@ -19,7 +19,8 @@ writes ``results/gpu.md``.
 3. **Surface metrics on the device**: HD95, ASSD and NSD of a SegTHOR-sized synthetic pair (512 x 512 x
    200 at 2.5 x 0.98 x 0.98 mm, four organs, the prediction shifted and grown with two false-positive
    islands) with ``compare_masks``' torch path (``eval -device cuda``, ``metrics/surface_torch.py``) vs
-   the CPU code. Goals: values equal (<= 1e-6), the device >= 3x faster.
+   the CPU code. Goals: values equal (<= 1e-6), the device >= 3x faster. Against the peer a GPU user would
+   pick: MONAI's metrics with the masks on the device (with cuCIM when installed), goal: ours faster.
 
 Timed ratios follow the stability rule (``figures.repeat_until_stable``): a measurement is repeated
 until the last 3 ratios lie within 10 % of each other, and goals are judged on the median of those
@@ -263,8 +264,49 @@ def surface_metrics_on_device(device: str, shape: tuple[int, int, int], repeats:
     difference = float(np.max(np.abs(np.array(ours()) - np.array(cpu()))))
     print(f"surface metrics  ours ({device}) {timing.times['ours']:8.3f} s   CPU code {timing.times['reference']:8.3f} s"
           f"   max |difference| {difference:.2e}   spread {100 * timing.spread:.0f}% ({timing.rounds})", flush=True)
-    return {"ours": timing.times["ours"], "cpu": timing.times["reference"], "timing": timing, "difference": difference,
-            "surface_voxels": [int(a.sum() + b.sum()) for a, b in pairs]}
+    result = {"ours": timing.times["ours"], "cpu": timing.times["reference"], "timing": timing,
+              "difference": difference, "surface_voxels": [int(a.sum() + b.sum()) for a, b in pairs]}
+    monai = monai_on_device(pairs, device)
+    if monai is not None:
+        monai()  # warm-up (its imports, and cuCIM's kernels on a GPU)
+        peer = interleaved_until_stable(ours, monai, repeats, max_rounds, theirs_repeats=1, synchronize=synchronize)
+        print(f"surface metrics  ours ({device}) {peer.times['ours']:8.3f} s   MONAI ({device}) "
+              f"{peer.times['reference']:8.3f} s   spread {100 * peer.spread:.0f}% ({peer.rounds})", flush=True)
+        result["monai"] = {"timing": peer, "cucim": cucim_installed(),
+                           "difference": float(np.max(np.abs(np.array(monai()) - np.array(cpu()))))}
+    return result
+
+
+def cucim_installed() -> bool:
+    """MONAI computes its distance transform on the GPU with cuCIM (and CuPy) when both are installed, and
+    moves the masks to the CPU for SciPy's otherwise (``monai.metrics.utils.get_mask_edges``/``get_surface_distance``)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("cucim", "cupy"))
+
+
+def monai_on_device(pairs: list[tuple[np.ndarray, np.ndarray]], device: str) -> Callable[[], list[list[float]]] | None:
+    """MONAI's HD95, ASSD and NSD (1 mm) of each organ with the masks as tensors on ``device``, the peer a GPU
+    user would pick (bench_metrics.py compares it on the CPU and documents where its definitions differ from
+    ours); None when MONAI is not installed (it is in the ``bench`` extra)."""
+    try:
+        from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
+    except ImportError:
+        return None
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="monai")  # its own deprecated defaults
+    tensors = [(torch.from_numpy(reference[None, None]).to(device), torch.from_numpy(prediction[None, None]).to(device))
+               for reference, prediction in pairs]
+    spacing = list(SEGTHOR_SPACING)
+
+    def compute() -> list[list[float]]:
+        return [[float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)),
+                 float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
+                                                        spacing=spacing)),
+                 float(compute_surface_dice(y_pred, y, [1.0], include_background=True, spacing=spacing,
+                                            use_subvoxels=True))] for y, y_pred in tensors]
+    return compute
 
 
 # ---------------------------------------------------------------- report
@@ -383,12 +425,27 @@ def surface_checks(device: str, dry: bool, judge, max_rounds: int = MAX_ROUNDS) 
                reference=None, ratio=None, goal=f"<= {SURFACE_VALUES_GOAL:g}",
                met=judge(result["difference"] <= SURFACE_VALUES_GOAL)),
     ]
+    monai = result.get("monai")
+    if monai is not None:
+        peer = monai["timing"]
+        figures.append(Figure.timed(
+            peer, figure=f"surface metrics (HD95, ASSD, NSD) of 4 organs, {size}: ours vs MONAI, both on {device} "
+                         f"(cuCIM {'installed' if monai['cucim'] else 'not installed: its distance transform on the CPU'})"
+                         " (s)", ours=peer.times["ours"], reference=peer.times["reference"],
+            ratio=peer.ratios["speedup"], goal="MONAI / ours >= 1", met=judge(peer.ratios["speedup"] >= 1)))
+    peer_text = ("MONAI is not installed (`pip install monai`, and cuCIM with CuPy for its GPU distance transform): "
+                 "no peer figure." if monai is None else
+                 f"MONAI's three metrics with the masks on {device} (cuCIM {'installed' if monai['cucim'] else 'not installed'}"
+                 f"), timed the same way against ours; its values differ from ours by up to {monai['difference']:.3g} "
+                 "(its surface is the masks' boundary voxel centres, ours surface elements weighted by their area; "
+                 "results/metrics.md states each definition), so no value goal applies to it.")
     text = [f"**Surface metrics**: a synthetic SegTHOR-sized pair ({size} voxels of {SEGTHOR_SPACING} mm, four "
             f"organs, {result['surface_voxels']} foreground voxels per organ in both masks), HD95, ASSD and NSD at "
             f"1 mm per organ; ours " + ("through `compare_masks(device=\"cuda\")` (the path of `eval -device cuda`), "
                                         f"median of {repeats} after a warm-up" if not dry else
                                         "`surface_distances_torch` on CPU tensors (dry mode)")
-            + f", then the CPU code once; that is one measurement, {rule(window_for(max_rounds), max_rounds)}.", ""]
+            + f", then the CPU code once; that is one measurement, {rule(window_for(max_rounds), max_rounds)}. "
+            + peer_text, ""]
     return figures, text
 
 

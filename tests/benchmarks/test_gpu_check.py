@@ -3,6 +3,7 @@ every step on tiny inputs, writes its table and judges no goal."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -37,6 +38,12 @@ def test_gpu_check_dry_mode_runs_every_step(tmp_path, nnunet_env):
     assert surface["ours"] > 0 and surface["reference"] > 0
     difference = next(f for name, f in figures.items() if "largest |difference|" in name)
     assert difference["ours"] <= 1e-6  # the torch code on CPU tensors gives the CPU code's values
+    # the peer a GPU user would pick: MONAI with the masks on the device, where it is installed (bench extra)
+    peer = [f for name, f in figures.items() if "ours vs MONAI" in name]
+    if importlib.util.find_spec("monai") is None:
+        assert peer == [] and "MONAI is not installed" in text
+    else:
+        assert len(peer) == 1 and peer[0]["ours"] > 0 and peer[0]["reference"] > 0 and peer[0]["rounds"] >= 1
     with pytest.raises(subprocess.CalledProcessError):  # the dry mode never overwrites results/gpu.md
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--device", "cpu"],
                        env=nnunet_env, capture_output=True, check=True, cwd=REPO)
