@@ -71,6 +71,16 @@ def judge_curve(pseudo_dice: Sequence[float], run: str) -> Convergence:
                        f"(rule: < {CONVERGED_SLOPE})")
 
 
+def unconverged_rate(epochs: int, noise_sd: float, slope: float, repetitions: int = 2000, seed: int = 0) -> float:
+    """How often the rule reads "unconverged" for a curve that ends on a straight line of ``slope`` Dice per
+    epoch with independent normal scatter of ``noise_sd`` per epoch (a simulation: a flat curve, ``slope``
+    0, measures false "unconverged"; a rising one, 1 minus it measures false "converged")."""
+    rng = np.random.default_rng(seed)
+    epoch = np.arange(epochs, dtype=float)
+    curves = 0.9 + slope * (epoch - epochs) + rng.normal(0.0, noise_sd, (repetitions, epochs))
+    return float(np.mean([not judge_curve(curve, "simulated").converged for curve in curves]))
+
+
 def raw_pseudo_dice(logging: dict[str, Sequence[float]]) -> list[float]:
     """nnU-Net's raw per-epoch pseudo Dice: ``mean_fg_dice``, or recovered from ``ema_fg_dice``
     (``x_0 = ema_0``, ``x_t = (ema_t - 0.9 ema_(t-1)) / 0.1``) where only the EMA was kept."""

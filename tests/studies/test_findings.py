@@ -145,6 +145,25 @@ def test_convergence_rule_reads_the_raw_pseudo_dice_not_its_lagging_average():
     assert not short.converged and short.slope is None and "too few" in short.reason
 
 
+def test_the_rules_simulated_error_rates_equal_the_normal_slope_distribution():
+    """benchmarks/convergence_simulation.py's rates: the least-squares slope of w points with scatter SD s is
+    normal with SD s / sqrt(sum (x - mean)^2), so a flat curve reads "unconverged" with probability
+    P(Z >= limit / SD); at 20 epochs (window 5) and s = 0.006 that is 0.146, at 50 epochs (window 13) 0."""
+    from scipy.stats import norm
+
+    from nnunet_robustness.studies.convergence import unconverged_rate, window_of
+
+    def expected(epochs: int, noise: float) -> float:
+        x = np.arange(window_of(epochs))
+        return norm.sf(CONVERGED_SLOPE / (noise / np.sqrt(((x - x.mean()) ** 2).sum())))
+
+    # 1,000 curves: the rate's standard error is at most 0.016, a third of the tolerance
+    assert unconverged_rate(20, 0.006, 0.0, 1000) == pytest.approx(expected(20, 0.006), abs=0.05)
+    assert 1 - unconverged_rate(20, 0.006, 2 * CONVERGED_SLOPE, 1000) == pytest.approx(expected(20, 0.006), abs=0.05)
+    assert unconverged_rate(50, 0.006, 0.0, 1000) == pytest.approx(expected(50, 0.006), abs=0.01)
+    assert unconverged_rate(20, 0.0, 0.0, 10) == 0.0 and unconverged_rate(20, 0.0, 0.003, 10) == 1.0
+
+
 def test_trivial_baseline_fits_the_prior_mask_on_training_labels_only():
     rng = np.random.default_rng(5)
     training = []
