@@ -8,8 +8,8 @@
    is the median of 3 clean predictions followed by one attack; it is repeated until the last 3 ratios
    (attack / clean) lie within 10 % of each other, at most ``--max-rounds`` times
    (``figures.repeat_until_stable``), and the goal is judged on the median of those ratios (still
-   unstable: not judged). One measurement takes about 3 minutes on 2 CPU cores (the attack alone ~3 min),
-   so the default cap is 5 measurements (at most ~17 min), not ``figures.MAX_ROUNDS`` (7, ~23 min);
+   unstable: not judged). One measurement takes about 1.5-2 minutes on 2 quiet CPU cores (the attack 84-110 s
+   on 2026-12-07), so the default cap is 5 measurements (at most ~10 min), not ``figures.MAX_ROUNDS`` (7);
    ``--max-rounds 1`` takes one measurement, as before the stability rule. The attack's own figures
    (tiles, loss, flipped voxels) come from the first attack: with seed 0 every attack is the same.
 2. Peak memory for a ``--memory-size``^3 case (default 128^3): ``resource.getrusage(RUSAGE_SELF)
@@ -63,7 +63,7 @@ DATASET_ID, CONFIGURATION, TRAINER = 991, "3d_fullres", "nnUNetTrainer_tiny"
 ATTACK = "adv_pgd_linf:3"  # severity 3: eps = 4/255 of the robust range, 10 steps
 RATIO_GOAL = 60.0  # PGD-10 / clean prediction; ~ (1 + 10 x (1 forward + 1 forward-backward) + 1) passes
 CLEAN_RUNS = 3  # clean predictions per measurement (median)
-# A measurement takes ~3 min on 2 CPU cores: at most 5 of them (~17 min), not figures.MAX_ROUNDS (7, ~23 min)
+# A measurement takes ~1.5-2 min on 2 quiet CPU cores: at most 5 of them (~10 min), not figures.MAX_ROUNDS (7)
 MAX_ROUNDS = 5
 
 
@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's); 1 is faster on a small shared CPU")
     parser.add_argument("--max-rounds", type=max_rounds_option, default=MAX_ROUNDS,
-                        help=f"measurements at most (default {MAX_ROUNDS}; ~3 min each on 2 CPU cores)")
+                        help=f"measurements at most (default {MAX_ROUNDS}; ~1.5-2 min each on 2 CPU cores)")
     parser.add_argument("--memory-child", choices=("clean", "attack"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
