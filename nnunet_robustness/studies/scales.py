@@ -25,8 +25,8 @@ SEED = 0
 
 
 def _epochs(schedule: str) -> int:
-    """Epochs of a schedule suffix: "50epochs" -> 50; nnU-Net's 1000 without one; 1 for "tiny" and "short"."""
-    return int(schedule.removesuffix("epochs")) if schedule.endswith("epochs") else 1000 if not schedule else 1
+    """Epochs of an epoch-count schedule suffix: "50epochs" -> 50; nnU-Net's 1000 without one."""
+    return int(schedule.removesuffix("epochs")) if schedule else 1000
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ class Scale:
 
     def iterations_for(self, architecture: str) -> int:
         """Training iterations of one of ``architecture``'s runs, for the ETA only."""
-        own, default = _epochs(self.schedule_for(architecture)), _epochs(self.schedule)
-        return round(self.iterations * own / default)
+        own = self.schedule_for(architecture)
+        return self.iterations if own == self.schedule else round(self.iterations * _epochs(own) / _epochs(self.schedule))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -342,7 +342,7 @@ def run_done(folder: Path, specs: Sequence[str], sets: Sequence[str], model_fold
     from nnunet_robustness.records.run_manifest import RunManifest
 
     manifest = RunManifest.read_if_present(folder)
-    return (manifest is not None and not predicted_by_another_model(folder, model_folder)
+    return (manifest is not None and manifest.model_folder.resolve() == model_folder.resolve()
             and manifest.is_complete(folder, resolve_conditions(specs, sets)))
 
 

@@ -99,6 +99,19 @@ def test_predictions_of_an_arm_whose_model_changed_are_redone(tmp_path):
     manifest(model).write(folder)  # the arm's own model, nothing predicted yet: not done, no overwrite
     assert not noskip.done() and "--overwrite" not in noskip.commands()[0]
 
+    # a complete folder is done only for the model that predicted it
+    from nnunet_robustness.conditions.parsing import resolve_conditions
+
+    complete = tmp_path / "complete"
+    conditions = tuple(resolve_conditions([], []))
+    for condition in conditions:
+        (complete / condition.name).mkdir(parents=True)
+        (complete / condition.name / "case_1.nii.gz").touch()
+    RunManifest(model={"model_folder": str(model)}, seed=0, save_probabilities=False, file_ending=".nii.gz",
+                conditions=conditions, cases=("case_1",)).write(complete)
+    assert workflow.run_done(complete, [], [], model)
+    assert not workflow.run_done(complete, [], [], model.parent / f"{trainer_name('NoSkip', '20epochs')}__nnUNetPlans__2d")
+
 
 def test_pipeline_reuses_finished_steps_resumes_training_and_estimates_time(tmp_path):
     calls, lines = [], []
