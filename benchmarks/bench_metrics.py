@@ -114,10 +114,17 @@ def deepmind(reference, prediction, spacing) -> dict[str, float]:
 
 def monai_metrics(reference, prediction, spacing) -> dict[str, float]:
     import torch
-    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 
     # One-hot (batch, channel, ...) views of the masks, no copy; the single channel is the structure.
-    y, y_pred = torch.from_numpy(reference[None, None]), torch.from_numpy(prediction[None, None])
+    return monai_on_tensors(torch.from_numpy(reference[None, None]), torch.from_numpy(prediction[None, None]),
+                            spacing)
+
+
+def monai_on_tensors(y, y_pred, spacing) -> dict[str, float]:
+    """MONAI's three metrics of one-hot (1, 1, ...) mask tensors, on whatever device they are (gpu_check.py
+    passes CUDA tensors)."""
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
+
     spacing = list(spacing)
     return {"hd95": float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)),
             "assd": float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,

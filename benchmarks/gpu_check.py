@@ -289,23 +289,22 @@ def monai_on_device(pairs: list[tuple[np.ndarray, np.ndarray]], device: str) -> 
     """MONAI's HD95, ASSD and NSD (1 mm) of each organ with the masks as tensors on ``device``, the peer a GPU
     user would pick (bench_metrics.py compares it on the CPU and documents where its definitions differ from
     ours); None when MONAI is not installed (it is in the ``bench`` extra)."""
-    try:
-        from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
-    except ImportError:
-        return None
+    import importlib.util
     import warnings
 
+    if importlib.util.find_spec("monai") is None:
+        return None
+    from bench_metrics import TOLERANCE_MM, monai_on_tensors
+
+    assert TOLERANCE_MM == 1.0  # the NSD tolerance of ours here
     warnings.filterwarnings("ignore", category=FutureWarning, module="monai")  # its own deprecated defaults
+    # on the device once, outside the timing (as ours, whose masks compare_masks moves itself)
     tensors = [(torch.from_numpy(reference[None, None]).to(device), torch.from_numpy(prediction[None, None]).to(device))
                for reference, prediction in pairs]
-    spacing = list(SEGTHOR_SPACING)
 
     def compute() -> list[list[float]]:
-        return [[float(compute_hausdorff_distance(y_pred, y, include_background=True, percentile=95, spacing=spacing)),
-                 float(compute_average_surface_distance(y_pred, y, include_background=True, symmetric=True,
-                                                        spacing=spacing)),
-                 float(compute_surface_dice(y_pred, y, [1.0], include_background=True, spacing=spacing,
-                                            use_subvoxels=True))] for y, y_pred in tensors]
+        return [[row[m] for m in ("hd95", "assd", "nsd")]
+                for row in (monai_on_tensors(y, y_pred, SEGTHOR_SPACING) for y, y_pred in tensors)]
     return compute
 
 
