@@ -148,7 +148,7 @@ def test_convergence_rule_reads_the_raw_pseudo_dice_not_its_lagging_average():
 def test_the_rules_simulated_error_rates_equal_the_normal_slope_distribution():
     """benchmarks/convergence_simulation.py's rates: the least-squares slope of w points with scatter SD s is
     normal with SD s / sqrt(sum (x - mean)^2), so a flat curve reads "unconverged" with probability
-    P(Z >= limit / SD); at 20 epochs (window 5) and s = 0.006 that is 0.146, at 50 epochs (window 13) 0."""
+    P(Z >= limit / SD); at 20 epochs (window 9) and s = 0.006 that is 0.005, at 50 epochs (window 13) 0."""
     from scipy.stats import norm
 
     from nnunet_robustness.studies.convergence import unconverged_rate, window_of
@@ -162,6 +162,23 @@ def test_the_rules_simulated_error_rates_equal_the_normal_slope_distribution():
     assert 1 - unconverged_rate(20, 0.006, 2 * CONVERGED_SLOPE, 1000) == pytest.approx(expected(20, 0.006), abs=0.05)
     assert unconverged_rate(50, 0.006, 0.0, 1000) == pytest.approx(expected(50, 0.006), abs=0.01)
     assert unconverged_rate(20, 0.0, 0.0, 10) == 0.0 and unconverged_rate(20, 0.0, 0.003, 10) == 1.0
+    # the old 5-epoch window, measured through the same path: 0.146 at s = 0.006
+    assert unconverged_rate(20, 0.006, 0.0, 1000, min_window=5) == pytest.approx(0.146, abs=0.05)
+
+
+def test_the_rules_window_is_the_shortest_with_both_error_rates_within_1_percent():
+    """convergence.MIN_WINDOW's stated basis: at the largest scatter seen (0.006) the shortest window whose
+    false "unconverged" (flat curve) and false "converged" (rising at twice the limit) are both <= 1 %.
+    Both equal P(Z >= limit / SD(slope)), so the normal distribution of the slope decides it."""
+    from scipy.stats import norm
+
+    from nnunet_robustness.studies.convergence import MIN_WINDOW
+
+    def error_rate(window: int) -> float:
+        x = np.arange(window)
+        return norm.sf(CONVERGED_SLOPE / (0.006 / np.sqrt(((x - x.mean()) ** 2).sum())))
+
+    assert MIN_WINDOW == min(w for w in range(3, 30) if error_rate(w) <= 0.01)
 
 
 def test_trivial_baseline_fits_the_prior_mask_on_training_labels_only():
