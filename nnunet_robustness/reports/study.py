@@ -180,6 +180,15 @@ def _table_plot(rows: list[dict]) -> str:
     return image
 
 
+def _schedules(scale: dict) -> str:
+    """The scale's trainer schedules as words: its own, then each architecture that trains longer."""
+    def words(schedule: str) -> str:
+        return f"'{schedule}'" if schedule else "nnU-Net's 1000 epochs"
+
+    longer = "".join(f"; {architecture} {words(schedule)}" for architecture, schedule in scale.get("longer_schedules") or ())
+    return f"schedule {words(scale['schedule'])}{longer}"
+
+
 def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
     if not curves:
         return note("No finished training yet.")
@@ -209,8 +218,8 @@ def _curves(curves: dict[str, dict[str, list[float]]], scale: dict) -> str:
     final = [[name, len(c["train_losses"]), c["train_losses"][-1] if c["train_losses"] else None,
               c["val_losses"][-1] if c["val_losses"] else None, c["ema_fg_dice"][-1] if c["ema_fg_dice"] else None]
              for name, c in curves.items()]
-    return (note(f"nnU-Net's own per-epoch log of each model (schedule suffix '{scale['schedule'] or '1000 epochs'}'"
-                 f"; about {scale['iterations']} iterations per model including validation).") + image
+    return (note(f"nnU-Net's own per-epoch log of each model ({_schedules(scale)}; "
+                 "the table's epochs are what each run logged).") + image
             + table(["model", "epochs", "final train loss", "final validation loss", "final EMA pseudo Dice"], final,
                     text_columns=(0,)))
 

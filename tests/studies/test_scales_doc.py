@@ -46,3 +46,12 @@ def test_the_scales_table_states_the_code(name):
     assert cell["trainer schedule"].count("; ") == len(scale.longer_schedules)
     assert cell["patch scales (F3)"] == ", ".join(str(c) for c in scale.contexts)
     assert cell["F3 wide test images"] == f"{scale.wide_factor}x the side"
+
+
+def test_the_study_reports_training_note_names_each_architectures_schedule():
+    """The report's training-curve note once printed the scale's one schedule and an ETA-only iteration count
+    ("'20epochs'; about 6000 iterations") after No-Skip had moved to 50 epochs."""
+    from nnunet_robustness.reports.study import _schedules
+
+    assert _schedules(SCALES["cpu"].to_json()) == "schedule '20epochs'; NoSkip '50epochs'"
+    assert _schedules(SCALES["gpu"].to_json()) == "schedule nnU-Net's 1000 epochs"
