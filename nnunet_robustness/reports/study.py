@@ -185,7 +185,8 @@ def _schedules(scale: dict) -> str:
     def words(schedule: str) -> str:
         return f"'{schedule}'" if schedule else "nnU-Net's 1000 epochs"
 
-    longer = "".join(f"; {architecture} {words(schedule)}" for architecture, schedule in scale.get("longer_schedules") or ())
+    longer = "".join(f"; {architecture} {words(schedule)}" + (f" ({only[0]})" if only else "")
+                     for architecture, schedule, *only in scale.get("longer_schedules") or ())
     return f"schedule {words(scale['schedule'])}{longer}"
 
 

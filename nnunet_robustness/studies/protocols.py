@@ -84,7 +84,7 @@ class StudyContext:
         return self.root / "nnUNet_preprocessed" / name
 
     def model_folder(self, dataset: str, architecture: str, configuration: str = CONFIGURATION) -> Path:
-        trainer = trainer_name(architecture, self.scale.schedule_for(architecture))
+        trainer = trainer_name(architecture, self.scale.schedule_for(architecture, configuration))
         return self.root / "nnUNet_results" / dataset / f"{trainer}__nnUNetPlans__{configuration}"
 
     def cases_at(self, dataset: str, alpha: float) -> list[str]:
@@ -149,10 +149,11 @@ class Study:
         for fold in self.folds:
             for architecture in ARCHITECTURES:
                 command = [tool("nnUNetv2_train"), str(c.dataset_id(alpha)), configuration, str(fold), "-tr",
-                           trainer_name(architecture, s.schedule_for(architecture)), "-device", c.device]
+                           trainer_name(architecture, s.schedule_for(architecture, configuration)), "-device", c.device]
                 steps.append(training_step(f"nnUNetv2_train {architecture} {name} {configuration} fold {fold}",
                                            c.model_folder(name, architecture, configuration), command, str(fold),
-                                           weight=25 + s.iterations_for(architecture) * s.seconds_per_iteration))
+                                           weight=25 + s.iterations_for(architecture, configuration)
+                                           * s.seconds_per_iteration))
         return steps
 
     def run_steps(self, alpha: float, architecture: str, output: Path, specs: Sequence[str] = (),

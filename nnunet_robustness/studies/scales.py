@@ -10,7 +10,9 @@ the first wave's alpha 0.9 models stayed below an image-independent prior mask),
 per architecture (nnU-Net's folds 0-2), 5000 iterations each (``_20epochs``: the first wave's 2500 left
 No-Skip still rising 0.008 Dice per epoch) and 12,500 for No-Skip (``_50epochs``: at 5000 two of its three
 runs still rose 0.0021 Dice per epoch; without skip connections it learns more slowly, and an arm is
-compared once it has stopped improving, not after equal work), 20 test images per test level (paired tests can reach
+compared once it has stopped improving, not after equal work), and 12,500 for the attention-gated U-Net at
+patch scale 0.5 (F3; at 5000 two of its three runs still rose 0.0020-0.0025 Dice per epoch over 9 epochs,
+while at nnU-Net's own patch all three had stopped), 20 test images per test level (paired tests can reach
 p < 0.05). ``wide_factor``: F3's test images are this many times larger per side than the training
 images, with the same blobs in pixels, so that their foreground fraction falls below the training range
 (about 1/9 of it at factor 3), as in the paper's whole-volume test.
@@ -44,17 +46,21 @@ class Scale:
     example_alphas: tuple[float, ...]  # the recommendation is asked for datasets at these levels
     seconds_per_iteration: float  # for the ETA only
     iterations: int  # training iterations (train + validation) per model, for the ETA only
-    # (architecture, schedule) pairs: architectures that train longer than ``schedule`` because their runs
-    # were still rising at its end (the convergence rule, nnunet_robustness.studies.convergence)
-    longer_schedules: tuple[tuple[str, str], ...] = ()
+    # (architecture, schedule) or (architecture, schedule, configuration): architectures that train longer than
+    # ``schedule`` (in that configuration only, where one is named) because their runs were still rising at its
+    # end (the convergence rule, nnunet_robustness.studies.convergence)
+    longer_schedules: tuple[tuple[str, ...], ...] = ()
 
-    def schedule_for(self, architecture: str) -> str:
-        """The trainer schedule of ``architecture``'s runs at this scale."""
-        return dict(self.longer_schedules).get(architecture, self.schedule)
+    def schedule_for(self, architecture: str, configuration: str = "2d") -> str:  # "2d": protocols.CONFIGURATION
+        """The trainer schedule of ``architecture``'s runs in ``configuration`` at this scale."""
+        for architecture_named, schedule, *only in self.longer_schedules:
+            if architecture_named == architecture and (not only or only[0] == configuration):
+                return schedule
+        return self.schedule
 
-    def iterations_for(self, architecture: str) -> int:
+    def iterations_for(self, architecture: str, configuration: str = "2d") -> int:
         """Training iterations of one of ``architecture``'s runs, for the ETA only."""
-        own = self.schedule_for(architecture)
+        own = self.schedule_for(architecture, configuration)
         return self.iterations if own == self.schedule else round(self.iterations * _epochs(own) / _epochs(self.schedule))
 
     def to_json(self) -> dict[str, Any]:
@@ -73,7 +79,7 @@ SCALES: dict[str, Scale] = {
     "cpu": Scale("cpu", image_size=64, train_alphas=(0.1,), test_alphas=(0.1, 0.6, 0.9), num_train=60,
                  num_test=20, schedule="20epochs", folds=(0, 1, 2), contexts=(0.5, 1.0), wide_factor=3,
                  example_alphas=(0.3, 0.7), seconds_per_iteration=0.3, iterations=6000,
-                 longer_schedules=(("NoSkip", "50epochs"),)),
+                 longer_schedules=(("NoSkip", "50epochs"), ("AttentionGate", "50epochs", "2d_ctx0.50"))),
     "gpu": Scale("gpu", image_size=256, train_alphas=tuple(round(0.1 * i, 1) for i in range(1, 10)),
                  test_alphas=tuple(round(0.1 * i, 1) for i in range(1, 10)), num_train=80, num_test=20, schedule="",
                  folds=(0, 1, 2, 3, 4), contexts=(0.5, 0.75, 1.0, 1.25), wide_factor=3, example_alphas=(0.3, 0.7),

@@ -41,8 +41,10 @@ def test_the_scales_table_states_the_code(name):
         return f"`_fg033_{schedule}`" if schedule else "`_fg033`"
 
     assert cell["trainer schedule"].split(" (")[0] == suffix(scale.schedule)
-    for architecture, schedule in scale.longer_schedules:  # stated as "; No-Skip `_fg033_50epochs` (...)"
-        assert f"{architecture.replace('NoSkip', 'No-Skip')} {suffix(schedule)}" in cell["trainer schedule"]
+    words = {"NoSkip": "No-Skip", "AttentionGate": "attention-gated", "UNet": "U-Net"}
+    for architecture, schedule, *only in scale.longer_schedules:  # "; No-Skip `_fg033_50epochs` (...)"
+        where = f" at patch scale {float(only[0].split('_ctx')[1]):g}" if only else ""  # "2d_ctx0.50" -> 0.5
+        assert f"{words[architecture]} {suffix(schedule)}{where}" in cell["trainer schedule"]
     assert cell["trainer schedule"].count("; ") == len(scale.longer_schedules)
     assert cell["patch scales (F3)"] == ", ".join(str(c) for c in scale.contexts)
     assert cell["F3 wide test images"] == f"{scale.wide_factor}x the side"
@@ -53,5 +55,6 @@ def test_the_study_reports_training_note_names_each_architectures_schedule():
     ("'20epochs'; about 6000 iterations") after No-Skip had moved to 50 epochs."""
     from nnunet_robustness.reports.study import _schedules
 
-    assert _schedules(SCALES["cpu"].to_json()) == "schedule '20epochs'; NoSkip '50epochs'"
+    assert _schedules(SCALES["cpu"].to_json()) == ("schedule '20epochs'; NoSkip '50epochs'; "
+                                                   "AttentionGate '50epochs' (2d_ctx0.50)")
     assert _schedules(SCALES["gpu"].to_json()) == "schedule nnU-Net's 1000 epochs"

@@ -75,6 +75,22 @@ def test_every_arm_is_trained_on_each_fold_of_the_scale_and_evaluated_as_runs(tm
     assert len(models) == 3 and all(m.count(",") == 2 and "fold_0" in m and "fold_2" in m for m in models)
 
 
+def test_a_longer_schedule_named_for_one_configuration_applies_there_only(tmp_path):
+    """cpu scale, F3: the attention-gated U-Net trains 50 epochs at patch scale 0.5 (two of its three
+    20-epoch runs were still rising there) and 20 at nnU-Net's own patch, where F1 and F2 share its models."""
+    context = _context(tmp_path, "cpu")
+    trained = {(c[2], c[3], c[c.index("-tr") + 1]) for c in _commands("context-fbr", context)
+               if c[0] == "nnUNetv2_train"}
+    expected = {("2d_ctx0.50", "UNet", "20epochs"), ("2d_ctx0.50", "NoSkip", "50epochs"),
+                ("2d_ctx0.50", "AttentionGate", "50epochs"), ("2d", "UNet", "20epochs"),
+                ("2d", "NoSkip", "50epochs"), ("2d", "AttentionGate", "20epochs")}
+    assert trained == {(configuration, str(fold), trainer_name(a, schedule))
+                       for configuration, a, schedule in expected for fold in (0, 1, 2)}
+    assert context.model_folder("D", "AttentionGate", "2d_ctx0.50").name.startswith(
+        trainer_name("AttentionGate", "50epochs") + "__")
+    assert context.model_folder("D", "AttentionGate").name.startswith(trainer_name("AttentionGate", "20epochs") + "__")
+
+
 def test_predictions_of_an_arm_whose_model_changed_are_redone(tmp_path):
     """A protocol change of an arm's trainer (No-Skip's longer schedule) makes its run folders stale: their
     run.json names the old model folder, so the step is not done and `run` starts over with --overwrite
