@@ -26,6 +26,12 @@ CHOICE_SD = 0.006  # the largest scatter seen
 CHOICE_RATE = 0.01  # both error rates at most this
 
 
+def error_rates(epochs: int, noise: float, repetitions: int, min_window: int = MIN_WINDOW) -> tuple[float, float]:
+    """A flat curve read "unconverged" and a curve rising ``RISING`` per epoch read "converged"."""
+    return (unconverged_rate(epochs, noise, 0.0, repetitions, min_window=min_window),
+            1.0 - unconverged_rate(epochs, noise, RISING, repetitions, min_window=min_window))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=4000)
@@ -40,8 +46,7 @@ def main() -> None:
              "\"converged\" |", "|---|---|---|---|"]
     for epochs in EPOCHS:
         for noise in NOISE_SD:
-            false_unconverged = unconverged_rate(epochs, noise, 0.0, args.repetitions)
-            false_converged = 1.0 - unconverged_rate(epochs, noise, RISING, args.repetitions)
+            false_unconverged, false_converged = error_rates(epochs, noise, args.repetitions)
             figures["rates"][f"{epochs}/{noise}"] = {"flat_unconverged": false_unconverged,
                                                      "rising_converged": false_converged}
             lines.append(f"| {epochs} ({window_of(epochs)}) | {noise:g} | {false_unconverged:.3f} | "
@@ -53,8 +58,7 @@ def main() -> None:
     figures["windows"] = {}
     chosen = None
     for window in WINDOWS:
-        false_unconverged = unconverged_rate(20, CHOICE_SD, 0.0, args.repetitions, min_window=window)
-        false_converged = 1.0 - unconverged_rate(20, CHOICE_SD, RISING, args.repetitions, min_window=window)
+        false_unconverged, false_converged = error_rates(20, CHOICE_SD, args.repetitions, window)
         within = max(false_unconverged, false_converged) <= CHOICE_RATE
         chosen = chosen or (window if within else None)
         figures["windows"][str(window)] = {"flat_unconverged": false_unconverged, "rising_converged": false_converged}

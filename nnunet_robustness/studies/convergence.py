@@ -20,8 +20,8 @@ says the run stopped improving, not that it reached nnU-Net's 1000-epoch result.
 cpu scale's runs), and the slope of ``w`` points with scatter ``s`` has standard error
 ``s / sqrt(w (w^2 - 1) / 12)``. Nine is the shortest window for which, at the largest scatter seen (0.006),
 a flat curve reads "unconverged" and one rising at twice the limit reads "converged" at most 1 % of the time
-each (0.5 %; 5 epochs: 15 %, 8 epochs: 1.6 %), measured by :func:`unconverged_rate`
-(``benchmarks/convergence_simulation.py``). A longer window would reach back into the approach to the
+each (0.6 % simulated, 0.5 % from the slope's normal distribution; 5 epochs: 15 %, 8 epochs: 1.5-1.8 %),
+measured by :func:`unconverged_rate` (``benchmarks/convergence_simulation.py``). A longer window would reach back into the approach to the
 plateau, where the curve still bends, and call more finished runs unconverged.
 """
 

@@ -145,17 +145,23 @@ def test_convergence_rule_reads_the_raw_pseudo_dice_not_its_lagging_average():
     assert not short.converged and short.slope is None and "too few" in short.reason
 
 
-def test_the_rules_simulated_error_rates_equal_the_normal_slope_distribution():
-    """benchmarks/convergence_simulation.py's rates: the least-squares slope of w points with scatter SD s is
-    normal with SD s / sqrt(sum (x - mean)^2), so a flat curve reads "unconverged" with probability
-    P(Z >= limit / SD); at 20 epochs (window 9) and s = 0.006 that is 0.005, at 50 epochs (window 13) 0."""
+def _normal_error_rate(window: int, noise: float) -> float:
+    """The rule's error rate from the slope's distribution: the least-squares slope of ``window`` points with
+    scatter SD ``noise`` is normal with SD noise / sqrt(sum (x - mean)^2), so a flat curve reads "unconverged",
+    and one rising at twice the limit "converged", with probability P(Z >= limit / SD)."""
     from scipy.stats import norm
 
+    x = np.arange(window)
+    return norm.sf(CONVERGED_SLOPE / (noise / np.sqrt(((x - x.mean()) ** 2).sum())))
+
+
+def test_the_rules_simulated_error_rates_equal_the_normal_slope_distribution():
+    """benchmarks/convergence_simulation.py's rates equal the slope's normal distribution: at 20 epochs
+    (window 9) and s = 0.006 that is 0.005, at 50 epochs (window 13) 0."""
     from nnunet_robustness.studies.convergence import unconverged_rate, window_of
 
     def expected(epochs: int, noise: float) -> float:
-        x = np.arange(window_of(epochs))
-        return norm.sf(CONVERGED_SLOPE / (noise / np.sqrt(((x - x.mean()) ** 2).sum())))
+        return _normal_error_rate(window_of(epochs), noise)
 
     # 1,000 curves: the rate's standard error is at most 0.016, a third of the tolerance
     assert unconverged_rate(20, 0.006, 0.0, 1000) == pytest.approx(expected(20, 0.006), abs=0.05)
@@ -170,15 +176,9 @@ def test_the_rules_window_is_the_shortest_with_both_error_rates_within_1_percent
     """convergence.MIN_WINDOW's stated basis: at the largest scatter seen (0.006) the shortest window whose
     false "unconverged" (flat curve) and false "converged" (rising at twice the limit) are both <= 1 %.
     Both equal P(Z >= limit / SD(slope)), so the normal distribution of the slope decides it."""
-    from scipy.stats import norm
-
     from nnunet_robustness.studies.convergence import MIN_WINDOW
 
-    def error_rate(window: int) -> float:
-        x = np.arange(window)
-        return norm.sf(CONVERGED_SLOPE / (0.006 / np.sqrt(((x - x.mean()) ** 2).sum())))
-
-    assert MIN_WINDOW == min(w for w in range(3, 30) if error_rate(w) <= 0.01)
+    assert MIN_WINDOW == min(w for w in range(3, 30) if _normal_error_rate(w, 0.006) <= 0.01)
 
 
 def test_trivial_baseline_fits_the_prior_mask_on_training_labels_only():
